@@ -1,0 +1,2 @@
+class FakeProvider:
+    id = "fake"

@@ -1,0 +1,2 @@
+def register(cls):
+    return cls

@@ -1,0 +1,53 @@
+"""The sandbox's eDex error codes: one table, imported by the provider's error allowlist.
+
+Real eSite codes and texts are unknown (AMSI_EDEX.md); these are the sandbox's own, stable and
+distinct so the provider can sort them into retryable / permanent / already-done.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class ErrorCode(models.IntegerChoices):
+    """code, NAME, description (the description is what goes in ErrorDescription)."""
+
+    SUCCESS = 0, "Success"
+    INVALID_LOGIN = 100, "Invalid UserID or Password"
+    UNKNOWN_PORTFOLIO = 101, "Unknown PortfolioName"
+    UNKNOWN_PROPERTY = 102, "Unknown property"
+    NO_DATA = 103, "No data found"
+    MALFORMED_XMLDATA = 104, "XMLData is not a well-formed document"
+    NOT_SUPPORTED = 105, "Operation not supported by the sandbox"
+    UNKNOWN_LEASE = 200, "Unknown lease (PropertyID, BldgID, UnitID, ResiID)"
+    PAYMENT_ACCESS_BLOCKED = 201, "Lease has Block Payment Access set"
+    CREDIT_STATUS_HOLD = 202, "Lease credit status does not allow payments (Hold/Restricted)"
+    NO_CHECKS = 203, "Lease credit status is No Checks: PaymentType C not allowed"
+    INVALID_AMOUNT = 204, "Amount must be a positive decimal with at most 2 places"
+    INVALID_JNLNO = 205, "ClientJnlNo must be digits only"
+    DUPLICATE_TRANSACTION = 206, "Duplicate ClientTransactionID: already posted"
+    MERCHANT_MISMATCH = 207, "ClientMerchantID does not match the property"
+    INVALID_FIELD = 208, "A required field is missing or invalid"
+    UNKNOWN_TRANSACTION = 300, "Unknown ClientTransactionID: nothing to return"
+    ALREADY_RETURNED = 301, "Transaction has already been returned"
+    INVALID_REASON = 302, "Reason must be NSF, ChargeBack or Reverse"
+    SETTLEMENT_MISMATCH = 400, "SettlementAmount does not equal the batch total"
+    UNKNOWN_BATCH = 401, "Unknown external batch (ExternalJnlNo)"
+
+    @property
+    def description(self) -> str:
+        return str(self.label)
+
+
+class SandboxError(Exception):
+    """A business refusal: it travels inside the <Operation>Result, never as a SOAP fault."""
+
+    def __init__(self, code: ErrorCode, detail: str = "", **extra: str) -> None:
+        self.code = code
+        self.detail = detail
+        self.extra = extra
+        super().__init__(self.description)
+
+    @property
+    def description(self) -> str:
+        return f"{self.code.description}: {self.detail}" if self.detail else self.code.description

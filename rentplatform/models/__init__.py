@@ -1,0 +1,48 @@
+from .lease import (
+    AccessSource,
+    EffectiveAccess,
+    Lease,
+    LeaseResident,
+    LeaseStatus,
+    PaymentAccess,
+)
+from .payment import (
+    ALLOWED_TRANSITIONS,
+    BatchKind,
+    BatchStatus,
+    BatchStream,
+    DepositBatch,
+    InvalidTransition,
+    NachaReturnCode,
+    Payment,
+    PaymentMethod,
+    PaymentState,
+    Reversal,
+    ReversalKind,
+)
+from .property import Building, Property, Resident, Unit
+
+__all__ = [
+    "ALLOWED_TRANSITIONS",
+    "AccessSource",
+    "BatchKind",
+    "BatchStatus",
+    "BatchStream",
+    "Building",
+    "DepositBatch",
+    "EffectiveAccess",
+    "InvalidTransition",
+    "Lease",
+    "LeaseResident",
+    "LeaseStatus",
+    "NachaReturnCode",
+    "Payment",
+    "PaymentAccess",
+    "PaymentMethod",
+    "PaymentState",
+    "Property",
+    "Resident",
+    "Reversal",
+    "ReversalKind",
+    "Unit",
+]

@@ -1,0 +1,73 @@
+"""Payment access: blocks from the accounting system and from platform admins."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.db import transaction
+from django.utils import timezone
+
+from rentplatform.models import Lease, PaymentAccess
+
+from .errors import ServiceError
+
+
+@transaction.atomic
+def set_accounting_access(
+    lease: Lease, access: str, reason: str = "", *, now: dt.datetime | None = None
+) -> bool:
+    """Record the accounting system's view; returns True when it changed."""
+    if access not in PaymentAccess.values:
+        raise ServiceError(f"unknown payment access {access!r}")
+    lease = Lease.objects.select_for_update().get(pk=lease.pk)
+    if lease.accounting_access == access and lease.accounting_access_reason == reason:
+        return False
+    lease.accounting_access = access
+    lease.accounting_access_reason = reason if access != PaymentAccess.ALLOWED else ""
+    lease.accounting_access_since = now or timezone.now()
+    lease.save(
+        update_fields=[
+            "accounting_access",
+            "accounting_access_reason",
+            "accounting_access_since",
+            "updated_at",
+        ]
+    )
+    return True
+
+
+@transaction.atomic
+def block_lease(lease: Lease, reason: str, *, now: dt.datetime | None = None) -> Lease:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ServiceError("a platform block needs a reason the resident can be told")
+    lease = Lease.objects.select_for_update().get(pk=lease.pk)
+    lease.platform_blocked = True
+    lease.platform_block_reason = reason[:200]
+    lease.platform_blocked_since = now or timezone.now()
+    lease.save(
+        update_fields=[
+            "platform_blocked",
+            "platform_block_reason",
+            "platform_blocked_since",
+            "updated_at",
+        ]
+    )
+    return lease
+
+
+@transaction.atomic
+def unblock_lease(lease: Lease) -> Lease:
+    lease = Lease.objects.select_for_update().get(pk=lease.pk)
+    lease.platform_blocked = False
+    lease.platform_block_reason = ""
+    lease.platform_blocked_since = None
+    lease.save(
+        update_fields=[
+            "platform_blocked",
+            "platform_block_reason",
+            "platform_blocked_since",
+            "updated_at",
+        ]
+    )
+    return lease

@@ -1,0 +1,128 @@
+"""Deposit batch assignment, closing and deposit."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from rentplatform import signals
+from rentplatform.models import (
+    BatchKind,
+    BatchStatus,
+    DepositBatch,
+    Payment,
+    PaymentState,
+    Property,
+)
+
+from .errors import ServiceError
+
+_STREAM_DIGIT = {"card": "1", "ach": "2"}
+_KIND_DIGIT = {BatchKind.PAYMENTS: "1", BatchKind.REVERSALS: "2"}
+
+
+def _new_batch_id(prop: Property, stream: str, day: dt.date, kind: str, seq: int) -> str:
+    # YYMMDD + property pk + stream digit + kind digit + 2-digit sequence: digits only (AMSI's
+    # ClientJnlNo), unique because the head and the tail have fixed widths, and readable.
+    return f"{day:%y%m%d}{prop.pk}{_STREAM_DIGIT[stream]}{_KIND_DIGIT[kind]}{seq:02d}"
+
+
+def open_batch(prop: Property, stream: str, day: dt.date, kind: str) -> DepositBatch:
+    """The open batch for (property, stream, day, kind), created on demand.
+
+    Safe under concurrency: the partial unique constraint lets only one open batch exist, and a
+    loser of the race re-reads the winner's batch.
+    """
+    for _ in range(5):
+        batch = DepositBatch.objects.filter(
+            property=prop, stream=stream, business_day=day, kind=kind, status=BatchStatus.OPEN
+        ).first()
+        if batch:
+            return batch
+        seq = DepositBatch.objects.filter(
+            property=prop, stream=stream, business_day=day, kind=kind
+        ).count() + 1
+        try:
+            with transaction.atomic():
+                return DepositBatch.objects.create(
+                    batch_id=_new_batch_id(prop, stream, day, kind, seq),
+                    property=prop,
+                    stream=stream,
+                    business_day=day,
+                    kind=kind,
+                )
+        except IntegrityError:
+            continue
+    raise ServiceError(f"could not open a {kind} batch for {prop.code} {stream} {day}")
+
+
+def batch_for_payment(prop: Property, method: str, when: dt.datetime) -> DepositBatch:
+    return open_batch(prop, method, prop.local_day(when), BatchKind.PAYMENTS)
+
+
+def batch_for_reversal(payment: Payment, when: dt.datetime) -> DepositBatch:
+    """Rule 5: before deposit, the original batch; after, the day's reversals batch."""
+    original = payment.batch
+    if original.status != BatchStatus.DEPOSITED:
+        return original
+    prop = original.property
+    return open_batch(prop, original.stream, prop.local_day(when), BatchKind.REVERSALS)
+
+
+@transaction.atomic
+def close_batch(batch: DepositBatch, *, now: dt.datetime | None = None) -> DepositBatch:
+    batch = DepositBatch.objects.select_for_update().get(pk=batch.pk)
+    if batch.status != BatchStatus.OPEN:
+        raise ServiceError(f"batch {batch.batch_id} is {batch.status}, not open", code="not_open")
+    batch.status = BatchStatus.CLOSED
+    batch.closed_at = now or timezone.now()
+    batch.save(update_fields=["status", "closed_at"])
+    signals.batch_closed.send(sender=DepositBatch, batch=batch)
+    return batch
+
+
+@transaction.atomic
+def deposit_batch(batch: DepositBatch, *, now: dt.datetime | None = None) -> DepositBatch:
+    """The bank received the batch: close it if needed, mark its settled payments deposited."""
+    now = now or timezone.now()
+    batch = DepositBatch.objects.select_for_update().get(pk=batch.pk)
+    if batch.status == BatchStatus.DEPOSITED:
+        raise ServiceError(f"batch {batch.batch_id} is already deposited", code="deposited")
+    unsettled = batch.payments.filter(state=PaymentState.PROCESSING).count()
+    if unsettled:
+        raise ServiceError(
+            f"batch {batch.batch_id} still has {unsettled} processing payment(s); settle them first",
+            code="unsettled",
+        )
+    if batch.status == BatchStatus.OPEN:
+        close_batch(batch, now=now)
+        batch.refresh_from_db()
+    for payment in batch.payments.select_for_update().filter(state=PaymentState.SETTLED):
+        payment.state = PaymentState.DEPOSITED
+        payment.save(update_fields=["state", "updated_at"])
+    batch.status = BatchStatus.DEPOSITED
+    batch.deposited_at = now
+    batch.save(update_fields=["status", "deposited_at"])
+    signals.batch_deposited.send(sender=DepositBatch, batch=batch)
+    return batch
+
+
+def batch_totals(batch: DepositBatch) -> dict:
+    """Counts and totals of a batch: payments minus reversals."""
+    from decimal import Decimal
+
+    from django.db.models import Count, Sum
+
+    pay = batch.payments.aggregate(n=Count("pk"), total=Sum("amount"))
+    rev = batch.reversals.aggregate(n=Count("pk"), total=Sum("amount"))
+    payments_total = pay["total"] or Decimal("0.00")
+    reversals_total = rev["total"] or Decimal("0.00")
+    return {
+        "payments": pay["n"],
+        "payments_total": payments_total,
+        "reversals": rev["n"],
+        "reversals_total": -reversals_total,
+        "net": payments_total - reversals_total,
+    }
