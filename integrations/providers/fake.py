@@ -1,2 +1,94 @@
-class FakeProvider:
+"""A fake accounting provider: records what it was asked, and fails when told to.
+
+Its "remote ledger" is the FakeRemoteEntry table, so it works across processes (the demo's
+django-q2 worker) and refuses a second entry for the same key, like a careful remote would.
+Failures are set in the connection's settings::
+
+    {"fail": {"mode": "retryable" | "permanent" | "ambiguous" | "lost_reply", "count": 2}}
+
+``lost_reply`` writes the entry and then reports an unknown outcome, the hardest case.
+"""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+
+from integrations.exceptions import AmbiguousOutcome, PermanentError, RetryableError
+from integrations.models import Connection, FakeRemoteEntry, Posting
+
+from .base import AccountingProvider, ConnectionCheck, Delivered
+
+
+class FakeProvider(AccountingProvider):
     id = "fake"
+    name = "Fake (records postings; for demos and tests)"
+
+    def test_connection(self) -> ConnectionCheck:
+        if self.connection.setting("unreachable"):
+            return ConnectionCheck(False, "fake remote is set to be unreachable")
+        return ConnectionCheck(True, "fake remote answers")
+
+    def _take_failure(self) -> str:
+        with transaction.atomic():
+            conn = Connection.objects.select_for_update().get(pk=self.connection.pk)
+            fail = dict(conn.settings.get("fail") or {})
+            if not fail or int(fail.get("count", 0)) <= 0:
+                return ""
+            fail["count"] = int(fail["count"]) - 1
+            conn.settings["fail"] = fail
+            conn.save(update_fields=["settings"])
+            return str(fail.get("mode", "retryable"))
+
+    def _error(self, mode: str, posting: Posting):
+        context = {"provider": self.id, "operation": posting.kind, "record": posting.key}
+        if mode == "permanent":
+            return PermanentError("fake remote refused the posting", code="REFUSED", **context)
+        if mode in ("ambiguous", "lost_reply"):
+            return AmbiguousOutcome("fake remote did not answer", **context)
+        return RetryableError("fake remote is unavailable", code="BUSY", **context)
+
+    def _write(self, posting: Posting) -> Delivered:
+        mode = self._take_failure()
+        if mode and mode != "lost_reply":
+            raise self._error(mode, posting)
+        subject = posting.subject
+        amount = subject.amount if posting.kind == "payment" else -subject.amount
+        try:
+            with transaction.atomic():
+                entry = FakeRemoteEntry.objects.create(
+                    connection=self.connection,
+                    key=posting.key,
+                    kind=posting.kind,
+                    amount=amount,
+                    batch_id=subject.batch.batch_id,
+                    reference=f"FAKE-{posting.key[:12]}",
+                )
+        except IntegrityError:
+            raise PermanentError(
+                "fake remote already has this key: a second write was attempted",
+                code="DUPLICATE",
+                provider=self.id,
+                record=posting.key,
+            ) from None
+        if mode == "lost_reply":
+            raise self._error(mode, posting)
+        return Delivered(entry.reference, request_document=f"post {posting.key} {amount}")
+
+    def post_payment(self, posting: Posting) -> Delivered:
+        return self._write(posting)
+
+    def post_reversal(self, posting: Posting) -> Delivered:
+        return self._write(posting)
+
+    def find_posting(self, posting: Posting) -> Delivered | None:
+        entry = FakeRemoteEntry.objects.filter(connection=self.connection, key=posting.key).first()
+        return Delivered(entry.reference) if entry else None
+
+    def sync(self, run, *, lease_id=None, since=None, progress=None) -> None:
+        run.message = "the fake provider has nothing to import"
+
+    def close_batches(self, *, now=None) -> list[str]:
+        return []
+
+    def reconcile(self, month):
+        return []

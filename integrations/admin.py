@@ -1,0 +1,165 @@
+"""Admin for connections, the outbox and sync runs.
+
+Each action has its own permission (Django's ``@admin.action(permissions=...)`` with a
+``has_<name>_permission`` method), so a staff user without it neither sees nor runs it.
+Logs (postings, attempts, sync runs) are read-only.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.utils.html import format_html
+
+from integrations import outbox, services
+from integrations.forms import ConnectionForm
+from integrations.models import Connection, Posting, PostingAttempt, PostingState, SyncRun
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Connection)
+class ConnectionAdmin(admin.ModelAdmin):
+    form = ConnectionForm
+    list_display = ["property", "provider", "enabled", "last_test", "pending", "attention"]
+    list_filter = ["provider", "enabled"]
+    search_fields = ["property__code", "property__name"]
+    readonly_fields = ["credentials_set", "last_tested_at", "last_test_ok", "last_test_message"]
+    actions = ["test_connections", "sync_now", "full_sync"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("property")
+
+    @admin.display(description="Credentials")
+    def credentials_set(self, obj):
+        return "set (encrypted)" if obj.credentials else "not set"
+
+    @admin.display(description="Last test")
+    def last_test(self, obj):
+        if obj.last_test_ok is None:
+            return "never tested"
+        return format_html(
+            "{} {}", "OK" if obj.last_test_ok else "FAILED", obj.last_test_message[:80]
+        )
+
+    @admin.display(description="Pending")
+    def pending(self, obj):
+        return obj.postings.exclude(
+            state__in=[PostingState.POSTED, PostingState.NEEDS_ATTENTION]
+        ).count()
+
+    @admin.display(description="Needs attention")
+    def attention(self, obj):
+        return obj.postings.filter(state=PostingState.NEEDS_ATTENTION).count()
+
+    def has_test_connection_permission(self, request):
+        return request.user.has_perm("integrations.test_connection")
+
+    def has_run_sync_permission(self, request):
+        return request.user.has_perm("integrations.run_sync")
+
+    @admin.action(description="Test connection", permissions=["test_connection"])
+    def test_connections(self, request, queryset):
+        for connection in queryset:
+            check = services.test_connection(connection)
+            level = messages.SUCCESS if check.ok else messages.ERROR
+            self.message_user(request, f"{connection.property.code}: {check.message}", level)
+
+    def _sync(self, request, queryset, kind):
+        for connection in queryset:
+            run = services.run_sync(connection, kind, triggered_by=f"admin:{request.user}")
+            level = messages.SUCCESS if run.status == "succeeded" else messages.WARNING
+            self.message_user(request, f"{connection.property.code}: {run.summary()}", level)
+
+    @admin.action(description="Sync now (changes since the last sync)", permissions=["run_sync"])
+    def sync_now(self, request, queryset):
+        self._sync(request, queryset, "delta")
+
+    @admin.action(description="Full resync now", permissions=["run_sync"])
+    def full_sync(self, request, queryset):
+        self._sync(request, queryset, "full")
+
+
+class AttemptInline(admin.TabularInline):
+    model = PostingAttempt
+    extra = 0
+    can_delete = False
+    fields = ["number", "started_at", "finished_at", "outcome", "checked_first", "worker", "error"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Posting)
+class PostingAdmin(ReadOnlyAdmin):
+    list_display = [
+        "key",
+        "kind",
+        "state",
+        "connection",
+        "amount",
+        "attempts",
+        "remote_reference",
+        "short_error",
+        "created_at",
+    ]
+    list_filter = ["state", "kind", "connection__property"]
+    search_fields = ["key", "remote_reference", "payment__reference", "last_error"]
+    inlines = [AttemptInline]
+    actions = ["retry_postings"]
+    readonly_fields = [f.name for f in Posting._meta.fields]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related(
+            "connection__property", "payment", "reversal"
+        )
+
+    @admin.display(description="Amount")
+    def amount(self, obj):
+        return f"-{obj.reversal.amount}" if obj.reversal_id else obj.payment.amount
+
+    @admin.display(description="Last error")
+    def short_error(self, obj):
+        return (obj.last_error or "")[:120]
+
+    def has_retry_posting_permission(self, request):
+        return request.user.has_perm("integrations.retry_posting")
+
+    @admin.action(description="Retry now", permissions=["retry_posting"])
+    def retry_postings(self, request, queryset):
+        n = 0
+        for posting in queryset.exclude(state=PostingState.POSTED):
+            outbox.retry(posting)
+            n += 1
+        self.message_user(request, f"{n} posting(s) queued for another attempt")
+
+
+@admin.register(SyncRun)
+class SyncRunAdmin(ReadOnlyAdmin):
+    list_display = [
+        "started_at",
+        "connection",
+        "kind",
+        "status",
+        "dry_run",
+        "created",
+        "updated",
+        "unchanged",
+        "deactivated",
+        "errors",
+        "message",
+    ]
+    list_filter = ["status", "kind", "connection__property"]
+    readonly_fields = [f.name for f in SyncRun._meta.fields]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("connection__property")

@@ -1,0 +1,38 @@
+"""The integrations' settings: one dict, ``settings.INTEGRATIONS``, read at call time.
+
+Reading at call time (not import time) keeps ``override_settings`` working in tests and lets an
+operator change a value without reloading modules (anymail's get_anymail_setting does the same).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+DEFAULTS: dict[str, Any] = {
+    "CREDENTIALS_KEYS": [],
+    # Attempts before a posting needs attention; backoff between attempts, in seconds.
+    "MAX_ATTEMPTS": 8,
+    "RETRY_BACKOFF_SECONDS": [2, 10, 60, 300, 900, 1800, 3600],
+    # How long a claimed posting stays "in flight" before another worker may take it over
+    # (longer than the task timeout, which is longer than the SOAP operation timeout).
+    "CLAIM_SECONDS": 75,
+    # async: django-q2 task per posting (production); sync: run the task in-process through
+    # django-q2's sync path (tests); manual: leave postings pending (operators, dry runs).
+    "DELIVERY": "async",
+    "DELTA_SYNC_MINUTES": 5,
+    "FULL_SYNC_HOUR_UTC": 7,
+    "CLOSE_BATCHES_MINUTES": 5,
+    "RETRY_SWEEP_MINUTES": 1,
+}
+
+
+def get_setting(name: str) -> Any:
+    configured = getattr(settings, "INTEGRATIONS", {}) or {}
+    if name in configured:
+        return configured[name]
+    if name in DEFAULTS:
+        return DEFAULTS[name]
+    raise ImproperlyConfigured(f"settings.INTEGRATIONS[{name!r}] is not set and has no default")

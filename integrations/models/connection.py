@@ -1,0 +1,43 @@
+"""A property's connection to its accounting system."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from integrations.crypto import EncryptedJSONField
+
+
+class Connection(models.Model):
+    property = models.OneToOneField(
+        "rentplatform.Property", on_delete=models.PROTECT, related_name="accounting_connection"
+    )
+    # A plain CharField: choices live in the form (registry.as_choices()), so adding a provider
+    # needs no migration (allauth does the same).
+    provider = models.CharField(max_length=40)
+    enabled = models.BooleanField(default=True)
+    settings = models.JSONField(default=dict, blank=True, help_text="Non-secret settings.")
+    credentials = EncryptedJSONField(blank=True, default=dict, editable=False)
+    last_tested_at = models.DateTimeField(null=True, blank=True)
+    last_test_ok = models.BooleanField(null=True, blank=True)
+    last_test_message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["property__code"]
+        permissions = [
+            ("test_connection", "Can test an accounting connection"),
+            ("run_import", "Can import a property from the accounting system"),
+            ("run_sync", "Can sync a property or lease now"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.property.code} -> {self.provider}"
+
+    def get_provider(self):
+        from integrations.providers import registry
+
+        return registry.get(self.provider)(self)
+
+    def setting(self, name: str, default=None):
+        return (self.settings or {}).get(name, default)

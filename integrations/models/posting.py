@@ -1,0 +1,115 @@
+"""The outbox: what must reach the accounting system, and how far it got.
+
+A Posting row is written by a signal receiver in the same transaction as the payment event, so
+an event that rolls back leaves no posting, and the unique constraints mean a repeated signal
+cannot create a second one. Its ``key`` is stable across retries and is what the provider sends
+as the remote idempotency key (AMSI's ClientTransactionID).
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+
+class PostingKind(models.TextChoices):
+    PAYMENT = "payment", "Payment"
+    REVERSAL = "reversal", "Reversal"
+
+
+class PostingState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    IN_FLIGHT = "in_flight", "In flight"
+    POSTED = "posted", "Posted"
+    RETRYING = "retrying", "Failed, will retry"
+    NEEDS_ATTENTION = "needs_attention", "Needs attention"
+
+
+class Posting(models.Model):
+    connection = models.ForeignKey(
+        "integrations.Connection", on_delete=models.PROTECT, related_name="postings"
+    )
+    kind = models.CharField(max_length=10, choices=PostingKind.choices)
+    payment = models.ForeignKey(
+        "rentplatform.Payment", on_delete=models.PROTECT, related_name="postings"
+    )
+    reversal = models.ForeignKey(
+        "rentplatform.Reversal",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="postings",
+    )
+    key = models.CharField(max_length=64, unique=True, help_text="Stable remote idempotency key.")
+    state = models.CharField(
+        max_length=16, choices=PostingState.choices, default=PostingState.PENDING, db_index=True
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    # Set when an attempt ended without knowing whether the remote wrote the record; the next
+    # attempt must find out before it sends anything.
+    outcome_unknown = models.BooleanField(default=False)
+    last_error = models.TextField(blank=True)
+    error_code = models.CharField(max_length=40, blank=True)
+    remote_reference = models.CharField(max_length=100, blank=True)
+    remote_data = models.JSONField(default=dict, blank=True)
+    request_document = models.TextField(blank=True, help_text="Last request, secrets masked.")
+    response_document = models.TextField(blank=True, help_text="Last response, secrets masked.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    posted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        permissions = [("retry_posting", "Can retry a posting")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["payment", "kind"],
+                condition=Q(kind="payment"),
+                name="one_payment_posting_per_payment",
+            ),
+            models.UniqueConstraint(
+                fields=["reversal", "kind"],
+                condition=Q(kind="reversal"),
+                name="one_reversal_posting_per_reversal",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind="payment", reversal__isnull=True)
+                | Q(kind="reversal", reversal__isnull=False),
+                name="reversal_posting_has_reversal",
+            ),
+            models.CheckConstraint(
+                condition=~Q(state="posted") | Q(posted_at__isnull=False),
+                name="posted_posting_has_time",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} posting {self.key} ({self.get_state_display()})"
+
+    @property
+    def subject(self):
+        return self.reversal if self.kind == PostingKind.REVERSAL else self.payment
+
+
+class PostingAttempt(models.Model):
+    """One delivery attempt: written first, completed after (a log row a person can read)."""
+
+    posting = models.ForeignKey(Posting, on_delete=models.CASCADE, related_name="attempt_log")
+    number = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=20, blank=True)
+    checked_first = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    worker = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["posting", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["posting", "number"], name="one_attempt_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of {self.posting.key}: {self.outcome or 'running'}"

@@ -1,0 +1,282 @@
+"""The outbox: write postings with the event, deliver them at least once, effect exactly once.
+
+Delivery claims a posting (state "in flight" with a claim deadline longer than the task timeout,
+which is longer than the SOAP timeout), so two workers can never send the same posting at once;
+a claim that outlives its deadline (a worker killed mid-call) marks the outcome unknown, and the
+provider checks the remote before any new write. Bounded attempts, then "needs attention".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import traceback
+
+from django.db import transaction
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from integrations.conf import get_setting
+from integrations.exceptions import (
+    AlreadyDone,
+    AmbiguousOutcome,
+    IntegrationError,
+    PermanentError,
+    RetryableError,
+)
+from integrations.logging import mask
+from integrations.models import Connection, Posting, PostingAttempt, PostingKind, PostingState
+
+log = logging.getLogger(__name__)
+
+ACTIVE_STATES = (PostingState.PENDING, PostingState.RETRYING, PostingState.IN_FLIGHT)
+
+
+def connection_for(prop) -> Connection | None:
+    return Connection.objects.filter(property=prop, enabled=True).first()
+
+
+def create_payment_posting(payment) -> Posting | None:
+    """Called inside the payment's transaction; idempotent (one posting per payment)."""
+    connection = connection_for(payment.batch.property)
+    if connection is None:
+        return None
+    posting, created = Posting.objects.get_or_create(
+        payment=payment,
+        kind=PostingKind.PAYMENT,
+        defaults={"connection": connection, "key": payment.reference.hex},
+    )
+    if created:
+        enqueue_on_commit(posting.pk)
+    return posting
+
+
+def create_reversal_posting(reversal) -> Posting | None:
+    connection = connection_for(reversal.batch.property)
+    if connection is None:
+        return None
+    posting, created = Posting.objects.get_or_create(
+        reversal=reversal,
+        kind=PostingKind.REVERSAL,
+        defaults={
+            "connection": connection,
+            "payment": reversal.payment,
+            "key": reversal.reference.hex,
+        },
+    )
+    if created:
+        enqueue_on_commit(posting.pk)
+    return posting
+
+
+def enqueue_on_commit(posting_id: int) -> None:
+    transaction.on_commit(lambda: enqueue(posting_id))
+
+
+def enqueue(posting_id: int) -> None:
+    mode = get_setting("DELIVERY")
+    if mode == "manual":
+        return
+    from django_q.tasks import async_task
+
+    async_task(
+        "integrations.tasks.deliver_posting",
+        posting_id,
+        task_name=f"deliver-posting-{posting_id}-{timezone.now().timestamp():.3f}",
+        group="integrations.postings",
+        sync=(mode == "sync"),
+    )
+
+
+def _backoff(attempts: int) -> dt.timedelta:
+    steps = list(get_setting("RETRY_BACKOFF_SECONDS")) or [60]
+    return dt.timedelta(seconds=steps[min(attempts, len(steps)) - 1])
+
+
+def _worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def claim(posting_id: int, *, force: bool = False) -> tuple[Posting, PostingAttempt] | None:
+    """Take a posting for one attempt, or None when it is not ours to run now."""
+    now = timezone.now()
+    with transaction.atomic():
+        posting = (
+            Posting.objects.select_for_update().select_related("connection").filter(pk=posting_id).first()
+        )
+        if posting is None or posting.state == PostingState.POSTED:
+            return None
+        if posting.state == PostingState.NEEDS_ATTENTION and not force:
+            return None
+        if posting.state == PostingState.IN_FLIGHT:
+            if posting.claimed_until and posting.claimed_until > now:
+                return None  # another worker holds it
+            # The holder died or hung mid-call: whatever it sent may have landed.
+            posting.outcome_unknown = True
+        elif posting.next_attempt_at and posting.next_attempt_at > now and not force:
+            return None
+        posting.state = PostingState.IN_FLIGHT
+        posting.attempts += 1
+        posting.claimed_until = now + dt.timedelta(seconds=get_setting("CLAIM_SECONDS"))
+        posting.save(
+            update_fields=["state", "attempts", "claimed_until", "outcome_unknown", "updated_at"]
+        )
+        # Numbered over the posting's whole life (a person's retry resets ``attempts``, the
+        # budget, not the log).
+        number = (posting.attempt_log.aggregate(n=Max("number"))["n"] or 0) + 1
+        attempt = PostingAttempt.objects.create(
+            posting=posting,
+            number=number,
+            started_at=now,
+            checked_first=posting.outcome_unknown,
+            worker=_worker_name(),
+        )
+    return posting, attempt
+
+
+def _waiting_on_payment(posting: Posting) -> bool:
+    if posting.kind != PostingKind.REVERSAL:
+        return False
+    return not Posting.objects.filter(
+        payment_id=posting.payment_id, kind=PostingKind.PAYMENT, state=PostingState.POSTED
+    ).exists()
+
+
+def deliver(posting_id: int, *, force: bool = False) -> str | None:
+    """One delivery attempt. Returns the posting's new state, or None if it was not run."""
+    claimed = claim(posting_id, force=force)
+    if claimed is None:
+        return None
+    posting, attempt = claimed
+    provider = posting.connection.get_provider()
+    outcome = "posted"
+    error: Exception | None = None
+    delivered = None
+    try:
+        if _waiting_on_payment(posting):
+            raise RetryableError(
+                "the original payment is not posted yet; the reversal waits for it",
+                provider=provider.id,
+                operation="reversal",
+                record=posting.key,
+                code="WAITING_FOR_PAYMENT",
+            )
+        delivered = provider.deliver(posting)
+    except AlreadyDone as err:
+        error, outcome = err, "already_done"
+    except AmbiguousOutcome as err:
+        error, outcome = err, "unknown"
+    except RetryableError as err:
+        error, outcome = err, "retry"
+    except PermanentError as err:
+        error, outcome = err, "refused"
+    except IntegrationError as err:
+        error, outcome = err, "refused"
+    except Exception as err:  # noqa: BLE001  (a bug must not lose the posting: ask a person)
+        error, outcome = err, "crashed"
+        log.exception("posting %s crashed in %s", posting.key, provider.id)
+    return _finish(posting, attempt, outcome, delivered, error)
+
+
+def _finish(posting: Posting, attempt: PostingAttempt, outcome: str, delivered, error) -> str:
+    now = timezone.now()
+    with transaction.atomic():
+        posting = Posting.objects.select_for_update().get(pk=posting.pk)
+        message = mask(str(error)) if error else ""
+        if outcome == "crashed":
+            message = mask(
+                f"{type(error).__name__}: {error}\n"
+                + "".join(traceback.format_exception(error))[-2000:]
+            )
+        if isinstance(error, IntegrationError):
+            posting.error_code = error.code[:40]
+            if error.request:
+                posting.request_document = error.request
+            if error.response:
+                posting.response_document = error.response
+        posting.claimed_until = None
+        if outcome in ("posted", "already_done"):
+            posting.state = PostingState.POSTED
+            posting.posted_at = now
+            posting.outcome_unknown = False
+            posting.next_attempt_at = None
+            posting.last_error = "" if outcome == "posted" else message
+            if delivered is not None:
+                posting.remote_reference = delivered.remote_reference[:100]
+                posting.remote_data = delivered.data
+                posting.request_document = mask(delivered.request_document)
+                posting.response_document = mask(delivered.response_document)
+                if delivered.already_there:
+                    outcome = "found_posted"
+            elif isinstance(error, AlreadyDone):
+                posting.remote_reference = error.remote_reference[:100]
+        elif outcome in ("retry", "unknown"):
+            posting.last_error = message
+            if outcome == "unknown":
+                posting.outcome_unknown = True
+            if posting.attempts >= get_setting("MAX_ATTEMPTS"):
+                posting.state = PostingState.NEEDS_ATTENTION
+                posting.last_error = (
+                    f"gave up after {posting.attempts} attempts; last error: {message}"
+                )
+                posting.next_attempt_at = None
+            else:
+                posting.state = PostingState.RETRYING
+                posting.next_attempt_at = now + _backoff(posting.attempts)
+        else:
+            posting.state = PostingState.NEEDS_ATTENTION
+            posting.last_error = message
+            posting.next_attempt_at = None
+        posting.save()
+        attempt.finished_at = now
+        attempt.outcome = outcome
+        attempt.error = message
+        attempt.save(update_fields=["finished_at", "outcome", "error"])
+        if posting.state == PostingState.POSTED:
+            from integrations import signals
+
+            transaction.on_commit(
+                lambda p=posting: signals.posting_posted.send(sender=Posting, posting=p)
+            )
+    level = logging.INFO if posting.state == PostingState.POSTED else logging.WARNING
+    log.log(
+        level,
+        "posting %s (%s %s) attempt %s: %s%s",
+        posting.key,
+        posting.kind,
+        posting.connection.property.code,
+        posting.attempts,
+        outcome,
+        f": {posting.last_error}" if posting.last_error else "",
+    )
+    return posting.state
+
+
+def due_postings(now: dt.datetime | None = None):
+    """Postings a sweep should (re)deliver: pending/retrying and due, or stale in flight."""
+    now = now or timezone.now()
+    return Posting.objects.filter(
+        Q(state__in=[PostingState.PENDING, PostingState.RETRYING])
+        & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        | Q(state=PostingState.IN_FLIGHT, claimed_until__lt=now)
+    ).order_by("created_at")
+
+
+def retry(posting: Posting) -> None:
+    """A person asked for another try (admin action): reset the budget, deliver now."""
+    with transaction.atomic():
+        posting = Posting.objects.select_for_update().get(pk=posting.pk)
+        if posting.state == PostingState.POSTED:
+            return
+        if posting.state == PostingState.IN_FLIGHT and posting.claimed_until and (
+            posting.claimed_until > timezone.now()
+        ):
+            return
+        if posting.state == PostingState.NEEDS_ATTENTION:
+            posting.attempts = 0  # a fresh budget of attempts
+        posting.state = PostingState.RETRYING
+        posting.next_attempt_at = None
+        posting.save(update_fields=["state", "attempts", "next_attempt_at", "updated_at"])
+        enqueue_on_commit(posting.pk)

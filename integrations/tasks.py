@@ -1,0 +1,78 @@
+"""django-q2 tasks. Thin: they take ids, call a service, and are safe to run twice."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.utils import timezone
+
+from integrations import outbox, services
+from integrations.models import Connection, Posting, PostingState
+
+log = logging.getLogger(__name__)
+
+# A retry due within this many seconds is waited for inside the task (so a worker retries in
+# seconds); a later one is left to the retry sweep.
+INLINE_RETRY_SECONDS = 15
+
+
+def deliver_posting(posting_id: int) -> str | None:
+    state = outbox.deliver(posting_id)
+    if state == PostingState.RETRYING:
+        posting = Posting.objects.filter(pk=posting_id).first()
+        if posting and posting.next_attempt_at:
+            wait = (posting.next_attempt_at - timezone.now()).total_seconds()
+            if wait <= INLINE_RETRY_SECONDS:
+                time.sleep(max(wait, 0))
+                outbox.enqueue(posting_id)
+    return state
+
+
+def retry_sweep() -> int:
+    """Re-deliver due postings (lost tasks, backoff elapsed, workers that died mid-call)."""
+    count = 0
+    for posting_id in outbox.due_postings().values_list("pk", flat=True)[:500]:
+        outbox.enqueue(posting_id)
+        count += 1
+    return count
+
+
+def sync_connection(connection_id: int, kind: str, lease_id: int | None = None) -> int:
+    connection = Connection.objects.get(pk=connection_id)
+    run = services.run_sync(connection, kind, lease_id=lease_id, triggered_by="schedule")
+    return run.pk
+
+
+def delta_sync_all() -> int:
+    n = 0
+    for connection in Connection.objects.filter(enabled=True):
+        try:
+            services.run_sync(connection, "delta", triggered_by="schedule")
+        except Exception:  # noqa: BLE001  (one property's failure must not stop the others)
+            log.exception("delta sync of %s failed", connection)
+        n += 1
+    return n
+
+
+def full_sync_all() -> int:
+    n = 0
+    for connection in Connection.objects.filter(enabled=True):
+        try:
+            services.run_sync(connection, "full", triggered_by="schedule")
+        except Exception:  # noqa: BLE001
+            log.exception("full sync of %s failed", connection)
+        n += 1
+    return n
+
+
+def close_batches_all() -> list[str]:
+    lines: list[str] = []
+    for connection in Connection.objects.filter(enabled=True):
+        try:
+            lines += connection.get_provider().close_batches()
+        except NotImplementedError:
+            continue
+        except Exception:  # noqa: BLE001
+            log.exception("closing batches of %s failed", connection)
+    return lines

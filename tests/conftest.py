@@ -1,0 +1,51 @@
+"""Project-wide test setup.
+
+- Postings are delivered through django-q2's sync path in tests (the task runs in-process, the
+  same function a worker runs); tests that need a real cluster start one themselves.
+- Outgoing network is refused except to loopback (zeep's own conftest does the same), so a test
+  can never reach a real AMSI by accident.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_REFERENCE = REPO_ROOT.parent / "shared" / "amsi-reference"
+
+_real_connect = socket.socket.connect
+
+
+def _guarded_connect(self, address):
+    host = address[0] if isinstance(address, tuple) else address
+    if isinstance(host, str) and not (
+        host.startswith("127.") or host in ("localhost", "::1", "0.0.0.0") or host.startswith("/")
+    ):
+        raise RuntimeError(f"tests may not open network connections (tried {address!r})")
+    return _real_connect(self, address)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _block_network():
+    socket.socket.connect = _guarded_connect
+    yield
+    socket.socket.connect = _real_connect
+
+
+@pytest.fixture(autouse=True)
+def _integrations_settings(settings):
+    settings.INTEGRATIONS = {
+        **settings.INTEGRATIONS,
+        "DELIVERY": "sync",
+        "RETRY_BACKOFF_SECONDS": [0],
+    }
+
+
+@pytest.fixture
+def shared_reference() -> Path:
+    if not SHARED_REFERENCE.is_dir():
+        pytest.skip("../shared/amsi-reference is not present")
+    return SHARED_REFERENCE

@@ -1,0 +1,79 @@
+"""The provider contract suite: every provider's tests inherit it (allauth's pattern).
+
+A subclass supplies three fixtures/hooks:
+
+- ``connection``: an enabled Connection for a property whose leases can pay;
+- ``lease``: a lease on that property the provider can post for;
+- ``remote_entries(connection, key) -> int``: how many entries the remote holds for a key;
+- ``lose_next_reply(connection)``: make the next write land but its reply get lost.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from integrations import outbox
+from integrations.models import Posting, PostingKind, PostingState
+from integrations.providers import registry
+from integrations.providers.base import AccountingProvider, ConnectionCheck
+from rentplatform import services
+
+
+@pytest.mark.django_db(transaction=True)
+class ProviderContract:
+    provider_id: str = ""
+
+    def remote_entries(self, connection, key: str) -> int:
+        raise NotImplementedError
+
+    def lose_next_reply(self, connection) -> None:
+        raise NotImplementedError
+
+    def _pay(self, lease, amount="125.00", method="card"):
+        payment = services.accept_payment(lease, amount, method)
+        return Posting.objects.get(payment=payment, kind=PostingKind.PAYMENT)
+
+    def test_registered_and_complete(self, connection):
+        cls = registry.get(self.provider_id)
+        assert issubclass(cls, AccountingProvider)
+        assert (cls.id, cls.name) in registry.as_choices()
+        for hook in ("test_connection", "post_payment", "post_reversal", "find_posting", "sync"):
+            assert getattr(cls, hook) is not getattr(AccountingProvider, hook), hook
+
+    def test_connection_check(self, connection):
+        check = connection.get_provider().test_connection()
+        assert isinstance(check, ConnectionCheck)
+        assert check.ok, check.message
+
+    def test_payment_posts_once(self, connection, lease):
+        posting = self._pay(lease)
+        posting.refresh_from_db()
+        assert posting.state == PostingState.POSTED, posting.last_error
+        assert posting.remote_reference
+        assert self.remote_entries(connection, posting.key) == 1
+        # A second delivery of the same posting is a no-op.
+        assert outbox.deliver(posting.pk) is None
+        assert self.remote_entries(connection, posting.key) == 1
+
+    def test_lost_reply_is_checked_not_reposted(self, connection, lease):
+        self.lose_next_reply(connection)
+        posting = self._pay(lease, amount=Decimal("80.00"))
+        posting.refresh_from_db()
+        if posting.state != PostingState.POSTED:
+            outbox.deliver(posting.pk, force=True)
+            posting.refresh_from_db()
+        assert posting.state == PostingState.POSTED, posting.last_error
+        assert self.remote_entries(connection, posting.key) == 1
+        assert posting.attempt_log.filter(checked_first=True).exists()
+
+    def test_reversal_posts_once(self, connection, lease):
+        posting = self._pay(lease, method="card")
+        payment = posting.payment
+        services.settle_payment(payment)
+        reversal = services.charge_back_payment(payment)
+        rp = Posting.objects.get(reversal=reversal)
+        assert rp.state == PostingState.POSTED, rp.last_error
+        assert rp.key != posting.key
+        assert self.remote_entries(connection, rp.key) == 1
