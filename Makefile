@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python manage.py demo
+	rm -rf var/demo
+	RENTPLATFORM_VAR_DIR=$(CURDIR)/var/demo $(BIN)/python manage.py demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -30,7 +31,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 serve: $(STAMP)
-	$(BIN)/python manage.py serve_demo
+	RENTPLATFORM_VAR_DIR=$(CURDIR)/var/demo $(BIN)/python manage.py serve_demo
 
 clean:
 	rm -rf $(VENV) var

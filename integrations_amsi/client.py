@@ -1,0 +1,425 @@
+"""The eDex SOAP client: zeep, one long-lived client per process and connection.
+
+Design notes:
+- The WSDLs are fetched and parsed once per process and connection (zeep parsing is the slow
+  part); the cache key includes the settings that shape the client, so editing a connection in
+  the admin takes effect on the next call.
+- Every operation has a timeout (zeep's default is none at all): ``operation_timeout`` below the
+  django-q2 task timeout.
+- Small replies go through zeep as usual. Resident lists can be 100,000 leases, so those replies
+  are streamed: zeep builds the envelope, httpx streams the response, an lxml target parser pulls
+  the escaped XMLData out of the envelope chunk by chunk and feeds a second pull parser that
+  yields one <Lease> at a time. Memory stays flat whatever the portfolio size.
+- Failures are sorted for the outbox: a write whose reply we did not read (timeout, reset, HTTP
+  500, a malformed reply) has an *unknown* outcome; a read that failed is simply retryable.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import requests
+import zeep
+from lxml import etree
+from zeep.exceptions import Error as ZeepError
+from zeep.exceptions import Fault, TransportError
+
+from integrations.exceptions import (
+    AmbiguousOutcome,
+    ConnectionTestFailed,
+    IntegrationError,
+    RetryableError,
+)
+from integrations.logging import mask, register_secret
+
+from .conf import AmsiSettings
+from .errors import error_for
+from .xmldocs import (
+    MAX_DOCUMENT_BYTES,
+    LedgerReply,
+    UnsafeXml,
+    leasing_error,
+    local,
+    parse_document,
+    parse_ledger_result,
+    safe_parser,
+)
+
+log = logging.getLogger(__name__)
+
+WSDL_TIMEOUT = 10.0
+SOAP_ACTION = "http://tempuri.org/{}"
+
+_clients: dict[tuple, EdexClient] = {}
+_clients_lock = threading.Lock()
+
+
+def get_client(settings: AmsiSettings, *, key: Any = None) -> EdexClient:
+    """The process-wide client for these settings (WSDLs parsed once)."""
+    cache_key = (key, settings)
+    with _clients_lock:
+        client = _clients.get(cache_key)
+    if client is None:
+        client = EdexClient(settings)
+        with _clients_lock:
+            client = _clients.setdefault(cache_key, client)
+    return client
+
+
+def clear_clients() -> None:
+    with _clients_lock:
+        _clients.clear()
+
+
+class EdexClient:
+    def __init__(self, settings: AmsiSettings):
+        self.settings = settings
+        register_secret(settings.password)
+        self._services: dict[str, Any] = {}
+        self._zeep: dict[str, zeep.Client] = {}
+        self._lock = threading.Lock()
+        self._session = requests.Session()
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def _context(self, operation: str, record: str = "") -> dict[str, str]:
+        return {"provider": "amsi", "operation": operation, "record": record}
+
+    def _service(self, name: str):
+        """The bound SOAP 1.1 service ("Leasing" or "Ledger"), WSDL loaded on first use."""
+        with self._lock:
+            if name in self._services:
+                return self._zeep[name], self._services[name]
+            wsdl = self.settings.leasing_wsdl if name == "Leasing" else self.settings.ledger_wsdl
+            transport = zeep.Transport(
+                session=self._session,
+                timeout=WSDL_TIMEOUT,
+                operation_timeout=self.settings.timeout,
+            )
+            zsettings = zeep.Settings(
+                strict=False, xml_huge_tree=False, forbid_dtd=True, forbid_entities=True,
+                forbid_external=True,
+            )
+            try:
+                client = zeep.Client(wsdl, transport=transport, settings=zsettings)
+            except requests.RequestException as err:
+                raise RetryableError(
+                    f"cannot reach the eDex services at {self.settings.base_url}: "
+                    f"{type(err).__name__}",
+                    **self._context(f"load {name} WSDL"),
+                ) from err
+            except (ZeepError, etree.XMLSyntaxError) as err:
+                raise RetryableError(
+                    f"{wsdl} did not return a usable WSDL ({err}); is the URL the eDex base?",
+                    **self._context(f"load {name} WSDL"),
+                ) from err
+            # Always the SOAP 1.1 port, pointed at the configured host (the WSDL's own address
+            # may name an internal host).
+            binding = f"{{http://tempuri.org/}}{name}Soap"
+            address = f"{self.settings.base_url}/{name.lower()}.asmx"
+            service = client.create_service(binding, address)
+            self._zeep[name] = client
+            self._services[name] = service
+            return client, service
+
+    def _credentials(self) -> dict[str, str]:
+        return {
+            "UserID": self.settings.user_id,
+            "Password": self.settings.password,
+            "PortfolioName": self.settings.portfolio,
+        }
+
+    def _call(self, service_name: str, operation: str, *, write: bool, record: str = "", **params):
+        _client, service = self._service(service_name)
+        context = self._context(operation, record)
+        failure = AmbiguousOutcome if write else RetryableError
+        try:
+            result = getattr(service, operation)(**self._credentials(), **params)
+        except requests.Timeout as err:
+            raise failure(
+                f"no reply within {self.settings.timeout:g} s", **context
+            ) from err
+        except requests.ConnectionError as err:
+            if _never_connected(err):
+                raise RetryableError(
+                    f"cannot connect to {self.settings.base_url}", **context
+                ) from err
+            raise failure(f"connection failed mid-call: {type(err).__name__}", **context) from err
+        except Fault as err:
+            raise failure(f"SOAP fault: {mask(str(err.message))[:200]}", **context) from err
+        except TransportError as err:
+            raise failure(
+                f"HTTP {err.status_code} from eDex",
+                response=_decode(err.content),
+                **context,
+            ) from err
+        except (ZeepError, etree.XMLSyntaxError) as err:
+            raise failure(f"malformed reply: {err}", **context) from err
+        if result is None:
+            raise failure("empty result", **context)
+        return str(result)
+
+    # -- leasing reads -----------------------------------------------------------------------
+    def leasing_document(self, operation: str, xmldata: str) -> etree._Element:
+        """A small leasing read, parsed; eDex errors raised by the error table."""
+        text = self._call("Leasing", operation, write=False, XMLData=xmldata)
+        try:
+            root = parse_document(text, what=f"{operation} result")
+        except UnsafeXml as err:
+            raise RetryableError(str(err), response=text[:500], **self._context(operation)) from err
+        error = leasing_error(root)
+        if error:
+            code, description = error
+            raise error_for(
+                code, description, operation=operation, record="", response=text[:500]
+            )
+        return root
+
+    def stream_leases(self, operation: str, xmldata: str) -> Iterator[etree._Element]:
+        """Yield each <Lease> element of a (possibly huge) residents reply, one at a time.
+
+        The element is cleared after the consumer moves on; copy what you need.
+        """
+        client, _service = self._service("Leasing")
+        context = self._context(operation)
+        envelope = client.create_message(
+            client.service, operation, **self._credentials(), XMLData=xmldata
+        )
+        body = etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
+        url = f"{self.settings.base_url}/leasing.asmx"
+        headers = {
+            "Content-Type": "text/xml; charset=utf-8",
+            "SOAPAction": f'"{SOAP_ACTION.format(operation)}"',
+        }
+        timeout = httpx.Timeout(self.settings.timeout, connect=min(self.settings.timeout, 10.0))
+        reader = _EnvelopeReader(f"{operation}Result")
+        received = 0
+        try:
+            with httpx.stream("POST", url, content=body, headers=headers, timeout=timeout) as resp:
+                if resp.status_code != 200:
+                    text = resp.read().decode("utf-8", "replace")
+                    raise RetryableError(
+                        f"HTTP {resp.status_code} from eDex", response=text[:500], **context
+                    )
+                for chunk in resp.iter_bytes(256 * 1024):
+                    received += len(chunk)
+                    if received > MAX_DOCUMENT_BYTES:
+                        raise RetryableError(
+                            f"reply over {MAX_DOCUMENT_BYTES} bytes refused", **context
+                        )
+                    yield from reader.feed(chunk)
+                yield from reader.close()
+        except httpx.TimeoutException as err:
+            raise RetryableError(f"no reply within {self.settings.timeout:g} s", **context) from err
+        except httpx.TransportError as err:
+            raise RetryableError(
+                f"connection to {self.settings.base_url} failed: {type(err).__name__}", **context
+            ) from err
+        except (etree.XMLSyntaxError, UnsafeXml) as err:
+            raise RetryableError(f"malformed reply: {err}", **context) from err
+        except _EdexError as err:
+            raise error_for(
+                err.code, err.description, operation=operation, record="", response=err.text
+            ) from None
+
+    # -- ledger writes -------------------------------------------------------------------------
+    def ledger(self, operation: str, xmldata: str, *, record: str, preliminary: bool = False):
+        """A ledger write (or, with preliminary, a validation); returns the first reply."""
+        text = self._call(
+            "Ledger",
+            operation,
+            write=not preliminary,
+            record=record,
+            preliminary=1 if preliminary else 0,
+            XMLData=xmldata,
+        )
+        try:
+            replies = parse_ledger_result(text, what=f"{operation} result")
+        except UnsafeXml as err:
+            failure = RetryableError if preliminary else AmbiguousOutcome
+            raise failure(
+                f"malformed reply: {err}", response=text[:500], **self._context(operation, record)
+            ) from err
+        return replies[0], mask(text)
+
+    # -- connection test -------------------------------------------------------------------
+    def test(self) -> str:
+        """Check reachability, login, portfolio and property; say exactly what is wrong."""
+        try:
+            root = self.leasing_document("GetPropertyList", "")
+        except RetryableError as err:
+            raise ConnectionTestFailed(f"unreachable: {err.message}", **self._context("test")) from err
+        except IntegrationError as err:
+            if err.code == "100":
+                raise ConnectionTestFailed(
+                    "bad login: AMSI refused the UserID or Password", **self._context("test")
+                ) from err
+            if err.code == "101":
+                raise ConnectionTestFailed(
+                    f"unknown portfolio {self.settings.portfolio!r}", **self._context("test")
+                ) from err
+            if err.code != "103":
+                raise
+            root = None
+        ids = [p.get("PropertyId", "") for p in root.iter("Property")] if root is not None else []
+        if ids and self.settings.property_id not in ids:
+            raise ConnectionTestFailed(
+                f"unknown property {self.settings.property_id!r} in portfolio "
+                f"{self.settings.portfolio!r} (it has: {', '.join(ids[:20])})",
+                **self._context("test"),
+            )
+        if not ids:
+            # GetPropertyList may be empty for some users: ask for the property directly.
+            try:
+                self.leasing_document(
+                    "GetPropertyUnits",
+                    f"<EDEX><propertyid>{self.settings.property_id}</propertyid>"
+                    "<includeallstatuses>0</includeallstatuses></EDEX>",
+                )
+            except IntegrationError as err:
+                if err.code == "102":
+                    raise ConnectionTestFailed(
+                        f"unknown property {self.settings.property_id!r}", **self._context("test")
+                    ) from err
+                if err.code != "103":
+                    raise
+        return (
+            f"connected to {self.settings.base_url} as {self.settings.user_id}, portfolio "
+            f"{self.settings.portfolio}, property {self.settings.property_id}"
+        )
+
+
+def _never_connected(err: Exception) -> bool:
+    text = repr(err)
+    return "NewConnectionError" in text or "Connection refused" in text
+
+
+def _decode(content: Any) -> str:
+    if isinstance(content, bytes):
+        return content.decode("utf-8", "replace")[:500]
+    return str(content or "")[:500]
+
+
+class _EdexError(Exception):
+    def __init__(self, code: str, description: str, text: str):
+        self.code, self.description, self.text = code, description, text
+
+
+class _ResultTarget:
+    """lxml parser target: passes the text of <{name}> (the escaped XMLData) to ``sink``."""
+
+    def __init__(self, name: str, sink):
+        self.name = name
+        self.sink = sink
+        self.inside = False
+        self.seen = False
+        self.fault: list[str] = []
+        self._in_fault = False
+
+    def start(self, tag, attrib):
+        name = local(tag)
+        if name == self.name:
+            self.inside = self.seen = True
+        elif name in ("faultstring", "Text"):
+            self._in_fault = True
+
+    def end(self, tag):
+        name = local(tag)
+        if name == self.name:
+            self.inside = False
+        elif name in ("faultstring", "Text"):
+            self._in_fault = False
+
+    def data(self, text):
+        if self.inside:
+            self.sink(text)
+        elif self._in_fault:
+            self.fault.append(text)
+
+    def doctype(self, *args):
+        raise UnsafeXml("the SOAP reply carries a DTD, which is refused")
+
+    def comment(self, text):
+        pass
+
+    def close(self):
+        return None
+
+
+class _EnvelopeReader:
+    """Stream-parse a SOAP envelope whose Result holds a residents document."""
+
+    def __init__(self, result_name: str):
+        self.inner = etree.XMLPullParser(
+            events=("start", "end"),
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            huge_tree=False,
+        )
+        self.target = _ResultTarget(result_name, self._feed_inner)
+        self.outer = safe_parser(target=self.target)
+        self.root_name = ""
+        self.error: dict[str, str] = {}
+        self._head = ""
+        self._sniffed = False
+
+    def _feed_inner(self, text: str) -> None:
+        if self._sniffed:
+            self.inner.feed(text)
+            return
+        self._head += text
+        if len(self._head) >= 512:
+            self._flush_head()
+
+    def _flush_head(self) -> None:
+        # The escaped document's first bytes: refuse a DTD before the parser sees it.
+        self._sniffed = True
+        head = self._head.upper()
+        if "<!DOCTYPE" in head or "<!ENTITY" in head:
+            raise UnsafeXml("the residents document carries a DTD, which is refused")
+        self.inner.feed(self._head)
+        self._head = ""
+
+    def feed(self, chunk: bytes) -> Iterator[etree._Element]:
+        self.outer.feed(chunk)
+        yield from self._events()
+
+    def close(self) -> Iterator[etree._Element]:
+        self.outer.close()
+        if self.target.fault:
+            raise _EdexError("", "SOAP fault: " + "".join(self.target.fault)[:300], "")
+        if not self.target.seen:
+            raise UnsafeXml("the reply has no result element")
+        if not self._sniffed:
+            self._flush_head()
+        yield from self._events()
+        self.inner.close()
+        if self.root_name == "InternetTrafficResponse":
+            raise _EdexError(
+                self.error.get("ErrorCode", ""), self.error.get("ErrorDescription", ""), ""
+            )
+        if not self.root_name:
+            raise UnsafeXml("the result is empty")
+
+    def _events(self) -> Iterator[etree._Element]:
+        for event, el in self.inner.read_events():
+            name = local(el.tag)
+            if event == "start":
+                if not self.root_name:
+                    self.root_name = name
+                continue
+            if self.root_name == "InternetTrafficResponse":
+                if name in ("ErrorCode", "ErrorDescription"):
+                    self.error[name] = (el.text or "").strip()
+                continue
+            if name == "Lease" and el.getparent() is not None and el.getparent().getparent() is None:
+                yield el
+                # Free what was parsed so far: memory stays flat for 100,000 leases.
+                el.clear()
+                parent = el.getparent()
+                while el.getprevious() is not None:
+                    del parent[0]

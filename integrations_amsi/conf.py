@@ -1,0 +1,96 @@
+"""An AMSI connection's settings, read from the generic Connection row.
+
+Non-secret values live in ``Connection.settings``; the eDex password lives in the encrypted
+``Connection.credentials`` and is only ever read here, to be handed to the SOAP client.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+
+from integrations.exceptions import ProviderConfigurationError
+
+DEFAULT_TIMEOUT = 20.0  # seconds per SOAP operation: below the django-q2 task timeout (60 s)
+DEFAULT_CUTOFF = "22:00"  # batches of a day are settled from this local time on
+
+SETTING_KEYS = (
+    "url",
+    "portfolio",
+    "user_id",
+    "property_id",
+    "merchant_id",
+    "created_by",
+    "close_cutoff",
+    "timeout",
+)
+
+
+@dataclass(frozen=True)
+class AmsiSettings:
+    url: str
+    portfolio: str
+    user_id: str
+    password: str
+    property_id: str
+    merchant_id: str
+    created_by: str
+    close_cutoff: dt.time
+    timeout: float
+
+    @property
+    def base_url(self) -> str:
+        """The eDex base, e.g. ``https://host/AMSIWEBG003/edexweb/esite``."""
+        url = self.url.rstrip("/")
+        for suffix in ("/leasing.asmx", "/ledger.asmx"):
+            if url.lower().endswith(suffix):
+                url = url[: -len(suffix)]
+        return url
+
+    @property
+    def leasing_wsdl(self) -> str:
+        return f"{self.base_url}/leasing.asmx?wsdl"
+
+    @property
+    def ledger_wsdl(self) -> str:
+        return f"{self.base_url}/ledger.asmx?wsdl"
+
+
+def parse_cutoff(value: str) -> dt.time:
+    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", (value or "").strip())
+    if not match:
+        raise ValidationError(f"cutoff {value!r} is not a time like 22:00")
+    return dt.time(int(match.group(1)), int(match.group(2)))
+
+
+def validate_url(value: str) -> None:
+    if not re.match(r"^https?://[^\s/]+", value or ""):
+        raise ValidationError(f"{value!r} is not an http(s) URL of the eDex services")
+
+
+def settings_for(connection) -> AmsiSettings:
+    s = connection.settings or {}
+    missing = [k for k in ("url", "portfolio", "user_id", "property_id") if not s.get(k)]
+    if missing:
+        raise ProviderConfigurationError(
+            f"AMSI connection for {connection.property.code} is missing: {', '.join(missing)}"
+        )
+    password = (connection.credentials or {}).get("password", "")
+    if not password:
+        raise ProviderConfigurationError(
+            f"AMSI connection for {connection.property.code} has no password set"
+        )
+    return AmsiSettings(
+        url=s["url"],
+        portfolio=s["portfolio"],
+        user_id=s["user_id"],
+        password=password,
+        property_id=str(s["property_id"]),
+        merchant_id=str(s.get("merchant_id", "")),
+        created_by=s.get("created_by") or s["user_id"],
+        close_cutoff=parse_cutoff(s.get("close_cutoff") or DEFAULT_CUTOFF),
+        timeout=float(s.get("timeout") or DEFAULT_TIMEOUT),
+    )

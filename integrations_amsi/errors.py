@@ -1,0 +1,97 @@
+"""The closed table of known eDex error codes (dj-stripe's _stripe_errors.py pattern).
+
+Each known code is a row saying what the outbox should do with it. Real eSite codes are not
+published (AMSI_EDEX.md); the rows below are the sandbox's codes, which follow the refusals
+eSite is known to make. A code that is not in the table is never guessed at: it raises
+UnknownRemoteError, and the posting waits for a person ("needs attention").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from integrations.exceptions import (
+    AlreadyDone,
+    IntegrationError,
+    PermanentError,
+    RetryableError,
+    UnknownRemoteError,
+)
+
+RETRYABLE = "retryable"
+PERMANENT = "permanent"
+ALREADY_DONE = "already_done"
+LOGIN = "login"  # permanent, but about the connection rather than the record
+
+
+@dataclass(frozen=True)
+class KnownError:
+    code: str
+    kind: str
+    meaning: str
+
+
+KNOWN_ERRORS: dict[str, KnownError] = {
+    row.code: row
+    for row in [
+        KnownError("100", LOGIN, "invalid UserID or Password"),
+        KnownError("101", LOGIN, "unknown PortfolioName"),
+        KnownError("102", PERMANENT, "unknown property"),
+        KnownError("103", PERMANENT, "no data found"),
+        KnownError("104", PERMANENT, "XMLData was not a well-formed document"),
+        KnownError("105", PERMANENT, "operation not supported"),
+        KnownError("200", PERMANENT, "unknown lease (PropertyID, BldgID, UnitID, ResiID)"),
+        KnownError("201", PERMANENT, "Block Payment Access is set on the lease in AMSI"),
+        KnownError("202", PERMANENT, "lease credit status is Hold or Restricted in AMSI"),
+        KnownError("203", PERMANENT, "lease is No Checks in AMSI: bank payments refused"),
+        KnownError("204", PERMANENT, "amount refused"),
+        KnownError("205", PERMANENT, "ClientJnlNo refused"),
+        KnownError("206", ALREADY_DONE, "ClientTransactionID already posted"),
+        KnownError("207", PERMANENT, "ClientMerchantID does not match the property"),
+        KnownError("208", PERMANENT, "a required field is missing or invalid"),
+        KnownError("300", PERMANENT, "unknown ClientTransactionID: nothing to reverse"),
+        KnownError("301", ALREADY_DONE, "transaction already returned"),
+        KnownError("302", PERMANENT, "reversal reason refused"),
+        KnownError("400", PERMANENT, "settlement amount does not equal the batch total"),
+        KnownError("401", PERMANENT, "unknown external batch"),
+    ]
+}
+
+NO_DATA = "103"
+
+
+def classify(code: str) -> KnownError | None:
+    return KNOWN_ERRORS.get(str(code).strip())
+
+
+def error_for(
+    code: str, description: str, *, operation: str, record: str, response: str = "",
+    remote_reference: str = "",
+) -> IntegrationError:
+    """The exception for an eDex error code, by the table; unknown codes are never dropped."""
+    known = classify(code)
+    context = {
+        "provider": "amsi",
+        "operation": operation,
+        "record": record,
+        "code": str(code),
+        "response": response,
+        "remote_reference": remote_reference,
+    }
+    text = description or (known.meaning if known else "")
+    if known is None:
+        return UnknownRemoteError(
+            f"AMSI answered an error code this integration does not know: {text or 'no text'}",
+            **context,
+        )
+    if known.kind == ALREADY_DONE:
+        return AlreadyDone(f"AMSI already has it: {text}", **context)
+    if known.kind == RETRYABLE:
+        return RetryableError(f"AMSI asked to try again: {text}", **context)
+    if known.kind == LOGIN:
+        return LoginRefused(f"AMSI refused the login: {text}", **context)
+    return PermanentError(f"AMSI refused: {text}", **context)
+
+
+class LoginRefused(PermanentError):
+    """Bad UserID/Password or portfolio: fix the connection, then retry."""

@@ -1,0 +1,429 @@
+"""Import and resync a property's units, leases and occupants from AMSI.
+
+Design notes:
+- One transaction per run: a reply that breaks off half way (timeout, reset, malformed XML)
+  rolls everything back, so nothing is half-imported and the next run starts clean. A dry run is
+  the same run, rolled back at the end: it counts and describes exactly what a real run would.
+- Records are parsed before anything is written; a bad record is reported with its ids
+  (Property-Building-Unit-ResiID) and skipped, the rest import.
+- Leases are processed in chunks with bulk writes; an unchanged lease (same content hash) is not
+  written at all, so an unchanged re-import writes nothing but its SyncRun row.
+- A lease AMSI no longer lists (full import only) is marked inactive, never deleted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Iterator
+
+from django.db import transaction
+from django.utils import timezone
+
+from integrations.models import SyncKind, SyncRun
+from rentplatform.models import (
+    Building,
+    Lease,
+    LeaseResident,
+    LeaseStatus,
+    Resident,
+    Unit,
+)
+
+from .client import EdexClient
+from .conf import AmsiSettings
+from .errors import NO_DATA
+from .mapping import BadRecord, LeaseRecord, OccupantRecord, lease_record, unit_record
+from .models import AmsiLeaseLink, AmsiOccupantLink
+from .xmldocs import edex, mdy
+
+CHUNK = 500
+LEASE_STATUSES = ("C", "N")  # current and notice: eSite is asked once per status
+
+
+class _Rollback(Exception):
+    pass
+
+
+class Importer:
+    def __init__(
+        self,
+        connection,
+        run: SyncRun,
+        client: EdexClient,
+        settings: AmsiSettings,
+        progress: Callable[[str], None] | None = None,
+    ):
+        self.connection = connection
+        self.prop = connection.property
+        self.run = run
+        self.client = client
+        self.settings = settings
+        self.progress = progress or (lambda text: None)
+        self.now = timezone.now()
+        self._units: dict[tuple[str, str], int] = {}
+        self._buildings: dict[str, int] = {}
+        self.seen_links: set[int] = set()
+        self.units_created = 0
+        self.units_updated = 0
+        self.processed = 0
+
+    # -- entry points --------------------------------------------------------------------------
+    def execute(self, *, lease_id: int | None = None, since: dt.datetime | None = None) -> None:
+        self.run.window_end = self.now
+        try:
+            with transaction.atomic():
+                self._load_caches()
+                kind = self.run.kind
+                if kind in (SyncKind.IMPORT, SyncKind.FULL):
+                    self._sync_units()
+                    self._process(self._all_leases())
+                    self._deactivate_unseen()
+                elif kind == SyncKind.DELTA:
+                    self._process(self._changed_leases(since))
+                elif kind == SyncKind.LEASE:
+                    self._sync_one(lease_id)
+                else:
+                    raise ValueError(f"unknown sync kind {kind!r}")
+                self._finish_message()
+                if self.run.dry_run:
+                    raise _Rollback
+        except _Rollback:
+            pass
+
+    # -- reads ---------------------------------------------------------------------------------
+    def _residents_query(self, status: str) -> str:
+        return edex(
+            propertyid=self.settings.property_id,
+            leasestatus=status,
+            includeprimaryaddress=0,
+            includecontactdetails=1,
+            includerecurringcharges=0,
+        )
+
+    def _stream(self, operation: str, xmldata: str) -> Iterator:
+        try:
+            yield from self.client.stream_leases(operation, xmldata)
+        except Exception as err:
+            if getattr(err, "code", "") == NO_DATA:
+                return  # an empty list is not an error
+            raise
+
+    def _all_leases(self) -> Iterator:
+        for status in LEASE_STATUSES:
+            yield from self._stream("GetPropertyResidents", self._residents_query(status))
+
+    def _changed_leases(self, since: dt.datetime | None) -> Iterator:
+        # eDex takes days, not times: ask from the day before the last sync (margin for clock
+        # differences); unchanged leases are skipped by their content hash anyway.
+        tz = self.prop.tz
+        start = (since or self.now - dt.timedelta(days=1)).astimezone(tz).date()
+        start -= dt.timedelta(days=1)
+        end = self.now.astimezone(tz).date()
+        query = edex(
+            propertyid=self.settings.property_id,
+            statuschangedatefrom=mdy(start),
+            statuschangedateto=mdy(end),
+            transactiondatefrom=mdy(start),
+            transactiondateto=mdy(end),
+        )
+        self.run.message = f"changes from {start:%m/%d/%Y} to {end:%m/%d/%Y}"
+        yield from self._stream("GetResidentsByStatusChangeOrTransactionDate", query)
+
+    def _sync_one(self, lease_id: int | None) -> None:
+        link = AmsiLeaseLink.objects.filter(connection=self.connection, lease_id=lease_id).first()
+        if link is None:
+            raise BadRecord(f"lease {lease_id}", "is not linked to an AMSI lease (no ResiID)")
+        found = None
+        for el in self._all_leases():
+            if (
+                el.get("BldgID", "").strip() == link.bldg_id
+                and el.get("UnitID", "").strip() == link.unit_id
+                and el.get("ResiID", "").strip() == link.resi_id
+            ):
+                found = el
+                break
+        if found is None:
+            self._deactivate([link])
+            return
+        self._process([found])
+
+    # -- units ---------------------------------------------------------------------------------
+    def _load_caches(self) -> None:
+        for b in Building.objects.filter(property=self.prop).values("pk", "code"):
+            self._buildings[b["code"]] = b["pk"]
+        for u in Unit.objects.filter(building__property=self.prop).values(
+            "pk", "code", "building__code"
+        ):
+            self._units[(u["building__code"], u["code"])] = u["pk"]
+
+    def _building(self, code: str) -> int:
+        if code not in self._buildings:
+            b = Building.objects.create(property=self.prop, code=code, name=f"Building {code}")
+            self._buildings[code] = b.pk
+        return self._buildings[code]
+
+    def _unit(self, bldg: str, unit: str) -> int:
+        key = (bldg, unit)
+        if key not in self._units:
+            u = Unit.objects.create(building_id=self._building(bldg), code=unit)
+            self._units[key] = u.pk
+            self.units_created += 1
+        return self._units[key]
+
+    def _sync_units(self) -> None:
+        try:
+            root = self.client.leasing_document(
+                "GetPropertyUnits",
+                edex(propertyid=self.settings.property_id, includeallstatuses=1),
+            )
+        except Exception as err:
+            if getattr(err, "code", "") == NO_DATA:
+                return
+            raise
+        existing = {
+            (u.building.code, u.code): u
+            for u in Unit.objects.filter(building__property=self.prop).select_related("building")
+        }
+        for el in root:
+            try:
+                rec = unit_record(el)
+            except BadRecord as err:
+                self.run.record_error(err.record, err.message)
+                continue
+            unit = existing.get((rec.bldg_id, rec.unit_id))
+            if unit is None:
+                self._unit(rec.bldg_id, rec.unit_id)
+                Unit.objects.filter(pk=self._units[(rec.bldg_id, rec.unit_id)]).update(
+                    unit_type=rec.unit_type, address=rec.address
+                )
+                self.run.record_change(f"unit {rec.bldg_id}-{rec.unit_id}", "new unit")
+            elif (unit.unit_type, unit.address) != (rec.unit_type, rec.address):
+                unit.unit_type, unit.address = rec.unit_type, rec.address
+                unit.save(update_fields=["unit_type", "address"])
+                self.units_updated += 1
+
+    # -- leases ----------------------------------------------------------------------------------
+    def _records(self, elements: Iterable) -> Iterator[LeaseRecord]:
+        for el in elements:
+            try:
+                rec = lease_record(el)
+            except BadRecord as err:
+                self.run.record_error(err.record, err.message)
+                continue
+            if rec.property_id != self.settings.property_id:
+                self.run.record_error(
+                    rec.composite, f"belongs to property {rec.property_id}, not this connection's"
+                )
+                continue
+            yield rec
+
+    def _process(self, elements: Iterable) -> None:
+        chunk: list[LeaseRecord] = []
+        seen_keys: set[tuple] = set()
+        for rec in self._records(elements):
+            if rec.key in seen_keys:
+                continue  # listed under two statuses: once is enough
+            seen_keys.add(rec.key)
+            chunk.append(rec)
+            if len(chunk) >= CHUNK:
+                self._process_chunk(chunk)
+                chunk = []
+        if chunk:
+            self._process_chunk(chunk)
+
+    def _process_chunk(self, records: list[LeaseRecord]) -> None:
+        resi_ids = {r.resi_id for r in records}
+        links = {
+            link.key: link
+            for link in AmsiLeaseLink.objects.filter(
+                connection=self.connection, resi_id__in=resi_ids
+            ).select_related("lease")
+        }
+        new: list[tuple[LeaseRecord, str]] = []
+        for rec in records:
+            digest = rec.digest()
+            link = links.get(rec.key)
+            if link is None:
+                new.append((rec, digest))
+                continue
+            self.seen_links.add(link.pk)
+            if link.content_hash == digest and link.active:
+                self.run.unchanged += 1
+                continue
+            self._update(link, rec, digest)
+        if new:
+            self._create(new)
+        self.processed += len(records)
+        if self.processed % 5000 < len(records):
+            self.progress(f"{self.processed} leases read")
+
+    def _create(self, new: list[tuple[LeaseRecord, str]]) -> None:
+        leases = []
+        for rec, _digest in new:
+            access, reason = rec.access()
+            leases.append(
+                Lease(
+                    unit_id=self._unit(rec.bldg_id, rec.unit_id),
+                    status=rec.lease_status,
+                    start_date=rec.start_date,
+                    end_date=rec.end_date,
+                    balance=rec.balance,
+                    accounting_access=access,
+                    accounting_access_reason=reason,
+                    accounting_access_since=self.now if access != "allowed" else None,
+                )
+            )
+        Lease.objects.bulk_create(leases)
+        links = [
+            AmsiLeaseLink(
+                connection=self.connection,
+                lease=lease,
+                property_id=rec.property_id,
+                bldg_id=rec.bldg_id,
+                unit_id=rec.unit_id,
+                resi_id=rec.resi_id,
+                credit_status=rec.credit_status,
+                block_payment_access=rec.block_payment_access,
+                block_all_access=rec.block_all_access,
+                external_reference=rec.external_reference,
+                raw=rec.raw,
+                content_hash=digest,
+                last_synced_at=self.now,
+            )
+            for lease, (rec, digest) in zip(leases, new, strict=True)
+        ]
+        AmsiLeaseLink.objects.bulk_create(links)
+        residents, memberships, occupant_links = [], [], []
+        for link, (rec, _digest) in zip(links, new, strict=True):
+            self.seen_links.add(link.pk)
+            for occ in rec.occupants:
+                resident = Resident(
+                    first_name=occ.first_name, last_name=occ.last_name, email=occ.email,
+                    phone=occ.phone,
+                )
+                residents.append(resident)
+                memberships.append((link, resident, occ))
+        Resident.objects.bulk_create(residents)
+        LeaseResident.objects.bulk_create(
+            [
+                LeaseResident(lease_id=link.lease_id, resident=r, responsible=occ.responsible)
+                for link, r, occ in memberships
+            ]
+        )
+        for link, r, occ in memberships:
+            occupant_links.append(
+                AmsiOccupantLink(
+                    lease_link=link, resident=r, occu_seq_no=occ.seq,
+                    responsible_flag=occ.responsible_flag,
+                )
+            )
+        AmsiOccupantLink.objects.bulk_create(occupant_links)
+        self.run.created += len(new)
+        for rec, _ in new[: max(0, 500 - len(self.run.changes))]:
+            self.run.record_change(rec.composite, "new lease")
+
+    def _update(self, link: AmsiLeaseLink, rec: LeaseRecord, digest: str) -> None:
+        from rentplatform.services import set_accounting_access
+
+        lease = link.lease
+        changes = []
+        fields = {
+            "status": rec.lease_status,
+            "start_date": rec.start_date,
+            "end_date": rec.end_date,
+            "balance": rec.balance,
+        }
+        for name, value in fields.items():
+            if getattr(lease, name) != value:
+                changes.append(f"{name} {getattr(lease, name)} -> {value}")
+                setattr(lease, name, value)
+        if changes:
+            lease.save(update_fields=[*fields, "updated_at"])
+        access, reason = rec.access()
+        if set_accounting_access(lease, access, reason, now=self.now):
+            changes.append(f"payment access -> {access}" + (f" ({reason})" if reason else ""))
+        changes += self._sync_occupants(link, rec.occupants)
+        if not link.active:
+            changes.append("listed again by AMSI: reactivated")
+        link.credit_status = rec.credit_status
+        link.block_payment_access = rec.block_payment_access
+        link.block_all_access = rec.block_all_access
+        link.external_reference = rec.external_reference
+        link.raw = rec.raw
+        link.content_hash = digest
+        link.active = True
+        link.last_synced_at = self.now
+        link.save()
+        self.run.updated += 1
+        self.run.record_change(rec.composite, "; ".join(changes) or "AMSI details updated")
+
+    def _sync_occupants(self, link: AmsiLeaseLink, occupants: list[OccupantRecord]) -> list[str]:
+        changes = []
+        existing = {o.occu_seq_no: o for o in link.occupants.select_related("resident")}
+        wanted = {o.seq: o for o in occupants}
+        for seq, occ in wanted.items():
+            current = existing.get(seq)
+            if current is None:
+                resident = Resident.objects.create(
+                    first_name=occ.first_name, last_name=occ.last_name, email=occ.email,
+                    phone=occ.phone,
+                )
+                LeaseResident.objects.create(
+                    lease_id=link.lease_id, resident=resident, responsible=occ.responsible
+                )
+                AmsiOccupantLink.objects.create(
+                    lease_link=link, resident=resident, occu_seq_no=seq,
+                    responsible_flag=occ.responsible_flag,
+                )
+                changes.append(f"occupant {seq} added")
+                continue
+            r = current.resident
+            new_values = (occ.first_name, occ.last_name, occ.email, occ.phone)
+            if (r.first_name, r.last_name, r.email, r.phone) != new_values:
+                r.first_name, r.last_name, r.email, r.phone = new_values
+                r.save(update_fields=["first_name", "last_name", "email", "phone"])
+                changes.append(f"occupant {seq} details")
+            if current.responsible_flag != occ.responsible_flag:
+                current.responsible_flag = occ.responsible_flag
+                current.save(update_fields=["responsible_flag"])
+                LeaseResident.objects.filter(lease_id=link.lease_id, resident=r).update(
+                    responsible=occ.responsible
+                )
+                changes.append(f"occupant {seq} responsible -> {occ.responsible_flag}")
+        for seq, gone in existing.items():
+            if seq not in wanted:
+                LeaseResident.objects.filter(lease_id=link.lease_id, resident=gone.resident).delete()
+                gone.delete()
+                changes.append(f"occupant {seq} no longer on the lease")
+        return changes
+
+    # -- disappearance ---------------------------------------------------------------------------
+    def _deactivate_unseen(self) -> None:
+        unseen = AmsiLeaseLink.objects.filter(connection=self.connection, active=True).exclude(
+            pk__in=self.seen_links
+        ) if len(self.seen_links) < 900 else None
+        if unseen is None:
+            # Large portfolios: compare in Python rather than send 100,000 ids to the database.
+            unseen = [
+                link
+                for link in AmsiLeaseLink.objects.filter(connection=self.connection, active=True)
+                .only("pk", "lease_id", "property_id", "bldg_id", "unit_id", "resi_id")
+                .iterator(chunk_size=2000)
+                if link.pk not in self.seen_links
+            ]
+        self._deactivate(list(unseen))
+
+    def _deactivate(self, links: list[AmsiLeaseLink]) -> None:
+        for link in links:
+            Lease.objects.filter(pk=link.lease_id).exclude(status=LeaseStatus.INACTIVE).update(
+                status=LeaseStatus.INACTIVE, updated_at=self.now
+            )
+            AmsiLeaseLink.objects.filter(pk=link.pk).update(active=False, last_synced_at=self.now)
+            self.run.deactivated += 1
+            self.run.record_change(link.composite, "no longer listed by AMSI: marked inactive")
+
+    def _finish_message(self) -> None:
+        parts = [self.run.message] if self.run.message else []
+        if self.units_created or self.units_updated:
+            parts.append(f"units: {self.units_created} new, {self.units_updated} updated")
+        self.run.message = "; ".join(parts)
