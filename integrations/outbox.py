@@ -76,17 +76,21 @@ def enqueue_on_commit(posting_id: int) -> None:
 
 
 def enqueue(posting_id: int) -> None:
-    mode = get_setting("DELIVERY")
-    if mode == "manual":
+    if get_setting("DELIVERY") == "manual":
         return
+    enqueue_task("integrations.tasks.deliver_posting", posting_id, group="integrations.postings")
+
+
+def enqueue_task(func: str, object_id: int, *, group: str = "integrations") -> None:
+    """Queue a django-q2 task that takes one id (never anything secret)."""
     from django_q.tasks import async_task
 
     async_task(
-        "integrations.tasks.deliver_posting",
-        posting_id,
-        task_name=f"deliver-posting-{posting_id}-{timezone.now().timestamp():.3f}",
-        group="integrations.postings",
-        sync=(mode == "sync"),
+        func,
+        object_id,
+        task_name=f"{func.rsplit('.', 1)[-1]}-{object_id}-{timezone.now().timestamp():.3f}",
+        group=group,
+        sync=(get_setting("DELIVERY") == "sync"),
     )
 
 

@@ -20,3 +20,10 @@ def on_reversal(sender, payment, reversal, **kwargs):
 
 for _n, _signal in enumerate(platform.REVERSAL_SIGNALS):
     _signal.connect(on_reversal, dispatch_uid=f"integrations.reversal.{_n}")
+
+
+@receiver(platform.batch_deposited, dispatch_uid="integrations.batch_deposited")
+def on_batch_deposited(sender, batch, **kwargs):
+    from django.db import transaction
+
+    transaction.on_commit(lambda: outbox.enqueue_task("integrations.tasks.send_deposit_report", batch.pk))

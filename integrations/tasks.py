@@ -76,3 +76,9 @@ def close_batches_all() -> list[str]:
         except Exception:  # noqa: BLE001
             log.exception("closing batches of %s failed", connection)
     return lines
+
+
+def send_deposit_report(batch_id: int) -> bool:
+    from integrations.reports import send_report
+
+    return send_report(batch_id)

@@ -203,10 +203,14 @@ class AmsiProvider(AccountingProvider):
 
         return close_due_batches(self, now=now)
 
-    def reconcile(self, month):
+    def reconcile(self, month, report_text=None):
         from .reconcile import reconcile_month
 
-        return reconcile_month(self, month)
+        return reconcile_month(self, month, report_text)
+
+    def lease_reference(self, lease) -> str:
+        link = AmsiLeaseLink.objects.filter(lease=lease).first()
+        return link.composite if link else ""
 
 
 __all__ = ["AmsiProvider", "RetryableError"]

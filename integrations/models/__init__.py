@@ -1,6 +1,6 @@
 from .connection import Connection
 from .fake import FakeRemoteEntry
-from .posting import Posting, PostingAttempt, PostingKind, PostingState
+from .posting import Posting, PostingAttempt, PostingKind, PostingState, ReportDelivery
 from .sync import SyncKind, SyncRun, SyncStatus
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "PostingAttempt",
     "PostingKind",
     "PostingState",
+    "ReportDelivery",
     "SyncKind",
     "SyncRun",
     "SyncStatus",

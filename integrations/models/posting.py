@@ -113,3 +113,17 @@ class PostingAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"attempt {self.number} of {self.posting.key}: {self.outcome or 'running'}"
+
+
+class ReportDelivery(models.Model):
+    """A Batch Deposit Report sent by email: once per batch."""
+
+    batch = models.OneToOneField(
+        "rentplatform.DepositBatch", on_delete=models.CASCADE, related_name="report_delivery"
+    )
+    recipients = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"report {self.batch.batch_id} to {self.recipients}"

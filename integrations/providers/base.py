@@ -102,5 +102,11 @@ class AccountingProvider:
         """Close (settle) remote batches that are due; returns a line per batch acted on."""
         raise self._not_implemented("close_batches")
 
-    def reconcile(self, month: dt.date) -> list[BatchDifference]:
+    def reconcile(self, month: dt.date, report_text: str | None = None) -> list[BatchDifference]:
+        """Compare our batches of ``month`` with the remote's; ``report_text`` is an export a
+        person uploaded (else the provider fetches what it can)."""
         raise self._not_implemented("reconcile")
+
+    def lease_reference(self, lease) -> str:
+        """How the remote names a lease (shown on reports); optional."""
+        return ""

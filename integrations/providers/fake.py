@@ -90,5 +90,5 @@ class FakeProvider(AccountingProvider):
     def close_batches(self, *, now=None) -> list[str]:
         return []
 
-    def reconcile(self, month):
+    def reconcile(self, month, report_text=None):
         return []

@@ -1,0 +1,12 @@
+"""The framework's API endpoints (sync now), mounted under /api/integrations/."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from . import api
+
+app_name = "integrations"
+urlpatterns = [
+    path("sync/", api.SyncNow.as_view(), name="sync-now"),
+]
