@@ -19,6 +19,10 @@ DEFAULTS: dict[str, Any] = {
     # How long a claimed posting stays "in flight" before another worker may take it over
     # (longer than the task timeout, which is longer than the SOAP operation timeout).
     "CLAIM_SECONDS": 75,
+    # After an unknown outcome (timeout, reset, lost reply) the next attempt waits at least this
+    # long before asking the remote whether the first write landed: a slow server may still be
+    # processing it, and a check made too early would find nothing and write a second time.
+    "UNKNOWN_OUTCOME_DELAY_SECONDS": 45,
     # async: django-q2 task per posting (production); sync: run the task in-process through
     # django-q2's sync path (tests); manual: leave postings pending (operators, dry runs).
     "DELIVERY": "async",

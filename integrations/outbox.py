@@ -228,7 +228,12 @@ def _finish(posting: Posting, attempt: PostingAttempt, outcome: str, delivered, 
                 posting.next_attempt_at = None
             else:
                 posting.state = PostingState.RETRYING
-                posting.next_attempt_at = now + _backoff(posting.attempts)
+                delay = _backoff(posting.attempts)
+                if posting.outcome_unknown:
+                    delay = max(
+                        delay, dt.timedelta(seconds=get_setting("UNKNOWN_OUTCOME_DELAY_SECONDS"))
+                    )
+                posting.next_attempt_at = now + delay
         else:
             posting.state = PostingState.NEEDS_ATTENTION
             posting.last_error = message

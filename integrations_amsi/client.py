@@ -75,6 +75,34 @@ def clear_clients() -> None:
         _clients.clear()
 
 
+class MalformedReply(Exception):
+    pass
+
+
+class _Transport(zeep.Transport):
+    """zeep's transport, refusing a reply that is not well-formed XML before zeep parses it.
+
+    zeep parses leniently (lxml recover mode) and then crashes with AttributeError/TypeError
+    on a plain-text HTTP 500 or a truncated envelope; a strict, entity-free parse here turns
+    both into errors we can classify.
+    """
+
+    def post_xml(self, address, envelope, headers):
+        response = super().post_xml(address, envelope, headers)
+        content_type = response.headers.get("Content-Type", "")
+        if response.status_code >= 400 and "xml" not in content_type:
+            raise TransportError(
+                f"HTTP {response.status_code}",
+                status_code=response.status_code,
+                content=response.content,
+            )
+        try:
+            parse_document(response.content, what="SOAP reply")
+        except UnsafeXml as err:
+            raise MalformedReply(str(err)) from None
+        return response
+
+
 class EdexClient:
     def __init__(self, settings: AmsiSettings):
         self.settings = settings
@@ -94,7 +122,7 @@ class EdexClient:
             if name in self._services:
                 return self._zeep[name], self._services[name]
             wsdl = self.settings.leasing_wsdl if name == "Leasing" else self.settings.ledger_wsdl
-            transport = zeep.Transport(
+            transport = _Transport(
                 session=self._session,
                 timeout=WSDL_TIMEOUT,
                 operation_timeout=self.settings.timeout,
@@ -156,7 +184,7 @@ class EdexClient:
                 response=_decode(err.content),
                 **context,
             ) from err
-        except (ZeepError, etree.XMLSyntaxError) as err:
+        except (ZeepError, etree.XMLSyntaxError, MalformedReply) as err:
             raise failure(f"malformed reply: {err}", **context) from err
         if result is None:
             raise failure("empty result", **context)

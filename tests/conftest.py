@@ -41,6 +41,7 @@ def _integrations_settings(settings):
         **settings.INTEGRATIONS,
         "DELIVERY": "sync",
         "RETRY_BACKOFF_SECONDS": [0],
+        "UNKNOWN_OUTCOME_DELAY_SECONDS": 0,
     }
 
 

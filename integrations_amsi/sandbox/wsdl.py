@@ -19,7 +19,11 @@ HTTP_TRANSPORT = "http://schemas.xmlsoap.org/soap/http"
 
 # (name, type, minOccurs)
 Param = tuple[str, str, int]
-_CRED: list[Param] = [("UserID", "string", 0), ("Password", "string", 0), ("PortfolioName", "string", 0)]
+_CRED: list[Param] = [
+    ("UserID", "string", 0),
+    ("Password", "string", 0),
+    ("PortfolioName", "string", 0),
+]
 _XML: Param = ("XMLData", "string", 0)
 _PRELIM: Param = ("preliminary", "int", 1)
 
@@ -102,7 +106,9 @@ def build_wsdl(service: str, address: str) -> bytes:
     )
     for op in ops:
         seq = etree.SubElement(
-            etree.SubElement(etree.SubElement(schema, S + "element", name=op.name), S + "complexType"),
+            etree.SubElement(
+                etree.SubElement(schema, S + "element", name=op.name), S + "complexType"
+            ),
             S + "sequence",
         )
         for pname, ptype, min_occurs in op.params:
@@ -122,7 +128,12 @@ def build_wsdl(service: str, address: str) -> bytes:
             S + "sequence",
         )
         etree.SubElement(
-            rseq, S + "element", minOccurs="0", maxOccurs="1", name=f"{op.name}Result", type="s:string"
+            rseq,
+            S + "element",
+            minOccurs="0",
+            maxOccurs="1",
+            name=f"{op.name}Result",
+            type="s:string",
         )
     for op in ops:
         for suffix, el in (("SoapIn", op.name), ("SoapOut", f"{op.name}Response")):
@@ -150,7 +161,7 @@ def build_wsdl(service: str, address: str) -> bytes:
 
 
 def signature(wsdl_root: etree._Element) -> dict[str, list[tuple[str, str, str, str]]]:
-    """Operation -> [(param, type, minOccurs, maxOccurs)] of a WSDL; used by the conformance test."""
+    """Operation -> [(param, type, minOccurs, maxOccurs)]: what the conformance test compares."""
     ns = {"s": NS_S, "wsdl": NS_WSDL}
     out: dict[str, list[tuple[str, str, str, str]]] = {}
     for el in wsdl_root.xpath("wsdl:types/s:schema/s:element", namespaces=ns):

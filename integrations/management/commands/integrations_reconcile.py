@@ -1,0 +1,60 @@
+"""Compare our deposit batches with the accounting system's, and list every difference.
+
+Examples::
+
+    python manage.py integrations_reconcile                          # every property, this month
+    python manage.py integrations_reconcile --property maple --month 2026-11
+    python manage.py integrations_reconcile --property maple --report export.csv
+
+``--report`` takes an export a manager downloaded (AMSI: Reports > Accounting Reports >
+External Deposits, By Payment, CSV); without it the provider fetches what it can (the sandbox
+serves that report itself).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from integrations.models import Connection
+from integrations.reconciliation import parse_month, reconcile
+
+
+class Command(BaseCommand):
+    help = "Reconcile our deposit batches with the accounting system for a month."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--property", help="property code (default: every enabled one)")
+        parser.add_argument("--month", help="YYYY-MM (default: this month)")
+        parser.add_argument("--report", help="an External Deposits export (CSV) to compare with")
+
+    def handle(self, *args, **options):
+        try:
+            month = parse_month(options["month"])
+        except ValueError as err:
+            raise CommandError(str(err)) from None
+        connections = Connection.objects.filter(enabled=True).select_related("property")
+        if options["property"]:
+            connections = connections.filter(property__code=options["property"])
+            if not connections.exists():
+                raise CommandError(f"no enabled connection for property {options['property']!r}")
+        report_text = None
+        if options["report"]:
+            path = Path(options["report"])
+            if not path.is_file():
+                raise CommandError(f"{path} is not a file")
+            report_text = path.read_text(encoding="utf-8-sig", errors="replace")
+        bad = 0
+        for connection in connections:
+            result = reconcile(connection, month, report_text)
+            style = self.style.SUCCESS if result.ok else self.style.ERROR
+            self.stdout.write(style(result.summary()))
+            for d in result.differences:
+                self.stdout.write(
+                    f"  batch {d.batch_id}: {d.kind}: {d.message}"
+                    + (f" (ours {d.local or '-'}, AMSI {d.remote or '-'})" if d.local or d.remote else "")
+                )
+            bad += not result.ok
+        if bad:
+            raise CommandError(f"{bad} propert{'y' if bad == 1 else 'ies'} did not reconcile")

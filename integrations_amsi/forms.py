@@ -1,0 +1,149 @@
+"""Admin forms for AMSI: the typed connection form and the lease-link (ResiID) form.
+
+The connection form edits ``Connection.settings`` and ``Connection.credentials`` through typed
+fields rather than raw JSON, so a property manager cannot misspell a key. The password is
+write-only: the widget never renders a value back and a blank field keeps the stored one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from rentplatform.models.property import validate_time_zone
+
+from .conf import DEFAULT_CUTOFF, DEFAULT_TIMEOUT, parse_cutoff, validate_url
+from .proxy_models import AmsiConnection
+
+# form field -> Connection.settings key
+SETTINGS_FIELDS = {
+    "url": "url",
+    "portfolio": "portfolio",
+    "user_id": "user_id",
+    "property_id": "property_id",
+    "merchant_id": "merchant_id",
+    "created_by": "created_by",
+    "close_cutoff": "close_cutoff",
+    "timeout": "timeout",
+}
+
+
+class AmsiConnectionForm(forms.ModelForm):
+    url = forms.CharField(
+        label="eDex base URL",
+        max_length=300,
+        validators=[validate_url],
+        help_text="e.g. https://host/AMSIWEBG003/edexweb/esite (leasing.asmx and ledger.asmx "
+        "live under it).",
+    )
+    portfolio = forms.CharField(label="PortfolioName", max_length=100)
+    user_id = forms.CharField(label="UserID", max_length=100)
+    password = forms.CharField(
+        label="Password",
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Stored encrypted; never shown again. Leave blank to keep the current one.",
+    )
+    property_id = forms.CharField(
+        label="AMSI PropertyId", max_length=20, help_text='Leading zeros matter ("001").'
+    )
+    merchant_id = forms.CharField(label="ClientMerchantID", max_length=40)
+    created_by = forms.CharField(
+        label="Created By",
+        max_length=100,
+        required=False,
+        help_text="The eDex user name eSite shows as Created By on the batches "
+        "(default: the UserID).",
+    )
+    close_cutoff = forms.CharField(
+        label="Batch close cutoff",
+        max_length=5,
+        initial=DEFAULT_CUTOFF,
+        help_text="HH:MM, property time: a day's batches are closed from this time on.",
+    )
+    time_zone = forms.CharField(
+        label="Property time zone",
+        max_length=64,
+        validators=[validate_time_zone],
+        help_text="Written to the property (e.g. America/Chicago): business days and batches.",
+    )
+    timeout = forms.FloatField(
+        label="Operation timeout (s)",
+        min_value=1,
+        max_value=55,
+        initial=DEFAULT_TIMEOUT,
+        help_text="Per SOAP call; stays below the task timeout (60 s).",
+    )
+
+    class Meta:
+        model = AmsiConnection
+        fields = ["property", "enabled"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        instance = self.instance
+        current = instance.settings or {} if instance.pk else {}
+        for field, key in SETTINGS_FIELDS.items():
+            if key in current and current[key] not in (None, ""):
+                self.initial.setdefault(field, current[key])
+        if instance.pk:
+            self.initial.setdefault("time_zone", instance.property.time_zone)
+            if not (instance.credentials or {}).get("password"):
+                self.fields["password"].help_text = "Not set yet: required."
+        else:
+            self.initial.setdefault("time_zone", "America/New_York")
+
+    def clean_close_cutoff(self) -> str:
+        value = self.cleaned_data["close_cutoff"]
+        return parse_cutoff(value).strftime("%H:%M")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        has_password = bool((self.instance.credentials or {}).get("password"))
+        if not data.get("password") and not has_password:
+            self.add_error("password", ValidationError("A password is required."))
+        return data
+
+    def save(self, commit: bool = True) -> AmsiConnection:
+        connection: AmsiConnection = super().save(commit=False)
+        connection.provider = "amsi"
+        settings = dict(connection.settings or {})
+        for field, key in SETTINGS_FIELDS.items():
+            value = self.cleaned_data.get(field)
+            if value in (None, ""):
+                settings.pop(key, None)
+            else:
+                settings[key] = value
+        connection.settings = settings
+        password = self.cleaned_data.get("password")
+        if password:
+            connection.credentials = {**(connection.credentials or {}), "password": password}
+        prop = connection.property
+        time_zone = self.cleaned_data["time_zone"]
+        if commit:
+            if prop.time_zone != time_zone:
+                prop.time_zone = time_zone
+                prop.save(update_fields=["time_zone"])
+            connection.save()
+        else:
+            # The admin saves the object itself: still write the property's time zone then.
+            prop.time_zone = time_zone
+            self._pending_time_zone = True
+        return connection
+
+    def _save_m2m(self) -> None:
+        super()._save_m2m()
+        if getattr(self, "_pending_time_zone", False):
+            self.instance.property.save(update_fields=["time_zone"])
+
+
+class LeaseLinkForm(forms.Form):
+    resi_id = forms.CharField(
+        label="AMSI ResiID",
+        max_length=80,
+        help_text="Only the last part of eSite's Property-Building-Unit-ResiID "
+        "(for 001-01-101-21 enter 21).",
+    )

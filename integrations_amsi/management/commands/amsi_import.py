@@ -1,0 +1,74 @@
+"""Import a property's units, residents and leases from AMSI (initial import, idempotent).
+
+Examples::
+
+    python manage.py amsi_import maple --dry-run   # what would change; writes nothing
+    python manage.py amsi_import maple             # import; a second run changes nothing
+
+Records AMSI sends that cannot be imported are listed with their eSite ids and skipped; the
+command then exits non-zero so a script notices. A failed run (AMSI unreachable, login refused,
+a malformed reply) imports nothing at all: the whole run is one transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from integrations.models import Connection, SyncKind, SyncStatus
+from integrations.services import run_sync
+
+SHOW_CHANGES = 200
+SHOW_ERRORS = 100
+
+
+class Command(BaseCommand):
+    help = "Import (or re-import) a property's residents and leases from AMSI."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("property_code", help="the platform's property code")
+        parser.add_argument(
+            "--dry-run", action="store_true", help="show what would change; write nothing"
+        )
+
+    def handle(self, *args: Any, **opts: Any) -> None:
+        code = opts["property_code"]
+        connection = (
+            Connection.objects.select_related("property")
+            .filter(property__code=code, provider="amsi")
+            .first()
+        )
+        if connection is None:
+            raise CommandError(
+                f"property {code!r} has no AMSI connection; create it with amsi_connect"
+            )
+        if not connection.enabled:
+            self.stdout.write(self.style.WARNING(f"The connection of {code} is disabled."))
+        dry_run = opts["dry_run"]
+        self.stdout.write(f"Importing {connection.property}{' (dry run)' if dry_run else ''}…")
+        run = run_sync(
+            connection,
+            SyncKind.IMPORT,
+            dry_run=dry_run,
+            triggered_by="amsi_import command",
+            progress=lambda text: self.stdout.write(f"  {text}"),
+        )
+        if dry_run:
+            for change in run.changes[:SHOW_CHANGES]:
+                self.stdout.write(f"  would change {change['record']}: {change['change']}")
+            if len(run.changes) > SHOW_CHANGES or run.total_changes > len(run.changes):
+                self.stdout.write(f"  … {run.total_changes} change(s) in all")
+        for error in run.error_list[:SHOW_ERRORS]:
+            self.stdout.write(self.style.WARNING(f"  skipped {error['record']}: {error['message']}"))
+        if run.errors > SHOW_ERRORS:
+            self.stdout.write(self.style.WARNING(f"  … {run.errors} record error(s) in all"))
+        if run.status == SyncStatus.FAILED:
+            raise CommandError(
+                f"import of {code} failed, nothing was imported (sync run {run.pk}): {run.message}"
+            )
+        summary = f"{code}: {run.summary()} (sync run {run.pk})"
+        if run.errors:
+            self.stdout.write(self.style.WARNING(summary))
+            raise CommandError(f"{run.errors} record(s) of {code} could not be imported; see above")
+        self.stdout.write(self.style.SUCCESS(summary))

@@ -1,0 +1,57 @@
+"""Shared eDex plumbing: reading XMLData leniently and shaping error results."""
+
+from __future__ import annotations
+
+from lxml import etree
+
+from .codes import ErrorCode, SandboxError
+from .xmlsafe import XmlRejected, escape_text, local, parse_text
+
+
+def parse_xmldata(text: str | None) -> etree._Element:
+    """Parse XMLData; tolerate `<edex>` casing and a doubled `<EDEX><EDEX>` root."""
+    if not (text or "").strip():
+        # GetPropertyList is called with an empty XMLData.
+        return etree.Element("EDEX")
+    try:
+        root = parse_text(text or "")
+    except XmlRejected as err:
+        raise SandboxError(ErrorCode.MALFORMED_XMLDATA, str(err)) from err
+    while local(root.tag).lower() == "edex":
+        kids = [c for c in root if local(c.tag)]
+        if len(kids) == 1 and local(kids[0].tag).lower() == "edex":
+            root = kids[0]
+        else:
+            break
+    return root
+
+
+def fields(el: etree._Element) -> dict[str, str]:
+    """Child elements by lower-cased local name -> stripped text."""
+    return {local(c.tag).lower(): (c.text or "").strip() for c in el if local(c.tag)}
+
+
+def flag(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in ("1", "true", "y", "yes")
+
+
+def error_document(err: SandboxError) -> str:
+    """The leasing refusal shape: InternetTrafficResponse/Error."""
+    return (
+        "<InternetTrafficResponse><Error>"
+        f"<ErrorCode>{int(err.code)}</ErrorCode>"
+        f"<ErrorDescription>{escape_text(err.description)}</ErrorDescription>"
+        "</Error></InternetTrafficResponse>"
+    )
+
+
+def check_login(
+    config: dict[str, str], user: str | None, password: str | None, portfolio: str | None
+) -> None:
+    """Credentials first, then the portfolio, as a login screen would."""
+    if (user or "") != config["user"] or (password or "") != config["password"]:
+        raise SandboxError(ErrorCode.INVALID_LOGIN)
+    if (portfolio or "").strip().lower() != config["portfolio"].lower():
+        raise SandboxError(ErrorCode.UNKNOWN_PORTFOLIO, portfolio or "")

@@ -1,0 +1,295 @@
+"""The HTTP server: WSDLs, SOAP endpoints, eSite pages and the /sandbox/ control API.
+
+stdlib ThreadingHTTPServer: one thread per connection, HTTP/1.1 keep-alive, a body limit
+checked on Content-Length before anything is read.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import IO
+from urllib.parse import parse_qs, urlsplit
+
+from . import (
+    DEFAULT_MAX_BODY,
+    DEFAULT_MAX_LOAD_BODY,
+    DEFAULT_PASSWORD,
+    DEFAULT_PORTFOLIO,
+    DEFAULT_USER,
+    control,
+    pages,
+    soap,
+)
+from .faults import FaultRegistry
+from .store import Store
+from .wsdl import build_wsdl
+
+log = logging.getLogger(__name__)
+
+ASMX = {"/edexweb/esite/leasing.asmx": "leasing", "/edexweb/esite/ledger.asmx": "ledger"}
+_DRAIN_LIMIT = 256 * 1024 * 1024
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+@dataclass
+class Sandbox:
+    """Everything one running sandbox holds: state, credentials, faults, limits."""
+
+    state: Path
+    portfolio: str = DEFAULT_PORTFOLIO
+    user: str = DEFAULT_USER
+    password: str = DEFAULT_PASSWORD
+    max_body: int = DEFAULT_MAX_BODY
+    max_load_body: int = DEFAULT_MAX_LOAD_BODY
+    store: Store = field(init=False)
+    faults: FaultRegistry = field(default_factory=FaultRegistry)
+
+    def __post_init__(self) -> None:
+        self.store = Store(self.state)
+
+    @property
+    def config(self) -> dict[str, str]:
+        return {"portfolio": self.portfolio, "user": self.user, "password": self.password}
+
+    def __repr__(self) -> str:  # never show the password
+        return f"Sandbox(state={self.state!s}, portfolio={self.portfolio!r}, user={self.user!r})"
+
+
+class SandboxHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, addr: tuple[str, int], sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(addr, Handler)
+
+    def process_request(self, request, client_address) -> None:  # noqa: ANN001
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request) -> None:  # noqa: ANN001
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Drop kept-alive connections so a stopped sandbox really stops answering."""
+        with self._open_lock:
+            conns = list(self._open)
+            self._open.clear()
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def handle_error(self, request, client_address) -> None:  # noqa: ANN001
+        log.debug("connection error from %s", client_address, exc_info=True)
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: SandboxHTTPServer
+    server_version = "Microsoft-IIS/10.0"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
+        log.debug("%s %s", self.address_string(), format % args)
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    @property
+    def sandbox(self) -> Sandbox:
+        return self.server.sandbox
+
+    def base_url(self) -> str:
+        host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
+        return f"http://{host}"
+
+    def send(
+        self, status: int, ctype: str, body: bytes, extra: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def send_text(self, status: int, text: str) -> None:
+        self.send(status, "text/plain; charset=utf-8", text.encode("utf-8"))
+
+    def _length(self, limit: int) -> int:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            self.close_connection = True
+            raise BodyTooLarge("chunked request bodies are not supported; send Content-Length")
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError as err:
+            self.close_connection = True
+            raise BodyTooLarge("bad Content-Length") from err
+        if length > limit:
+            raise BodyTooLarge(f"request body of {length} bytes is over the {limit} byte limit")
+        return length
+
+    def refuse_large(self, err: BodyTooLarge) -> None:
+        """Answer 413 before reading, then drain what the client still sends and close."""
+        self.close_connection = True
+        status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+        if "chunked" in str(err) or "Content-Length" in str(err):
+            status = HTTPStatus.LENGTH_REQUIRED
+        self.send_text(status, str(err) + "\n")
+        try:
+            remaining = min(int(self.headers.get("Content-Length") or 0), _DRAIN_LIMIT)
+        except ValueError:
+            remaining = 0
+        self.connection.settimeout(5)
+        try:
+            while remaining > 0:
+                chunk = self.rfile.read(min(remaining, 1 << 20))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+        except OSError:
+            pass
+
+    def read_body(self, limit: int) -> bytes:
+        return self.rfile.read(self._length(limit))
+
+    def spool_body(self, limit: int) -> IO[bytes]:
+        """Big control uploads go to a temp file so 100k leases do not sit twice in memory."""
+        length = self._length(limit)
+        fh = tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024)  # noqa: SIM115
+        while length > 0:
+            chunk = self.rfile.read(min(length, 1 << 20))
+            if not chunk:
+                break
+            fh.write(chunk)
+            length -= len(chunk)
+        fh.seek(0)
+        return fh
+
+    def reset_connection(self) -> None:
+        """Close the TCP connection with RST and no reply (a crashed or cut-off server)."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        for f in (self.rfile, self.wfile):
+            try:
+                f.close()
+            except OSError:
+                pass
+        self.connection.close()
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        except OSError:
+            pass
+
+    # -- routing ----------------------------------------------------------------------------
+
+    def _route(self) -> None:
+        parts = urlsplit(self.path)
+        path = parts.path.rstrip("/") or "/"
+        query = parse_qs(parts.query, keep_blank_values=True)
+        low = path.lower()
+        try:
+            if low in ASMX:
+                self.asmx(ASMX[low], parts.query)
+            elif low.startswith("/sandbox/") or low == "/sandbox":
+                control.handle(self, path, query)
+            elif self.command in ("GET", "HEAD"):
+                pages.handle(self, low, query)
+            else:
+                self.send_text(HTTPStatus.METHOD_NOT_ALLOWED, "method not allowed\n")
+        except BodyTooLarge as err:
+            self.refuse_large(err)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _route
+
+    def asmx(self, service: str, query: str) -> None:
+        if self.command in ("GET", "HEAD"):
+            if query.lower().startswith("wsdl"):
+                body = build_wsdl(service, f"{self.base_url()}/edexweb/esite/{service}.asmx")
+                self.send(HTTPStatus.OK, "text/xml; charset=utf-8", body)
+            else:
+                self.send(
+                    HTTPStatus.OK,
+                    "text/html; charset=utf-8",
+                    pages.service_page(service, self.base_url()),
+                )
+            return
+        if self.command != "POST":
+            self.send_text(HTTPStatus.METHOD_NOT_ALLOWED, "POST a SOAP envelope\n")
+            return
+        body = self.read_body(self.sandbox.max_body)
+        action = self.headers.get("SOAPAction")
+        if action is None:
+            ctype = self.headers.get("Content-Type", "")
+            for piece in ctype.split(";"):
+                k, _, v = piece.strip().partition("=")
+                if k.lower() == "action":
+                    action = v
+        try:
+            call = soap.parse_call(service, body, action)
+        except soap.SoapFault as err:
+            ctype, data = soap.fault(err)
+            self.send(HTTPStatus.INTERNAL_SERVER_ERROR, ctype, data)
+            return
+        fault = self.sandbox.faults.match(call.operation)
+        if fault is not None:
+            log.info("fault %s fires on %s", fault.mode, call.operation)
+            if fault.mode == "latency":
+                time.sleep(fault.seconds)
+            elif fault.mode == "http500":
+                # not XML, so a SOAP client sees a transport error rather than a fault
+                self.send_text(
+                    HTTPStatus.INTERNAL_SERVER_ERROR,
+                    "Internal Server Error (injected by the sandbox: http500)\n",
+                )
+                return
+            elif fault.mode == "reset":
+                self.reset_connection()
+                return
+            elif fault.mode == "malformed":
+                ctype, data = soap.response(call, "<Payments><Payment>")
+                self.send(HTTPStatus.OK, ctype, data[: len(data) // 2])
+                return
+        result = soap.execute(self.sandbox.store, self.sandbox.config, call)
+        if fault is not None and fault.mode == "lost_reply":
+            self.reset_connection()
+            return
+        ctype, data = soap.response(call, result)
+        self.send(HTTPStatus.OK, ctype, data)
+
+
+def make_server(sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0) -> SandboxHTTPServer:
+    return SandboxHTTPServer((host, port), sandbox)

@@ -1,0 +1,158 @@
+"""Real-time posting, end to end: platform event -> outbox -> django-q2 task (sync path) ->
+zeep -> the sandbox's ledger over loopback HTTP."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from integrations import outbox
+from integrations.models import Posting, PostingState
+
+ALLOWED = "001-01-101-1"
+OTHER = "001-01-102-2"
+SHARED_RESI_ON_OTHER_UNIT = "001-02-101-1"  # same ResiID "1" as ALLOWED, another building
+NO_CHECKS = "001-01-106-6"
+
+
+def test_card_payment_posts_in_real_time_into_the_matching_batch(world, deliver):
+    with deliver():
+        payment = world.pay(ALLOWED, "1250.00", "card")
+    posting = world.posting(payment)
+    assert posting.state == PostingState.POSTED, posting.last_error
+    batch = world.ledger()[payment.batch.batch_id]
+    assert batch["batch_type"] == "X"
+    assert batch["created_by"] == "edex_demo"
+    (entry,) = batch["entries"]
+    assert entry["client_transaction_id"] == posting.key == payment.reference.hex
+    assert Decimal(entry["amount"]) == Decimal("1250.00")
+    assert entry["payment_type"] == "P"
+    assert (entry["bldg_id"], entry["unit_id"], entry["resi_id"]) == ("01", "101", "1")
+    local_day = payment.accepted_at.astimezone(world.property.tz).date()
+    assert entry["client_transaction_date"] == local_day.strftime("%m/%d/%Y")
+    assert entry["client_merchant_id"] == "M1001"
+    assert posting.remote_reference == entry["evolution_reference"]
+    link = world.batch_link(payment.batch)
+    assert link.esite_batch_no == str(batch["batch_no"])
+    assert link.bank_book == batch["bank_book"]
+
+
+def test_ach_payment_is_type_c_and_shared_resi_id_goes_to_the_right_unit(world, deliver):
+    with deliver():
+        payment = world.pay(SHARED_RESI_ON_OTHER_UNIT, "975.50", "ach")
+    (entry,) = world.entries(payment.batch.batch_id)
+    assert entry["payment_type"] == "C"
+    assert (entry["bldg_id"], entry["unit_id"], entry["resi_id"]) == ("02", "101", "1")
+
+
+def test_card_and_ach_go_to_separate_batches(world, deliver):
+    with deliver():
+        card = world.pay(ALLOWED, "100.00", "card")
+        ach = world.pay(OTHER, "200.00", "ach")
+    assert card.batch.batch_id != ach.batch.batch_id
+    ledger = world.ledger()
+    assert Decimal(ledger[card.batch.batch_id]["total"]) == Decimal("100.00")
+    assert Decimal(ledger[ach.batch.batch_id]["total"]) == Decimal("200.00")
+
+
+def test_lease_blocked_in_amsi_but_not_yet_synced_needs_attention_with_reason(world, deliver):
+    world.control.patch_lease("001", "01", "102", "2", BlockPaymentAccess="Y")
+    with deliver():
+        payment = world.pay(OTHER, "50.00", "card")
+    posting = world.posting(payment)
+    assert posting.state == PostingState.NEEDS_ATTENTION
+    assert "Block Payment Access" in posting.last_error
+    assert posting.error_code == "201"
+    assert payment.batch.batch_id not in world.ledger()
+    # A person fixes it in AMSI and retries from the admin: it posts, once.
+    world.control.patch_lease("001", "01", "102", "2", BlockPaymentAccess="N")
+    with deliver():
+        outbox.retry(posting)
+    posting.refresh_from_db()
+    assert posting.state == PostingState.POSTED
+    assert len(world.entries(payment.batch.batch_id)) == 1
+
+
+def test_unknown_lease_is_a_permanent_refusal_naming_the_lease(world, deliver, settings):
+    # The lease vanished from AMSI after import.
+    from integrations_amsi.models import AmsiLeaseLink
+
+    from rentplatform.services import accept_payment
+
+    lease = world.lease(OTHER)
+    AmsiLeaseLink.objects.filter(lease=lease).update(resi_id="999")
+    with deliver():
+        payment = accept_payment(lease, "50.00", "card")
+    posting = world.posting(payment)
+    assert posting.state == PostingState.NEEDS_ATTENTION
+    assert posting.error_code == "200"
+    assert "001-01-102-999" in posting.last_error or "unknown lease" in posting.last_error
+
+
+@pytest.mark.parametrize("mode", ["lost_reply", "latency"])
+def test_ambiguous_outcome_is_checked_and_never_posted_twice(world, deliver, mode, settings):
+    # The slow write lands 4 s after it was sent, 1 s after the client gave up (timeout 3 s):
+    # the next attempt must wait (UNKNOWN_OUTCOME_DELAY_SECONDS) before it checks, or it would
+    # find nothing and write a second time.
+    settings.INTEGRATIONS = {**settings.INTEGRATIONS, "UNKNOWN_OUTCOME_DELAY_SECONDS": 2}
+    extra = {"seconds": 4} if mode == "latency" else {}
+    world.control.add_fault(mode, "AddPayment", count=1, **extra)
+    with deliver():
+        payment = world.pay(ALLOWED, "300.00", "card")
+    posting = world.posting(payment)
+    world.deliver_all()
+    posting.refresh_from_db()
+    assert posting.state == PostingState.POSTED, posting.last_error
+    entries = world.entries(payment.batch.batch_id)
+    assert [e["client_transaction_id"] for e in entries] == [posting.key]
+    outcomes = list(posting.attempt_log.values_list("outcome", flat=True))
+    assert outcomes == ["unknown", "found_posted"]
+    assert posting.remote_reference == entries[0]["evolution_reference"]
+
+
+@pytest.mark.parametrize("mode", ["http500", "reset", "malformed"])
+def test_transport_failures_retry_and_post_once(world, deliver, mode):
+    world.control.add_fault(mode, "AddPayment", count=2)
+    with deliver():
+        payment = world.pay(ALLOWED, "410.00", "card")
+    world.deliver_all()
+    posting = world.posting(payment)
+    assert posting.state == PostingState.POSTED, posting.last_error
+    assert posting.attempts == 3
+    assert len(world.entries(payment.batch.batch_id)) == 1
+
+
+def test_amsi_down_then_back(world, deliver, settings):
+    port = world.server.port
+    world.server.stop()
+    with deliver():
+        payment = world.pay(ALLOWED, "77.00", "card")
+    posting = world.posting(payment)
+    assert posting.state == PostingState.RETRYING
+    assert "connect" in posting.last_error.lower()
+    world.server.start()
+    assert world.server.port == port
+    world.deliver_all()
+    posting.refresh_from_db()
+    assert posting.state == PostingState.POSTED
+    assert len(world.entries(payment.batch.batch_id)) == 1
+
+
+def test_payment_at_2330_local_is_posted_with_that_day(world, deliver):
+    day = dt.date(2026, 11, 20)
+    with deliver():
+        payment = world.pay(ALLOWED, "60.00", "card", when=world.at(day, 23, 30))
+    (entry,) = world.entries(payment.batch.batch_id)
+    assert entry["client_transaction_date"] == "11/20/2026"
+    assert payment.batch.business_day == day
+
+
+def test_no_checks_refuses_ach_on_the_platform_before_anything_is_sent(world):
+    from rentplatform.services import PaymentRefused
+
+    with pytest.raises(PaymentRefused) as refused:
+        world.pay(NO_CHECKS, "100.00", "ach")
+    assert refused.value.code == "cards_only"
+    assert Posting.objects.count() == 0
