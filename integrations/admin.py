@@ -119,8 +119,10 @@ class PostingAdmin(ReadOnlyAdmin):
     readonly_fields = [f.name for f in Posting._meta.fields]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related(
-            "connection__property", "payment", "reversal"
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("connection__property", "payment", "reversal")
         )
 
     @admin.display(description="Amount")

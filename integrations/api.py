@@ -26,9 +26,7 @@ def staff_with(perm: str) -> type[BasePermission]:
 
         def has_permission(self, request: Request, view: Any) -> bool:
             user = request.user
-            return bool(
-                user and user.is_authenticated and user.is_staff and user.has_perm(perm)
-            )
+            return bool(user and user.is_authenticated and user.is_staff and user.has_perm(perm))
 
     StaffWithPermission.__name__ = f"StaffWith_{perm.replace('.', '_')}"
     return StaffWithPermission
@@ -106,7 +104,9 @@ class SyncNow(APIView):
         run = run_sync(
             connection, kind, lease_id=lease_id, triggered_by=f"api:{request.user.get_username()}"
         )
-        code = status.HTTP_502_BAD_GATEWAY if run.status == SyncStatus.FAILED else status.HTTP_200_OK
+        code = (
+            status.HTTP_502_BAD_GATEWAY if run.status == SyncStatus.FAILED else status.HTTP_200_OK
+        )
         return Response(run_summary(run), status=code)
 
 

@@ -27,7 +27,9 @@ PREFIX = "fernet:"
 def _fernet() -> MultiFernet:
     keys = list(get_setting("CREDENTIALS_KEYS") or [])
     if not keys:
-        digest = hashlib.sha256(("integrations-credentials:" + settings.SECRET_KEY).encode()).digest()
+        digest = hashlib.sha256(
+            ("integrations-credentials:" + settings.SECRET_KEY).encode()
+        ).digest()
         keys = [base64.urlsafe_b64encode(digest).decode()]
     try:
         return MultiFernet([Fernet(k) for k in keys])

@@ -18,10 +18,21 @@ _secrets: set[str] = set()
 
 _PATTERNS = [
     # <Password>secret</Password>, <tns:Password>secret</tns:Password>
-    (re.compile(r"(<(?:\w+:)?Password>)(.*?)(</(?:\w+:)?Password>)", re.S | re.I), r"\1" + MASK + r"\3"),
+    (
+        re.compile(r"(<(?:\w+:)?Password>)(.*?)(</(?:\w+:)?Password>)", re.S | re.I),
+        r"\1" + MASK + r"\3",
+    ),
     # Password="secret" (attributes), password: 'x', "password": "x", password=x
-    (re.compile(r"""((?:password|passwd|secret|token)\s*=\s*["'])([^"']*)(["'])""", re.I), r"\1" + MASK + r"\3"),
-    (re.compile(r"""(["']?(?:password|passwd|secret|token)["']?\s*:\s*["'])([^"']*)(["'])""", re.I), r"\1" + MASK + r"\3"),
+    (
+        re.compile(r"""((?:password|passwd|secret|token)\s*=\s*["'])([^"']*)(["'])""", re.I),
+        r"\1" + MASK + r"\3",
+    ),
+    (
+        re.compile(
+            r"""(["']?(?:password|passwd|secret|token)["']?\s*:\s*["'])([^"']*)(["'])""", re.I
+        ),
+        r"\1" + MASK + r"\3",
+    ),
     (re.compile(r"((?:password|passwd)=)([^&\s]+)", re.I), r"\1" + MASK),
 ]
 

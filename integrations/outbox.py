@@ -108,7 +108,10 @@ def claim(posting_id: int, *, force: bool = False) -> tuple[Posting, PostingAtte
     now = timezone.now()
     with transaction.atomic():
         posting = (
-            Posting.objects.select_for_update().select_related("connection").filter(pk=posting_id).first()
+            Posting.objects.select_for_update()
+            .select_related("connection")
+            .filter(pk=posting_id)
+            .first()
         )
         if posting is None or posting.state == PostingState.POSTED:
             return None
@@ -279,8 +282,10 @@ def retry(posting: Posting) -> None:
         posting = Posting.objects.select_for_update().get(pk=posting.pk)
         if posting.state == PostingState.POSTED:
             return
-        if posting.state == PostingState.IN_FLIGHT and posting.claimed_until and (
-            posting.claimed_until > timezone.now()
+        if (
+            posting.state == PostingState.IN_FLIGHT
+            and posting.claimed_until
+            and (posting.claimed_until > timezone.now())
         ):
             return
         if posting.state == PostingState.NEEDS_ATTENTION:

@@ -26,4 +26,6 @@ for _n, _signal in enumerate(platform.REVERSAL_SIGNALS):
 def on_batch_deposited(sender, batch, **kwargs):
     from django.db import transaction
 
-    transaction.on_commit(lambda: outbox.enqueue_task("integrations.tasks.send_deposit_report", batch.pk))
+    transaction.on_commit(
+        lambda: outbox.enqueue_task("integrations.tasks.send_deposit_report", batch.pk)
+    )

@@ -127,9 +127,8 @@ def build_report(batch: DepositBatch) -> DepositReport:
     provider = connection.get_provider() if connection else None
     postings = {
         (p.kind, p.payment_id if p.kind == "payment" else p.reversal_id): p
-        for p in Posting.objects.filter(
-            payment__batch=batch, kind="payment"
-        ) | Posting.objects.filter(reversal__batch=batch, kind="reversal")
+        for p in Posting.objects.filter(payment__batch=batch, kind="payment")
+        | Posting.objects.filter(reversal__batch=batch, kind="reversal")
     }
     report = DepositReport(batch)
 

@@ -87,7 +87,9 @@ def settle_batch(provider, link: AmsiBatchLink, *, now: dt.datetime) -> str:
         link.needs_attention = isinstance(err, PermanentError)
         link.save(update_fields=["settle_error", "needs_attention"])
         log.warning("settling batch %s refused: %s", batch.batch_id, err)
-        return f"{batch.batch_id}: AMSI refused the settlement of {total}: {reply.error_description}"
+        return (
+            f"{batch.batch_id}: AMSI refused the settlement of {total}: {reply.error_description}"
+        )
     link.settled_amount = total
     link.settled_at = now
     link.settle_error = ""
@@ -95,7 +97,9 @@ def settle_batch(provider, link: AmsiBatchLink, *, now: dt.datetime) -> str:
     if reply.batch_no:
         link.esite_batch_no = reply.batch_no
     link.save()
-    log.info("settled AMSI batch %s (ClientJnlNo %s) at %s", link.esite_batch_no, batch.batch_id, total)
+    log.info(
+        "settled AMSI batch %s (ClientJnlNo %s) at %s", link.esite_batch_no, batch.batch_id, total
+    )
     return f"{batch.batch_id}: settled at {total} (eSite batch {link.esite_batch_no})"
 
 
@@ -109,7 +113,10 @@ def close_due_batches(provider, *, now: dt.datetime | None = None) -> list[str]:
     for link in links.order_by("batch__business_day", "client_jnl_no"):
         if not is_due(link.batch, cutoff, now):
             continue
-        if link.settled_amount is not None and link.settled_amount == batch_totals(link.batch)["net"]:
+        if (
+            link.settled_amount is not None
+            and link.settled_amount == batch_totals(link.batch)["net"]
+        ):
             continue
         line = settle_batch(provider, link, now=now)
         if line:

@@ -40,7 +40,6 @@ from .conf import AmsiSettings
 from .errors import error_for
 from .xmldocs import (
     MAX_DOCUMENT_BYTES,
-    LedgerReply,
     UnsafeXml,
     leasing_error,
     local,
@@ -128,7 +127,10 @@ class EdexClient:
                 operation_timeout=self.settings.timeout,
             )
             zsettings = zeep.Settings(
-                strict=False, xml_huge_tree=False, forbid_dtd=True, forbid_entities=True,
+                strict=False,
+                xml_huge_tree=False,
+                forbid_dtd=True,
+                forbid_entities=True,
                 forbid_external=True,
             )
             try:
@@ -167,9 +169,7 @@ class EdexClient:
         try:
             result = getattr(service, operation)(**self._credentials(), **params)
         except requests.Timeout as err:
-            raise failure(
-                f"no reply within {self.settings.timeout:g} s", **context
-            ) from err
+            raise failure(f"no reply within {self.settings.timeout:g} s", **context) from err
         except requests.ConnectionError as err:
             if _never_connected(err):
                 raise RetryableError(
@@ -201,9 +201,7 @@ class EdexClient:
         error = leasing_error(root)
         if error:
             code, description = error
-            raise error_for(
-                code, description, operation=operation, record="", response=text[:500]
-            )
+            raise error_for(code, description, operation=operation, record="", response=text[:500])
         return root
 
     def stream_leases(self, operation: str, xmldata: str) -> Iterator[etree._Element]:
@@ -279,7 +277,9 @@ class EdexClient:
         try:
             root = self.leasing_document("GetPropertyList", "")
         except RetryableError as err:
-            raise ConnectionTestFailed(f"unreachable: {err.message}", **self._context("test")) from err
+            raise ConnectionTestFailed(
+                f"unreachable: {err.message}", **self._context("test")
+            ) from err
         except IntegrationError as err:
             if err.code == "100":
                 raise ConnectionTestFailed(
@@ -444,7 +444,11 @@ class _EnvelopeReader:
                 if name in ("ErrorCode", "ErrorDescription"):
                     self.error[name] = (el.text or "").strip()
                 continue
-            if name == "Lease" and el.getparent() is not None and el.getparent().getparent() is None:
+            if (
+                name == "Lease"
+                and el.getparent() is not None
+                and el.getparent().getparent() is None
+            ):
                 yield el
                 # Free what was parsed so far: memory stays flat for 100,000 leases.
                 el.clear()

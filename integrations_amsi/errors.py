@@ -65,7 +65,12 @@ def classify(code: str) -> KnownError | None:
 
 
 def error_for(
-    code: str, description: str, *, operation: str, record: str, response: str = "",
+    code: str,
+    description: str,
+    *,
+    operation: str,
+    record: str,
+    response: str = "",
     remote_reference: str = "",
 ) -> IntegrationError:
     """The exception for an eDex error code, by the table; unknown codes are never dropped."""

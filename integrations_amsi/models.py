@@ -103,4 +103,6 @@ class AmsiBatchLink(models.Model):
 
     def __str__(self) -> str:
         return f"{self.client_jnl_no} -> eSite batch {self.esite_batch_no or '?'}"
+
+
 from .proxy_models import AmsiConnection  # noqa: E402,F401  (proxy; admin in admin.py)

@@ -144,9 +144,8 @@ class AmsiProvider(AccountingProvider):
         if reply.ok or reply.error_code in already_codes:
             self._record_batch(subject_batch, reply)
             return Delivered(
-                remote_reference=reply.evolution_reference or reply.fields.get(
-                    "EvolutionTransactionID", ""
-                ),
+                remote_reference=reply.evolution_reference
+                or reply.fields.get("EvolutionTransactionID", ""),
                 request_document=mask(xml),
                 response_document=text,
                 data={"eSiteBatchNo": reply.batch_no, "eSiteBankBookID": reply.bank_book},
@@ -193,7 +192,10 @@ class AmsiProvider(AccountingProvider):
         if reply.ok or (known and known.kind == errors.PERMANENT):
             return None
         raise errors.error_for(
-            reply.error_code, reply.error_description, operation=operation, record=posting.key,
+            reply.error_code,
+            reply.error_description,
+            operation=operation,
+            record=posting.key,
             response=text,
         )
 

@@ -65,9 +65,7 @@ def parse_external_deposits(text: str) -> tuple[dict[str, Decimal], list[RemoteI
             continue
         txn = (row.get("ClientTransactionID") or "").strip()
         if txn:
-            items.append(
-                RemoteItem(batch, txn, amount, row.get("Type", ""), row.get("Reason", ""))
-            )
+            items.append(RemoteItem(batch, txn, amount, row.get("Type", ""), row.get("Reason", "")))
         elif "ClientTransactionID" not in (reader.fieldnames or []):
             totals[batch] = amount  # a Summary-level export: one row per batch
     return totals, items
@@ -75,7 +73,10 @@ def parse_external_deposits(text: str) -> tuple[dict[str, Decimal], list[RemoteI
 
 def fetch_external_deposits(provider, month: dt.date) -> str:
     settings = provider.settings
-    url = provider.connection.setting("external_deposits_url") or f"{settings.base_url}/externaldeposits"
+    url = (
+        provider.connection.setting("external_deposits_url")
+        or f"{settings.base_url}/externaldeposits"
+    )
     params = {
         "month": f"{month:%Y-%m}",
         "level": "payment",
@@ -126,7 +127,12 @@ def _local_items(connection, month: dt.date):
         for reversal in batch.reversals.all():
             key = keys.get(reversal.payment_id, reversal.payment.reference.hex)
             items.append(
-                (batch.batch_id, key, -reversal.amount, f"{reversal.kind} {reversal.public_id[:10]}")
+                (
+                    batch.batch_id,
+                    key,
+                    -reversal.amount,
+                    f"{reversal.kind} {reversal.public_id[:10]}",
+                )
             )
             net -= reversal.amount
         nets[batch.batch_id] = net
@@ -160,7 +166,10 @@ def compare(
     for batch_id in sorted(set(remote_totals) - set(local_nets)):
         diffs.append(
             BatchDifference(
-                batch_id, "missing_local", "AMSI batch we have no record of", "",
+                batch_id,
+                "missing_local",
+                "AMSI batch we have no record of",
+                "",
                 str(remote_totals[batch_id]),
             )
         )
@@ -184,21 +193,30 @@ def compare(
         found = remote_by_key.get((txn, amount < 0), [])
         if not found:
             diffs.append(
-                BatchDifference(batch_id, "missing_item", f"{label} ({amount}) not in AMSI", str(amount), "")
+                BatchDifference(
+                    batch_id, "missing_item", f"{label} ({amount}) not in AMSI", str(amount), ""
+                )
             )
             continue
         item = found[0]
         if item.batch_id != batch_id:
             diffs.append(
                 BatchDifference(
-                    batch_id, "wrong_batch", f"{label} is in AMSI batch {item.batch_id}",
-                    batch_id, item.batch_id,
+                    batch_id,
+                    "wrong_batch",
+                    f"{label} is in AMSI batch {item.batch_id}",
+                    batch_id,
+                    item.batch_id,
                 )
             )
         elif item.amount != amount:
             diffs.append(
                 BatchDifference(
-                    batch_id, "amount_differs", f"{label} amount differs", str(amount), str(item.amount)
+                    batch_id,
+                    "amount_differs",
+                    f"{label} amount differs",
+                    str(amount),
+                    str(item.amount),
                 )
             )
     for (txn, negative), found in sorted(remote_by_key.items()):

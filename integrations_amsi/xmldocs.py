@@ -125,7 +125,9 @@ class ReturnDoc:
         return etree.tostring(root, encoding="unicode")
 
 
-def settlement_xml(jnl_no: str, merchant_id: str, amount: Decimal, day: dt.date, approval: str) -> str:
+def settlement_xml(
+    jnl_no: str, merchant_id: str, amount: Decimal, day: dt.date, approval: str
+) -> str:
     root = etree.Element("EDEX")
     for name, value in (
         ("ExternalJnlNo", jnl_no),

@@ -34,6 +34,10 @@ def to_money(value: object, *, field: str = "amount") -> Decimal:
         text = value.strip().replace(",", "")
         if text.startswith("$"):
             text = text[1:]
+        if not text.isascii():
+            # Decimal() reads other scripts' digits ("١٢٣" is 123): refuse what a person
+            # could not have meant as an amount on a US rent ledger.
+            raise MoneyError(f"{field}: {value!r} is not a plain decimal number")
         try:
             amount = Decimal(text)
         except InvalidOperation:

@@ -28,7 +28,9 @@ SECRET_KEY = os.environ.get(
     "SECRET_KEY", "dev-only-insecure-key-change-me-in-production-0123456789abcdef"
 )
 DEBUG = _env_bool("DEBUG", True)
-ALLOWED_HOSTS = [h for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,testserver").split(",") if h]
+ALLOWED_HOSTS = [
+    h for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,testserver").split(",") if h
+]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -146,7 +148,9 @@ if _env_bool("Q_SYNC", False):
 INTEGRATIONS = {
     # Fernet key(s) for credentials at rest; the first encrypts, all decrypt (rotation).
     # Default: derived from SECRET_KEY, so a dev checkout works with nothing set.
-    "CREDENTIALS_KEYS": [k for k in os.environ.get("INTEGRATIONS_CREDENTIALS_KEYS", "").split(",") if k],
+    "CREDENTIALS_KEYS": [
+        k for k in os.environ.get("INTEGRATIONS_CREDENTIALS_KEYS", "").split(",") if k
+    ],
     "MAX_ATTEMPTS": 8,
     "RETRY_BACKOFF_SECONDS": [5, 15, 60, 300, 900, 1800, 3600],
     "DELTA_SYNC_MINUTES": int(os.environ.get("INTEGRATIONS_DELTA_SYNC_MINUTES", "5")),

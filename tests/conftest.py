@@ -36,6 +36,12 @@ def _block_network():
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hashing(settings) -> None:
+    """PBKDF2's many rounds per login would make the suite take minutes."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _integrations_settings(settings):
     settings.INTEGRATIONS = {
         **settings.INTEGRATIONS,

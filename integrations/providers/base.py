@@ -37,7 +37,9 @@ class ConnectionCheck:
 @dataclass
 class BatchDifference:
     batch_id: str
-    kind: str  # missing_remote, missing_local, total_differs, count_differs, duplicate, missing_item
+    kind: (
+        str  # missing_remote, missing_local, total_differs, count_differs, duplicate, missing_item
+    )
     message: str
     local: str = ""
     remote: str = ""

@@ -1,1 +1,15 @@
-urlpatterns = []
+from __future__ import annotations
+
+from django.urls import path
+
+from . import views
+
+app_name = "api"
+urlpatterns = [
+    path("leases/", views.LeaseList.as_view(), name="lease-list"),
+    path("leases/<int:pk>/", views.LeaseDetail.as_view(), name="lease-detail"),
+    path("leases/<int:pk>/payments/", views.LeasePayments.as_view(), name="lease-payments"),
+    path("payments/", views.PaymentList.as_view(), name="payment-list"),
+    path("payments/<str:public_id>/", views.PaymentDetail.as_view(), name="payment-detail"),
+    path("payments/<str:public_id>/void/", views.PaymentVoid.as_view(), name="payment-void"),
+]

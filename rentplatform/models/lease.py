@@ -8,13 +8,14 @@ silently lifts the other.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import datetime as dt
+from dataclasses import dataclass
 
 from django.db import models
 
-from .property import Resident, Unit
 from rentplatform.money import MoneyField
+
+from .property import Resident, Unit
 
 
 class PaymentAccess(models.TextChoices):
@@ -61,7 +62,9 @@ class LeaseStatus(models.TextChoices):
 class Lease(models.Model):
     unit = models.ForeignKey(Unit, on_delete=models.PROTECT, related_name="leases")
     residents = models.ManyToManyField(Resident, through="LeaseResident", related_name="leases")
-    status = models.CharField(max_length=16, choices=LeaseStatus.choices, default=LeaseStatus.ACTIVE)
+    status = models.CharField(
+        max_length=16, choices=LeaseStatus.choices, default=LeaseStatus.ACTIVE
+    )
     start_date = models.DateField(null=True, blank=True)
     end_date = models.DateField(null=True, blank=True)
     balance = MoneyField(null=True, blank=True, help_text="Balance due as last reported.")

@@ -17,9 +17,10 @@ import uuid
 from django.db import models
 from django.db.models import Q
 
+from rentplatform.money import MoneyField
+
 from .lease import Lease
 from .property import Property, Resident
-from rentplatform.money import MoneyField
 
 
 class PaymentMethod(models.TextChoices):
@@ -130,7 +131,8 @@ class Payment(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
             models.CheckConstraint(
-                condition=~Q(state="returned") | (Q(method="ach") & Q(return_code__regex=r"^R[0-9]{2}$")),
+                condition=~Q(state="returned")
+                | (Q(method="ach") & Q(return_code__regex=r"^R[0-9]{2}$")),
                 name="returned_payment_is_ach_with_code",
             ),
             models.CheckConstraint(
@@ -150,10 +152,6 @@ class Payment(models.Model):
     def __str__(self) -> str:
         return f"Payment {self.reference.hex[:10]} {self.amount} {self.method} ({self.state})"
 
-    @property
-    def public_id(self) -> str:
-        return self.reference.hex
-
     def save(self, *args, **kwargs):
         previous = self._loaded_state
         if previous is not None and previous != self.state:
@@ -163,6 +161,10 @@ class Payment(models.Model):
                 )
         super().save(*args, **kwargs)
         self._loaded_state = self.state
+
+    @property
+    def public_id(self) -> str:
+        return self.reference.hex
 
 
 class ReversalKind(models.TextChoices):

@@ -16,7 +16,9 @@ def validate_time_zone(value: str) -> None:
     try:
         zoneinfo.ZoneInfo(value)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValidationError(f"{value!r} is not a known time zone (e.g. America/Chicago)") from None
+        raise ValidationError(
+            f"{value!r} is not a known time zone (e.g. America/Chicago)"
+        ) from None
 
 
 def validate_email_list(value: str) -> None:

@@ -41,9 +41,12 @@ def open_batch(prop: Property, stream: str, day: dt.date, kind: str) -> DepositB
         ).first()
         if batch:
             return batch
-        seq = DepositBatch.objects.filter(
-            property=prop, stream=stream, business_day=day, kind=kind
-        ).count() + 1
+        seq = (
+            DepositBatch.objects.filter(
+                property=prop, stream=stream, business_day=day, kind=kind
+            ).count()
+            + 1
+        )
         try:
             with transaction.atomic():
                 return DepositBatch.objects.create(
@@ -93,7 +96,8 @@ def deposit_batch(batch: DepositBatch, *, now: dt.datetime | None = None) -> Dep
     unsettled = batch.payments.filter(state=PaymentState.PROCESSING).count()
     if unsettled:
         raise ServiceError(
-            f"batch {batch.batch_id} still has {unsettled} processing payment(s); settle them first",
+            f"batch {batch.batch_id} still has {unsettled} processing payment(s); "
+            "settle them first",
             code="unsettled",
         )
     if batch.status == BatchStatus.OPEN:

@@ -51,8 +51,8 @@ def _check_can_pay(lease: Lease, resident: Resident | None, method: str) -> None
         contact = ", ".join(lease.property.manager_email_list) or "your property manager"
         if access.access == "blocked":
             raise PaymentRefused(
-                f"Online payments are blocked on this lease ({access.reason or 'no reason given'}). "
-                f"Please contact {contact}.",
+                "Online payments are blocked on this lease "
+                f"({access.reason or 'no reason given'}). Please contact {contact}.",
                 code="blocked",
             )
         raise PaymentRefused(
@@ -79,8 +79,10 @@ def accept_payment(
     now = now or timezone.now()
     with transaction.atomic():
         # Lock the lease so a block written concurrently is seen before we accept.
-        lease = Lease.objects.select_for_update().select_related("unit__building__property").get(
-            pk=lease.pk
+        lease = (
+            Lease.objects.select_for_update()
+            .select_related("unit__building__property")
+            .get(pk=lease.pk)
         )
         if idempotency_key:
             existing = Payment.objects.filter(idempotency_key=idempotency_key).first()

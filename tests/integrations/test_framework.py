@@ -5,10 +5,10 @@ from django.core.management import call_command
 from django.db import connection as db_connection
 
 from integrations import crypto
+from integrations.exceptions import ProviderConfigurationError
 from integrations.models import Connection
 from integrations.providers import registry
 from integrations.providers.base import AccountingProvider
-from integrations.exceptions import ProviderConfigurationError
 from tests.factories import PropertyFactory
 
 

@@ -175,6 +175,6 @@ def test_stored_documents_and_errors_are_masked(connection, lease, settings):
     )
     text = str(err)
     assert "hunter2-secret" not in text and "AddPayment" in text
-    assert mask('<UserID>u</UserID><Password>x1</Password>') == (
+    assert mask("<UserID>u</UserID><Password>x1</Password>") == (
         "<UserID>u</UserID><Password>********</Password>"
     )

@@ -71,7 +71,9 @@ class AmsiWorld:
 
     def resident_user(self, lease: Lease, username: str):
         membership = lease.memberships.filter(responsible=True).first()
-        user = get_user_model().objects.create_user(username, f"{username}@example.test", "pw-123456")
+        user = get_user_model().objects.create_user(
+            username, f"{username}@example.test", "pw-123456"
+        )
         membership.resident.user = user
         membership.resident.save(update_fields=["user"])
         return user, membership.resident

@@ -103,7 +103,9 @@ class Command(BaseCommand):
             )
             body = response.json()
             if response.status_code == 201:
-                self.stdout.write(f"  {username:6} {method:4} {amount:>9}  accepted {body['id'][:10]}")
+                self.stdout.write(
+                    f"  {username:6} {method:4} {amount:>9}  accepted {body['id'][:10]}"
+                )
             else:
                 self.stdout.write(
                     self.style.WARNING(

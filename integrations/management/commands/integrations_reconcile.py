@@ -53,7 +53,11 @@ class Command(BaseCommand):
             for d in result.differences:
                 self.stdout.write(
                     f"  batch {d.batch_id}: {d.kind}: {d.message}"
-                    + (f" (ours {d.local or '-'}, AMSI {d.remote or '-'})" if d.local or d.remote else "")
+                    + (
+                        f" (ours {d.local or '-'}, AMSI {d.remote or '-'})"
+                        if d.local or d.remote
+                        else ""
+                    )
                 )
             bad += not result.ok
         if bad:

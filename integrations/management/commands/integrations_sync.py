@@ -33,7 +33,9 @@ class Command(BaseCommand):
         kind = SyncKind.FULL if options["full"] else SyncKind.DELTA
         lease_id = options["lease"]
         if lease_id is not None:
-            lease = Lease.objects.select_related("unit__building__property").filter(pk=lease_id).first()
+            lease = (
+                Lease.objects.select_related("unit__building__property").filter(pk=lease_id).first()
+            )
             if lease is None:
                 raise CommandError(f"lease {lease_id} does not exist")
             connections = connections.filter(property=lease.property)

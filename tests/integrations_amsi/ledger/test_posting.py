@@ -78,7 +78,6 @@ def test_lease_blocked_in_amsi_but_not_yet_synced_needs_attention_with_reason(wo
 def test_unknown_lease_is_a_permanent_refusal_naming_the_lease(world, deliver, settings):
     # The lease vanished from AMSI after import.
     from integrations_amsi.models import AmsiLeaseLink
-
     from rentplatform.services import accept_payment
 
     lease = world.lease(OTHER)

@@ -1,0 +1,148 @@
+"""Serializers for the resident API.
+
+Input is validated strictly and before any service call, so a bad request writes nothing:
+amounts are decimal strings (or whole numbers) in plain ASCII digits with at most two places;
+JSON floats are refused because they have already lost the cents the client meant to send.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Any
+
+from rest_framework import serializers
+
+from rentplatform.models import Lease, Payment, PaymentMethod
+from rentplatform.money import MoneyError, positive_money
+from rentplatform.portal.queries import lease_facts
+
+_DECIMAL_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?", re.ASCII)
+
+
+class MoneyStringField(serializers.Field):
+    """A positive amount given as "125.00" (or a JSON integer), never a float."""
+
+    default_error_messages = {
+        "float": 'amount must be a decimal string such as "125.00", not a JSON number with a '
+        "fraction (floats lose cents)",
+        "type": 'amount must be a decimal string such as "125.00"',
+        "format": 'amount {value!r} is not a plain decimal number such as "125.00"',
+    }
+
+    def to_internal_value(self, data: Any) -> Decimal:
+        if isinstance(data, bool):
+            self.fail("type")
+        if isinstance(data, float):
+            self.fail("float")
+        if isinstance(data, int):
+            text = str(data)
+        elif isinstance(data, str):
+            text = data.strip()
+        else:
+            self.fail("type")
+        if len(text) > 20 or not _DECIMAL_TEXT.fullmatch(text):
+            self.fail("format", value=data if len(str(data)) <= 40 else str(data)[:40] + "…")
+        try:
+            return positive_money(text)
+        except MoneyError as err:
+            raise serializers.ValidationError(str(err)) from None
+
+    def to_representation(self, value: Decimal) -> str:
+        return str(value)
+
+
+class PaymentCreateSerializer(serializers.Serializer):
+    amount = MoneyStringField()
+    method = serializers.ChoiceField(
+        choices=PaymentMethod.choices,
+        error_messages={"invalid_choice": '"{input}" is not a payment method; use "card" or "ach"'},
+    )
+    idempotency_key = serializers.CharField(
+        required=False, allow_null=True, allow_blank=False, max_length=64
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(self.initial_data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError(
+                {
+                    name: ["unknown field; expected amount, method, idempotency_key"]
+                    for name in unknown
+                }
+            )
+        return attrs
+
+
+class PaymentSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id", read_only=True)
+    lease = serializers.IntegerField(source="lease_id", read_only=True)
+    amount = serializers.CharField(read_only=True)
+    batch_id = serializers.CharField(source="batch.batch_id", read_only=True)
+    return_code = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = Payment
+        fields = [
+            "id",
+            "lease",
+            "amount",
+            "method",
+            "state",
+            "batch_id",
+            "business_day",
+            "accepted_at",
+            "return_code",
+        ]
+        read_only_fields = fields
+
+
+class LeaseSerializer(serializers.ModelSerializer):
+    """A lease from ``own_leases`` (which annotates whether the user may pay)."""
+
+    unit = serializers.SerializerMethodField()
+    property = serializers.SerializerMethodField()
+    balance = serializers.SerializerMethodField()
+    payment_access = serializers.SerializerMethodField()
+    can_pay_card = serializers.SerializerMethodField()
+    can_pay_ach = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Lease
+        fields = [
+            "id",
+            "unit",
+            "property",
+            "status",
+            "balance",
+            "payment_access",
+            "can_pay_card",
+            "can_pay_ach",
+        ]
+        read_only_fields = fields
+
+    def get_unit(self, lease: Lease) -> dict[str, Any]:
+        unit = lease.unit
+        return {"id": unit.pk, "code": unit.code, "building": unit.building.code}
+
+    def get_property(self, lease: Lease) -> dict[str, Any]:
+        prop = lease.property
+        return {"id": prop.pk, "code": prop.code, "name": prop.name, "time_zone": prop.time_zone}
+
+    def get_balance(self, lease: Lease) -> str | None:
+        return None if lease.balance is None else str(lease.balance)
+
+    def get_payment_access(self, lease: Lease) -> dict[str, Any]:
+        access = lease.effective_access
+        return {
+            "access": access.access,
+            "reason": access.reason,
+            "source": access.source,
+            "since": access.since.isoformat() if access.since else None,
+        }
+
+    def get_can_pay_card(self, lease: Lease) -> bool:
+        return lease_facts(lease).can_pay_card
+
+    def get_can_pay_ach(self, lease: Lease) -> bool:
+        return lease_facts(lease).can_pay_ach
