@@ -83,10 +83,16 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # The ORM broker and the web process write the same file: wait for the lock rather than
-    # fail, and use WAL so readers never block the writer.
+    # The ORM broker, the workers and the web process write the same file: wait for the lock
+    # rather than fail (timeout), take the write lock when a transaction starts (IMMEDIATE: a
+    # read transaction upgraded to a write would fail at once with "database is locked"
+    # whatever the timeout), and use WAL so readers never block the writer.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 30, "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+        {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
     )
     DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_SQLITE_NAME") or None}
 
@@ -109,6 +115,7 @@ LOGIN_REDIRECT_URL = "portal:home"
 LOGOUT_REDIRECT_URL = "portal:login"
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "integrations@rentplatform.invalid")
 
 REST_FRAMEWORK = {
@@ -127,8 +134,10 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 Q_CLUSTER = {
     "name": os.environ.get("Q_CLUSTER_NAME", "rentplatform"),
     "workers": int(os.environ.get("Q_WORKERS", "2")),
-    "timeout": 60,
-    "retry": 90,
+    # Overridable for tests and benchmarks that start short-lived clusters; keep retry > timeout
+    # and both above the SOAP timeout and below/above the claim as docs/configuration.md says.
+    "timeout": int(os.environ.get("Q_TIMEOUT", "60")),
+    "retry": int(os.environ.get("Q_RETRY", "90")),
     "max_attempts": 3,
     "ack_failures": True,
     "save_limit": 1000,

@@ -121,8 +121,9 @@ def batch_totals(batch: DepositBatch) -> dict:
 
     pay = batch.payments.aggregate(n=Count("pk"), total=Sum("amount"))
     rev = batch.reversals.aggregate(n=Count("pk"), total=Sum("amount"))
-    payments_total = pay["total"] or Decimal("0.00")
-    reversals_total = rev["total"] or Decimal("0.00")
+    # SQLite's SUM drops trailing zeros: bring every total back to two places.
+    payments_total = (pay["total"] or Decimal("0")).quantize(Decimal("0.01"))
+    reversals_total = (rev["total"] or Decimal("0")).quantize(Decimal("0.01"))
     return {
         "payments": pay["n"],
         "payments_total": payments_total,

@@ -1,0 +1,105 @@
+"""The demo day: the whole product against the sandbox on the embedded default.
+
+Used by ``python manage.py demo`` (``make demo``) and ``serve_demo`` (``make serve``). Every
+step goes through the real path: the sandbox is its own process speaking eDex over HTTP,
+payments come in through the resident API, a django-q2 cluster delivers postings, and the
+integration closes, reports and reconciles.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from django.conf import settings
+
+DEMO_PROPERTY = "maple"
+SANDBOX_USER = "edex_demo"
+SANDBOX_PASSWORD = "sandbox-secret"
+ADMIN_USER = "admin"
+ADMIN_PASSWORD = "demo-admin-pass"
+RESIDENT_PASSWORD = "demo-resident-pass"
+
+# (username, AMSI lease) for residents who get a portal login in the demo.
+RESIDENTS = [
+    ("ana", "001-01-101-1"),
+    ("ben", "001-01-102-2"),
+    ("chloe", "001-01-103-3"),
+    ("dev", "001-01-104-4"),  # Block Payment Access in AMSI
+    ("erin", "001-01-106-6"),  # No Checks in AMSI: cards only
+    ("farid", "001-02-101-1"),  # the same ResiID as ana's, on another unit
+    ("gia", "001-01-105-5"),
+    ("hugo", "001-01-107-7"),
+]
+
+
+def demo_dir() -> Path:
+    return Path(settings.VAR_DIR)
+
+
+def sandbox_state() -> Path:
+    return demo_dir() / "sandbox.sqlite3"
+
+
+def free_port(preferred: int) -> int:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+
+def _manage(*args: str, log: Path | None = None, env: dict | None = None) -> subprocess.Popen:
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 (owned by the child)
+    return subprocess.Popen(
+        [sys.executable, "manage.py", *args],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, **(env or {})},
+        stdout=out,
+        stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def start_sandbox(port: int, *, seed: bool) -> subprocess.Popen:
+    args = ["amsi_sandbox", "--addr", f"127.0.0.1:{port}", "--state", str(sandbox_state())]
+    if seed:
+        args += ["--seed", "demo"]
+    proc = _manage(*args, log=demo_dir() / "sandbox.log")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the sandbox exited (see {demo_dir() / 'sandbox.log'})")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/sandbox/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    stop(proc)
+    raise RuntimeError("the sandbox did not answer within 30 s")
+
+
+def start_worker() -> subprocess.Popen:
+    return _manage("qcluster", log=demo_dir() / "worker.log")
+
+
+def stop(proc: subprocess.Popen | None, timeout: float = 20) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+    except ProcessLookupError:
+        pass

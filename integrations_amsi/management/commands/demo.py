@@ -1,0 +1,273 @@
+"""Run the demo day end to end against the AMSI sandbox, then print what happened.
+
+Examples::
+
+    make demo                     # the usual way: fresh state under var/demo/
+    python manage.py demo         # the same, with RENTPLATFORM_VAR_DIR set by the Makefile
+
+Steps: start the sandbox (its own process), connect and import the demo property, start a
+django-q2 cluster, take payments through the resident API (a blocked lease and an ACH payment on
+a cards-only lease are refused), void one same-day payment, settle and deposit the batches, a
+card chargeback, an ACH refund, an ACH return before deposit and one after deposit, close the
+AMSI batches, print the Batch Deposit Reports and a reconciliation, and say where to look.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from decimal import Decimal
+
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from django.test import Client
+from django.utils import timezone
+
+from integrations import services as integration_services
+from integrations.models import Connection, Posting, PostingState
+from integrations.reconciliation import reconcile
+from integrations.reports import build_report
+from integrations_amsi import demo
+from integrations_amsi.models import AmsiBatchLink, AmsiLeaseLink
+from rentplatform import services
+from rentplatform.models import DepositBatch, Payment, Property
+
+PAYMENTS = [
+    ("ana", "card", "1250.00"),
+    ("ben", "ach", "975.50"),
+    ("chloe", "card", "1100.00"),
+    ("farid", "ach", "1320.25"),
+    ("erin", "card", "890.00"),
+    ("gia", "ach", "640.00"),
+    ("hugo", "ach", "720.00"),
+    ("ana", "ach", "25.00"),
+    ("chloe", "card", "35.00"),
+]
+REFUSED = [("dev", "card", "1000.00"), ("erin", "ach", "890.00")]
+
+
+class Command(BaseCommand):
+    help = "Run the demo day against the AMSI sandbox with a real django-q2 worker."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=8089, help="sandbox port (if free)")
+        parser.add_argument("--timeout", type=float, default=90.0)
+
+    def handle(self, *args, **options):
+        import logging
+
+        # The demo narrates what happens; the refusals it provokes are not server errors.
+        for name in ("django.request", "integrations", "integrations_amsi"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        self.out = self.stdout.write
+        self.out(self.style.MIGRATE_HEADING("Demo day: the platform and AMSI eSite (sandbox)"))
+        call_command("migrate", verbosity=0)
+        call_command("integrations_schedule", stdout=io.StringIO())
+        port = demo.free_port(options["port"])
+        sandbox = worker = None
+        try:
+            sandbox = demo.start_sandbox(port, seed=True)
+            self.out(
+                f"1. Sandbox eSite running on http://127.0.0.1:{port}/ "
+                f"(state {demo.sandbox_state()})"
+            )
+            connection = self._connect(port)
+            self._import(connection)
+            worker = demo.start_worker()
+            self.out("4. django-q2 cluster started (python manage.py qcluster)")
+            payments = self._take_payments()
+            self._wait(options["timeout"])
+            self._day(connection, payments)
+            self._wait(options["timeout"])
+            self._close(connection)
+            self._reports(connection)
+            ok = self._reconcile(connection)
+        finally:
+            demo.stop(worker)
+            demo.stop(sandbox)
+        self._where(port)
+        if not ok:
+            raise CommandError("the demo's reconciliation found differences (see above)")
+
+    # -- steps -----------------------------------------------------------------------------------
+    def _connect(self, port: int) -> Connection:
+        prop, _ = Property.objects.update_or_create(
+            code=demo.DEMO_PROPERTY,
+            defaults={
+                "name": "Maple Court",
+                "time_zone": "America/Chicago",
+                "manager_emails": "manager@maplecourt.example",
+            },
+        )
+        connection, _ = Connection.objects.update_or_create(
+            property=prop,
+            defaults={
+                "provider": "amsi",
+                "settings": {
+                    "url": f"http://127.0.0.1:{port}/edexweb/esite",
+                    "portfolio": "DEMO",
+                    "user_id": demo.SANDBOX_USER,
+                    "property_id": "001",
+                    "merchant_id": "M1001",
+                    "created_by": demo.SANDBOX_USER,
+                    # The demo day closes its batches at once instead of at 22:00.
+                    "close_cutoff": "00:00",
+                    "timeout": 10,
+                },
+                "credentials": {"password": demo.SANDBOX_PASSWORD},
+            },
+        )
+        check = integration_services.test_connection(connection)
+        if not check.ok:
+            raise CommandError(f"connection test failed: {check.message}")
+        self.out(f"2. Connected property {prop.code}: {check.message}")
+        User = get_user_model()
+        if not User.objects.filter(username=demo.ADMIN_USER).exists():
+            User.objects.create_superuser(
+                demo.ADMIN_USER, "admin@example.test", demo.ADMIN_PASSWORD
+            )
+        return connection
+
+    def _import(self, connection: Connection) -> None:
+        run = integration_services.run_sync(connection, "import", triggered_by="demo")
+        if run.status != "succeeded":
+            raise CommandError(f"import failed: {run.summary()}")
+        self.out(f"3. Imported from AMSI: {run.summary()}")
+        User = get_user_model()
+        for username, composite in demo.RESIDENTS:
+            p, b, u, r = composite.split("-")
+            link = AmsiLeaseLink.objects.get(
+                connection=connection, property_id=p, bldg_id=b, unit_id=u, resi_id=r
+            )
+            member = (
+                link.lease.memberships.filter(responsible=True).select_related("resident").first()
+            )
+            user = User.objects.filter(username=username).first() or User.objects.create_user(
+                username, f"{username}@example.test", demo.RESIDENT_PASSWORD
+            )
+            member.resident.user = user
+            member.resident.save(update_fields=["user"])
+
+    def _client(self, username: str) -> tuple[Client, int]:
+        client = Client()
+        if not client.login(username=username, password=demo.RESIDENT_PASSWORD):
+            raise CommandError(f"demo resident {username} cannot log in")
+        leases = client.get("/api/leases/").json()
+        results = leases["results"] if isinstance(leases, dict) else leases
+        return client, results[0]["id"]
+
+    def _take_payments(self) -> dict[str, list[Payment]]:
+        self.out("5. Residents pay through the portal API:")
+        taken: dict[str, list[Payment]] = {}
+        for username, method, amount in PAYMENTS + REFUSED:
+            client, lease_id = self._client(username)
+            response = client.post(
+                f"/api/leases/{lease_id}/payments/",
+                {"amount": amount, "method": method},
+                content_type="application/json",
+            )
+            body = response.json()
+            if response.status_code in (200, 201):
+                payment = Payment.objects.get(reference=body["id"])
+                taken.setdefault(username, []).append(payment)
+                self.out(
+                    f"   {username:6} {method:4} {amount:>9}  accepted, batch {body['batch_id']}"
+                )
+            else:
+                self.out(
+                    self.style.WARNING(
+                        f"   {username:6} {method:4} {amount:>9}  refused: {body.get('detail')}"
+                    )
+                )
+        return taken
+
+    def _wait(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not Posting.objects.exclude(
+                state__in=[PostingState.POSTED, PostingState.NEEDS_ATTENTION]
+            ).exists():
+                return
+            time.sleep(0.25)
+        raise CommandError("postings did not reach AMSI in time; see var/demo/worker.log")
+
+    def _day(self, connection: Connection, taken: dict[str, list[Payment]]) -> None:
+        self.out("6. The rest of the day:")
+        chloe_small = taken["chloe"][1]
+        services.void_payment(chloe_small, note="resident asked to cancel")
+        self.out(f"   voided chloe's same-day card payment {chloe_small.amount}")
+        hugo = taken["hugo"][0]
+        services.return_payment(hugo, "R01")
+        self.out(f"   hugo's ACH {hugo.amount} returned R01 before deposit (original batch)")
+        now = timezone.now()
+        for batch in DepositBatch.objects.filter(property=connection.property, kind="payments"):
+            for payment in batch.payments.filter(state="processing"):
+                services.settle_payment(payment)
+            services.deposit_batch(batch, now=now)
+            self.out(f"   batch {batch.batch_id} ({batch.stream}) settled and deposited")
+        ana = taken["ana"][0]
+        services.charge_back_payment(ana)
+        self.out(f"   ana's card payment {ana.amount} charged back after deposit")
+        ben = taken["ben"][0]
+        services.refund_payment(ben)
+        self.out(f"   ben's ACH payment {ben.amount} refunded after deposit")
+        gia = taken["gia"][0]
+        services.return_payment(gia, "R09")
+        self.out(f"   gia's ACH payment {gia.amount} returned R09 after deposit (reversals batch)")
+
+    def _close(self, connection: Connection) -> None:
+        lines = connection.get_provider().close_batches()
+        self.out("7. AMSI batches closed by the integration (UpdateSettlementData):")
+        for line in lines:
+            self.out(f"   {line}")
+        for batch in DepositBatch.objects.filter(property=connection.property, kind="reversals"):
+            services.close_batch(batch)
+            services.deposit_batch(batch)
+
+    def _reports(self, connection: Connection) -> None:
+        self.out("8. Batch Deposit Reports (also emailed to the managers; var/demo/mail/):")
+        for batch in DepositBatch.objects.filter(property=connection.property).order_by("batch_id"):
+            report = build_report(batch)
+            self.out("")
+            for line in report.as_text().splitlines():
+                self.out(f"   {line}")
+        self.out("")
+
+    def _reconcile(self, connection: Connection) -> bool:
+        result = reconcile(connection, timezone.localdate().replace(day=1))
+        style = self.style.SUCCESS if result.ok else self.style.ERROR
+        self.out("9. Reconciliation with AMSI's External Deposits report:")
+        self.out(style(f"   {result.summary()}"))
+        for d in result.differences:
+            self.out(f"   batch {d.batch_id}: {d.kind}: {d.message}")
+        posted = Posting.objects.filter(state=PostingState.POSTED).count()
+        attention = Posting.objects.filter(state=PostingState.NEEDS_ATTENTION).count()
+        settled = AmsiBatchLink.objects.filter(settled_at__isnull=False).count()
+        self.out(
+            f"   postings: {posted} posted, {attention} need attention; "
+            f"AMSI batches settled: {settled} of {AmsiBatchLink.objects.count()}"
+        )
+        total = sum((p.amount for p in Payment.objects.all()), Decimal("0.00"))
+        self.out(f"   payments taken today: {Payment.objects.count()} for {total}")
+        return result.ok and attention == 0
+
+    def _where(self, port: int) -> None:
+        d = demo.demo_dir()
+        self.out("")
+        self.out(self.style.SUCCESS("Where to look"))
+        self.out(f"   state: {d}/ (database db.sqlite3, sandbox books {demo.sandbox_state()})")
+        self.out(
+            f"   reopen the books: python manage.py amsi_sandbox --addr 127.0.0.1:{port} "
+            f"--state {demo.sandbox_state()}"
+        )
+        self.out("   explore: make serve, then")
+        self.out(
+            "     admin      http://127.0.0.1:8000/admin/  "
+            f"({demo.ADMIN_USER} / {demo.ADMIN_PASSWORD})"
+        )
+        self.out(f"     portal     http://127.0.0.1:8000/  (ana / {demo.RESIDENT_PASSWORD})")
+        self.out(f"     eSite      http://127.0.0.1:{port}/edexweb/esite/cashbatches")
+        self.out(
+            f"     deposits   http://127.0.0.1:{port}/edexweb/esite/externaldeposits?level=payment"
+        )

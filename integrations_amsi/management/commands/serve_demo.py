@@ -1,0 +1,56 @@
+"""Run the web server, a django-q2 worker and the sandbox on the demo's state (``make serve``).
+
+Examples::
+
+    make demo && make serve       # then open http://127.0.0.1:8000/admin/
+    python manage.py serve_demo --web 127.0.0.1:8000
+
+Stops all three on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import urlparse
+
+from django.core.management.base import BaseCommand, CommandError
+
+from integrations.models import Connection
+from integrations_amsi import demo
+
+
+class Command(BaseCommand):
+    help = "Serve the demo: web server, django-q2 worker and AMSI sandbox on var/demo state."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--web", default="127.0.0.1:8000", help="HOST:PORT for the web server")
+
+    def handle(self, *args, **options):
+        if not demo.sandbox_state().exists():
+            raise CommandError("no demo state under var/demo/: run `make demo` first")
+        connection = Connection.objects.filter(provider="amsi").first()
+        port = urlparse(connection.settings["url"]).port if connection else 8089
+        procs = []
+        try:
+            procs.append(demo.start_sandbox(port, seed=False))
+            procs.append(demo.start_worker())
+            procs.append(demo._manage("runserver", options["web"], "--noreload"))
+            self.stdout.write(self.style.SUCCESS("Serving the demo (Ctrl-C stops everything):"))
+            self.stdout.write(
+                f"  admin   http://{options['web']}/admin/  "
+                f"({demo.ADMIN_USER} / {demo.ADMIN_PASSWORD})"
+            )
+            self.stdout.write(
+                f"  portal  http://{options['web']}/  (ana / {demo.RESIDENT_PASSWORD})"
+            )
+            self.stdout.write(
+                f"  eSite   http://127.0.0.1:{port}/  (cash batches, external deposits)"
+            )
+            while all(p.poll() is None for p in procs):
+                time.sleep(0.5)
+            raise CommandError("a demo process exited; see var/demo/*.log")
+        except KeyboardInterrupt:
+            self.stdout.write("stopping")
+        finally:
+            for proc in reversed(procs):
+                demo.stop(proc)
