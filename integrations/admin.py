@@ -7,12 +7,24 @@ Logs (postings, attempts, sync runs) are read-only.
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path
 from django.utils.html import format_html
 
 from integrations import outbox, services
 from integrations.forms import ConnectionForm
-from integrations.models import Connection, Posting, PostingAttempt, PostingState, SyncRun
+from integrations.models import (
+    Connection,
+    DepositReport,
+    Posting,
+    PostingAttempt,
+    PostingState,
+    SyncRun,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -165,3 +177,114 @@ class SyncRunAdmin(ReadOnlyAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("connection__property")
+
+
+class ReconcileForm(forms.Form):
+    connection = forms.ModelChoiceField(queryset=Connection.objects.filter(enabled=True))
+    month = forms.CharField(help_text="YYYY-MM", max_length=7)
+    report = forms.FileField(
+        required=False,
+        help_text="Optional: the External Deposits export from eSite (By Payment, CSV). "
+        "Without it the provider fetches the report itself where it can (the sandbox can).",
+    )
+
+    def clean_month(self):
+        from integrations.reconciliation import parse_month
+
+        try:
+            return parse_month(self.cleaned_data["month"])
+        except ValueError as err:
+            raise forms.ValidationError(str(err)) from None
+
+    def clean_report(self):
+        upload = self.cleaned_data.get("report")
+        if not upload:
+            return None
+        if upload.size > 20 * 1024 * 1024:
+            raise forms.ValidationError("the export is over 20 MB; is it the right file?")
+        return upload.read().decode("utf-8-sig", errors="replace")
+
+
+@admin.register(DepositReport)
+class DepositReportAdmin(ReadOnlyAdmin):
+    """Batch Deposit Reports (one per our batch id), their CSV, and reconciliation."""
+
+    list_display = ["batch_id", "property", "stream", "kind", "business_day", "status", "net"]
+    list_filter = ["status", "stream", "kind", "property"]
+    search_fields = ["batch_id"]
+    date_hierarchy = "business_day"
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("integrations.view_depositreport") or request.user.has_perm(
+            "rentplatform.view_depositbatch"
+        )
+
+    @admin.display(description="Net")
+    def net(self, obj):
+        from rentplatform.services.batches import batch_totals
+
+        return batch_totals(obj)["net"]
+
+    def get_urls(self):
+        urls = [
+            path(
+                "reconcile/",
+                self.admin_site.admin_view(self.reconcile_view),
+                name="integrations_depositreport_reconcile",
+            ),
+            path(
+                "<int:pk>/csv/",
+                self.admin_site.admin_view(self.csv_view),
+                name="integrations_depositreport_csv",
+            ),
+        ]
+        return urls + super().get_urls()
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        from integrations.reports import build_report
+
+        batch = self.get_object(request, object_id)
+        if batch is None or not self.has_view_permission(request, batch):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Batch Deposit Report {batch.batch_id}",
+            "report": build_report(batch),
+            "batch": batch,
+        }
+        return TemplateResponse(request, "admin/integrations/deposit_report.html", context)
+
+    def csv_view(self, request, pk):
+        from integrations.reports import build_report
+
+        batch = self.get_object(request, str(pk))
+        if batch is None or not self.has_view_permission(request, batch):
+            raise PermissionDenied
+        response = HttpResponse(build_report(batch).as_csv(), content_type="text/csv")
+        response["Content-Disposition"] = (
+            f'attachment; filename="batch-deposit-report-{batch.batch_id}.csv"'
+        )
+        return response
+
+    def reconcile_view(self, request):
+        from integrations.reconciliation import reconcile
+
+        if not request.user.has_perm("integrations.reconcile"):
+            raise PermissionDenied
+        result = None
+        form = ReconcileForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            result = reconcile(
+                form.cleaned_data["connection"],
+                form.cleaned_data["month"],
+                form.cleaned_data["report"],
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Reconcile with the accounting system",
+            "form": form,
+            "result": result,
+        }
+        return TemplateResponse(request, "admin/integrations/reconcile.html", context)

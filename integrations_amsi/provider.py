@@ -28,7 +28,7 @@ PAYMENT_TYPE = {"card": "P", "ach": "C"}  # P "Plastic", C check/bank
 
 def reversal_reason(reversal) -> tuple[str, str]:
     """(Reason, Description) for ReturnPayment, by the business rules (rule 5)."""
-    ref = reversal.public_id[:12]
+    ref = reversal.public_id  # our reversal key: ReturnPayment has no id field of its own
     if reversal.kind == "chargeback":
         return "ChargeBack", f"CHARGE BACK card payment reversed ({ref})"
     if reversal.kind == "refund":

@@ -1,10 +1,18 @@
 from .connection import Connection
 from .fake import FakeRemoteEntry
-from .posting import Posting, PostingAttempt, PostingKind, PostingState, ReportDelivery
+from .posting import (
+    DepositReport,
+    Posting,
+    PostingAttempt,
+    PostingKind,
+    PostingState,
+    ReportDelivery,
+)
 from .sync import SyncKind, SyncRun, SyncStatus
 
 __all__ = [
     "Connection",
+    "DepositReport",
     "FakeRemoteEntry",
     "Posting",
     "PostingAttempt",
