@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 from django.apps import AppConfig
 
 
@@ -8,7 +10,22 @@ class IntegrationsConfig(AppConfig):
 
     def ready(self) -> None:
         from integrations import checks, receivers  # noqa: F401  (register checks and receivers)
+        from integrations.logging import install_record_masking
         from integrations.providers import registry
         from integrations.providers.fake import FakeProvider
 
         registry.register(FakeProvider)
+        # Mask secrets in every log record, not only in the console handler's output (zeep's
+        # DEBUG transport log carries the eDex Password in each envelope).
+        install_record_masking()
+        _guard_django_q_resubmit()
+
+
+def _guard_django_q_resubmit() -> None:
+    """django-q2's admin offers "Resubmit selected tasks" to every staff user who may view
+    tasks (the action names no permission). Re-queuing work is a change: require it."""
+    try:
+        from django_q import admin as q_admin
+    except ImportError:  # django-q2 not installed: nothing to guard
+        return
+    q_admin.resubmit_task.allowed_permissions = ("change",)

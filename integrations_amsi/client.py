@@ -17,6 +17,7 @@ Design notes:
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -331,6 +332,17 @@ def _decode(content: Any) -> str:
     return str(content or "")[:500]
 
 
+_FIRST_START_TAG = re.compile(r"<[A-Za-z_]")
+_MAX_PROLOG = 1024 * 1024
+
+
+def _without_comments(text: str) -> str:
+    """The text with complete comments removed and an unfinished one cut off."""
+    text = re.sub(r"<!--.*?-->", "", text, flags=re.S)
+    cut = text.find("<!--")
+    return text if cut < 0 else text[:cut]
+
+
 class _EdexError(Exception):
     def __init__(self, code: str, description: str, text: str):
         self.code, self.description, self.text = code, description, text
@@ -400,14 +412,19 @@ class _EnvelopeReader:
             self.inner.feed(text)
             return
         self._head += text
-        if len(self._head) >= 512:
+        if _FIRST_START_TAG.search(_without_comments(self._head)) or len(self._head) > _MAX_PROLOG:
             self._flush_head()
 
     def _flush_head(self) -> None:
-        # The escaped document's first bytes: refuse a DTD before the parser sees it.
+        # Everything before the root element (the prolog) is checked as a whole, however long
+        # the comments or whitespace in front: a DTD is refused before the parser sees it.
         self._sniffed = True
-        head = self._head.upper()
-        if "<!DOCTYPE" in head or "<!ENTITY" in head:
+        visible = _without_comments(self._head)
+        match = _FIRST_START_TAG.search(visible)
+        if match is None and len(self._head) > _MAX_PROLOG:
+            raise UnsafeXml("the residents document has no root element in its first 1 MB")
+        prolog = visible[: match.start()] if match else visible
+        if "<!DOCTYPE" in prolog.upper() or "<!ENTITY" in prolog.upper():
             raise UnsafeXml("the residents document carries a DTD, which is refused")
         self.inner.feed(self._head)
         self._head = ""

@@ -44,6 +44,11 @@ def parse_document(text: str | bytes, *, what: str = "document") -> etree._Eleme
         raise UnsafeXml(f"{what} is not well-formed XML: {err}") from None
     if root is None:
         raise UnsafeXml(f"{what} is empty")
+    # The byte sniff above only sees the first 4 KiB: a long comment or whitespace pushes a
+    # DOCTYPE past it. Entities are not expanded either way, but a DTD is refused, not ignored.
+    docinfo = root.getroottree().docinfo
+    if docinfo.doctype or docinfo.internalDTD is not None:
+        raise UnsafeXml(f"{what} carries a DTD or entity declarations, which are refused")
     return root
 
 
