@@ -72,9 +72,11 @@ class AmsiConnectionAdmin(admin.ModelAdmin):
 
     # The proxy has its own model permissions; holding the generic Connection's is enough too.
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return super().has_view_permission(request, obj) or request.user.has_perm(
-            "integrations.view_connection"
-        ) or self.has_change_permission(request, obj)
+        return (
+            super().has_view_permission(request, obj)
+            or request.user.has_perm("integrations.view_connection")
+            or self.has_change_permission(request, obj)
+        )
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return super().has_change_permission(request, obj) or request.user.has_perm(

@@ -32,7 +32,11 @@ class LeaseLink(APIView):
         body = LinkSerializer(data=request.data)
         if not body.is_valid():
             return Response(
-                {"code": "invalid", "detail": "resi_id: enter the AMSI ResiID", "errors": body.errors},
+                {
+                    "code": "invalid",
+                    "detail": "resi_id: enter the AMSI ResiID",
+                    "errors": body.errors,
+                },
                 status=status.HTTP_400_BAD_REQUEST,
             )
         try:

@@ -85,7 +85,7 @@ class AmsiConnectionForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         instance = self.instance
-        current = instance.settings or {} if instance.pk else {}
+        current = (instance.settings or {}) if instance.pk else {}
         for field, key in SETTINGS_FIELDS.items():
             if key in current and current[key] not in (None, ""):
                 self.initial.setdefault(field, current[key])

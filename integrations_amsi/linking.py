@@ -125,7 +125,9 @@ def find_in_amsi(connection: Connection, key: tuple[str, str, str, str]) -> bool
     return False
 
 
-def link_lease(lease: Lease, typed: str, *, triggered_by: str = "", sync: bool = True) -> LinkResult:
+def link_lease(
+    lease: Lease, typed: str, *, triggered_by: str = "", sync: bool = True
+) -> LinkResult:
     """Verify the ResiID with AMSI for the lease's unit, save the link, then sync the lease."""
     lease = Lease.objects.select_related("unit__building__property").get(pk=lease.pk)
     connection = amsi_connection(lease)

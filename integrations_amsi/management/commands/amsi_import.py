@@ -60,7 +60,9 @@ class Command(BaseCommand):
             if len(run.changes) > SHOW_CHANGES or run.total_changes > len(run.changes):
                 self.stdout.write(f"  … {run.total_changes} change(s) in all")
         for error in run.error_list[:SHOW_ERRORS]:
-            self.stdout.write(self.style.WARNING(f"  skipped {error['record']}: {error['message']}"))
+            self.stdout.write(
+                self.style.WARNING(f"  skipped {error['record']}: {error['message']}")
+            )
         if run.errors > SHOW_ERRORS:
             self.stdout.write(self.style.WARNING(f"  … {run.errors} record error(s) in all"))
         if run.status == SyncStatus.FAILED:

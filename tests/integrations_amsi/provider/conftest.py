@@ -22,8 +22,12 @@ def connect(
     server_url: str, *, code: str = "maple", property_id: str = "001", **settings: object
 ) -> Connection:
     prop, _ = Property.objects.get_or_create(
-        code=code, defaults={"name": "Maple Court", "time_zone": "America/Los_Angeles",
-                             "manager_emails": "manager@example.test"}
+        code=code,
+        defaults={
+            "name": "Maple Court",
+            "time_zone": "America/Los_Angeles",
+            "manager_emails": "manager@example.test",
+        },
     )
     return Connection.objects.create(
         property=prop,

@@ -69,7 +69,9 @@ def test_sync_api_bad_requests(amsi_connection):
 def test_sync_api_failure_is_502_with_message(amsi_connection, control):
     control.add_fault("http500", "GetPropertyUnits", count=1)
     response = post_json(
-        client_for(staff_user("integrations.run_sync")), SYNC_URL, {"property": "maple", "full": True}
+        client_for(staff_user("integrations.run_sync")),
+        SYNC_URL,
+        {"property": "maple", "full": True},
     )
     assert response.status_code == 502
     assert response.json()["status"] == "failed" and "HTTP 500" in response.json()["message"]
@@ -129,13 +131,15 @@ def run_action(user, action: str, pk: int):
 
 
 def test_admin_test_connection_action(amsi_connection):
-    response = run_action(staff_user(VIEW, "integrations.test_connection"), "test_connection",
-                          amsi_connection.pk)
+    response = run_action(
+        staff_user(VIEW, "integrations.test_connection"), "test_connection", amsi_connection.pk
+    )
     assert any("connected to" in m for m in messages_of(response))
     amsi_connection.credentials = {"password": "wrong-one"}
     amsi_connection.save()
-    response = run_action(staff_user(VIEW, "integrations.test_connection"), "test_connection",
-                          amsi_connection.pk)
+    response = run_action(
+        staff_user(VIEW, "integrations.test_connection"), "test_connection", amsi_connection.pk
+    )
     assert any("bad login" in m for m in messages_of(response))
     assert b"wrong-one" not in response.content
 
@@ -151,8 +155,9 @@ def test_admin_actions_need_their_permission(amsi_connection):
 
 
 def test_admin_import_and_sync_actions(amsi_connection):
-    response = run_action(staff_user(VIEW, "integrations.run_import"), "import_property",
-                          amsi_connection.pk)
+    response = run_action(
+        staff_user(VIEW, "integrations.run_import"), "import_property", amsi_connection.pk
+    )
     assert any("24 created" in m for m in messages_of(response))
     assert Lease.objects.count() == 24
     response = run_action(staff_user(VIEW, "integrations.run_sync"), "sync_now", amsi_connection.pk)
@@ -175,8 +180,9 @@ def test_lease_admin_sync_action(amsi_connection, control):
     perms = ("rentplatform.view_lease", "rentplatform.change_lease")
     lease_action(staff_user(*perms), "sync_from_amsi", link.lease_id)
     assert Lease.objects.get(pk=link.lease_id).accounting_access == "allowed"  # no permission
-    response = lease_action(staff_user(*perms, "integrations.run_sync"), "sync_from_amsi",
-                            link.lease_id)
+    response = lease_action(
+        staff_user(*perms, "integrations.run_sync"), "sync_from_amsi", link.lease_id
+    )
     assert any("1 updated" in m for m in messages_of(response))
     assert Lease.objects.get(pk=link.lease_id).accounting_access == "blocked"
 
@@ -186,8 +192,9 @@ def test_lease_admin_link_action(amsi_connection):
     link = AmsiLeaseLink.objects.select_related("lease").first()
     key, lease = link.key, link.lease
     link.delete()  # as if the tenant had been added by hand
-    user = staff_user("rentplatform.view_lease", "rentplatform.change_lease",
-                      "integrations.run_import")
+    user = staff_user(
+        "rentplatform.view_lease", "rentplatform.change_lease", "integrations.run_import"
+    )
     page = lease_action(user, "link_to_amsi", lease.pk)
     assert b"Enter only the AMSI ResiID" in page.content
     refused = lease_action(user, "link_to_amsi", lease.pk, apply="1", resi_id="001-99-1-1")

@@ -17,13 +17,20 @@ pytestmark = pytest.mark.django_db
 def connect_args(server, **extra: str) -> list[str]:
     args = [
         "maple",
-        "--url", server.base_url + "/edexweb/esite",
-        "--portfolio", "DEMO",
-        "--user", "edex_demo",
-        "--property-id", "001",
-        "--merchant-id", "M1001",
-        "--time-zone", "America/Chicago",
-        "--name", "Maple Court",
+        "--url",
+        server.base_url + "/edexweb/esite",
+        "--portfolio",
+        "DEMO",
+        "--user",
+        "edex_demo",
+        "--property-id",
+        "001",
+        "--merchant-id",
+        "M1001",
+        "--time-zone",
+        "America/Chicago",
+        "--name",
+        "Maple Court",
     ]
     for key, value in extra.items():
         args += [f"--{key.replace('_', '-')}", value]

@@ -25,9 +25,7 @@ WRITE_WORDS = ("INSERT", "UPDATE", "DELETE")
 
 def expected(units_xml: bytes, residents_xml: bytes) -> tuple[set, set, set]:
     """(units, lease keys, occupant keys) in the documents, for the statuses we import."""
-    units = {
-        (u.get("BldgId"), u.get("UnitId")) for u in etree.fromstring(units_xml).iter("Unit")
-    }
+    units = {(u.get("BldgId"), u.get("UnitId")) for u in etree.fromstring(units_xml).iter("Unit")}
     leases, occupants = set(), set()
     for lease in etree.fromstring(residents_xml).iter("Lease"):
         if lease.get("occustatuscode", "C") not in ("C", "N"):
@@ -40,9 +38,7 @@ def expected(units_xml: bytes, residents_xml: bytes) -> tuple[set, set, set]:
 
 
 def imported(prop) -> tuple[set, set, set]:
-    units = set(
-        Unit.objects.filter(building__property=prop).values_list("building__code", "code")
-    )
+    units = set(Unit.objects.filter(building__property=prop).values_list("building__code", "code"))
     leases = {link.key for link in AmsiLeaseLink.objects.all()}
     occupants = {
         (o.lease_link.key, o.occu_seq_no)

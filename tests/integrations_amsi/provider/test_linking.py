@@ -22,8 +22,13 @@ pytestmark = pytest.mark.django_db
 
 def sandbox_keys(conn) -> list[tuple[str, str, str, str]]:
     client = get_client(settings_for(conn), key=conn.pk)
-    query = edex(propertyid="001", leasestatus="C", includeprimaryaddress=0,
-                 includecontactdetails=0, includerecurringcharges=0)
+    query = edex(
+        propertyid="001",
+        leasestatus="C",
+        includeprimaryaddress=0,
+        includecontactdetails=0,
+        includerecurringcharges=0,
+    )
     return [
         tuple(el.get(n) for n in ("PropertyId", "BldgID", "UnitID", "ResiID"))
         for el in client.stream_leases("GetPropertyResidents", query)
@@ -76,7 +81,8 @@ def test_mismatching_composite_is_refused(amsi_connection, first_key):
 def test_unknown_resi_id_is_refused(amsi_connection, first_key):
     lease = pending_lease(amsi_connection, first_key[1], first_key[2])
     with pytest.raises(
-        LinkRefused, match=f"AMSI has no lease with ResiID 9999 on unit {first_key[1]}-{first_key[2]}"
+        LinkRefused,
+        match=f"AMSI has no lease with ResiID 9999 on unit {first_key[1]}-{first_key[2]}",
     ):
         link_lease(lease, "9999")
     assert not AmsiLeaseLink.objects.exists()
@@ -110,7 +116,10 @@ def test_link_api(amsi_connection, first_key):
     url = f"/api/amsi/leases/{lease.pk}/link/"
     client = Client()
     client.force_login(staff_user("integrations.run_sync"))
-    assert client.post(url, {"resi_id": first_key[3]}, content_type="application/json").status_code == 403
+    assert (
+        client.post(url, {"resi_id": first_key[3]}, content_type="application/json").status_code
+        == 403
+    )
     client.force_login(staff_user("integrations.run_import"))
     response = client.post(url, {"resi_id": "9999"}, content_type="application/json")
     assert response.status_code == 400
@@ -120,5 +129,9 @@ def test_link_api(amsi_connection, first_key):
     body = response.json()
     assert body["composite"] == "-".join(first_key) and "took its last part" in body["note"]
     assert body["sync"]["status"] == "succeeded"
-    assert client.post("/api/amsi/leases/999999/link/", {"resi_id": "1"},
-                       content_type="application/json").status_code == 404
+    assert (
+        client.post(
+            "/api/amsi/leases/999999/link/", {"resi_id": "1"}, content_type="application/json"
+        ).status_code
+        == 404
+    )
