@@ -25,6 +25,7 @@ from integrations.models import (
     PostingState,
     SyncRun,
 )
+from integrations.providers import registry
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -48,7 +49,10 @@ class ConnectionAdmin(admin.ModelAdmin):
     actions = ["test_connections", "sync_now", "full_sync"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("property")
+        own_admin = [cls.id for cls in registry.all_providers() if cls.has_own_admin]
+        return (
+            super().get_queryset(request).exclude(provider__in=own_admin).select_related("property")
+        )
 
     @admin.display(description="Credentials")
     def credentials_set(self, obj):

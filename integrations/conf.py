@@ -6,6 +6,8 @@ operator change a value without reloading modules (anymail's get_anymail_setting
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Any
 
 from django.conf import settings
@@ -33,7 +35,36 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+# Timing knobs an operator (or a test starting worker processes) may set from the environment:
+# ``INTEGRATIONS_<NAME>``; a number, or a comma-separated / JSON list of numbers for the backoff.
+# When set, the environment wins over settings.INTEGRATIONS (a worker started with it must use it).
+ENV_OVERRIDES = (
+    "MAX_ATTEMPTS",
+    "RETRY_BACKOFF_SECONDS",
+    "UNKNOWN_OUTCOME_DELAY_SECONDS",
+    "CLAIM_SECONDS",
+)
+
+
+def _from_env(name: str) -> Any:
+    raw = os.environ.get(f"INTEGRATIONS_{name}", "").strip()
+    if not raw:
+        return None
+    try:
+        if name == "RETRY_BACKOFF_SECONDS":
+            values = json.loads(raw) if raw.startswith("[") else raw.split(",")
+            return [float(v) for v in values]
+        value = float(raw)
+        return int(value) if name == "MAX_ATTEMPTS" else value
+    except ValueError:
+        raise ImproperlyConfigured(f"INTEGRATIONS_{name}={raw!r} is not a number") from None
+
+
 def get_setting(name: str) -> Any:
+    if name in ENV_OVERRIDES:
+        value = _from_env(name)
+        if value is not None:
+            return value
     configured = getattr(settings, "INTEGRATIONS", {}) or {}
     if name in configured:
         return configured[name]

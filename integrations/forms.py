@@ -22,7 +22,9 @@ class ConnectionForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["provider"].choices = registry.as_choices()
+        self.fields["provider"].choices = [
+            (cls.id, cls.name) for cls in registry.all_providers() if not cls.has_own_admin
+        ]
 
     def save(self, commit: bool = True):
         connection = super().save(commit=False)

@@ -143,12 +143,18 @@ def claim(posting_id: int, *, force: bool = False) -> tuple[Posting, PostingAtte
     return posting, attempt
 
 
-def _waiting_on_payment(posting: Posting) -> bool:
+WAITING_FOR_PAYMENT = "WAITING_FOR_PAYMENT"
+
+
+def _payment_state(posting: Posting) -> str | None:
+    """For a reversal: the state of its payment's posting (None for a payment or no posting)."""
     if posting.kind != PostingKind.REVERSAL:
-        return False
-    return not Posting.objects.filter(
-        payment_id=posting.payment_id, kind=PostingKind.PAYMENT, state=PostingState.POSTED
-    ).exists()
+        return None
+    return (
+        Posting.objects.filter(payment_id=posting.payment_id, kind=PostingKind.PAYMENT)
+        .values_list("state", flat=True)
+        .first()
+    )
 
 
 def deliver(posting_id: int, *, force: bool = False) -> str | None:
@@ -162,13 +168,22 @@ def deliver(posting_id: int, *, force: bool = False) -> str | None:
     error: Exception | None = None
     delivered = None
     try:
-        if _waiting_on_payment(posting):
+        payment_state = _payment_state(posting)
+        if payment_state == PostingState.NEEDS_ATTENTION:
+            raise PermanentError(
+                "the original payment needs attention; retry this reversal once it is posted",
+                provider=provider.id,
+                operation="reversal",
+                record=posting.key,
+                code="PAYMENT_NEEDS_ATTENTION",
+            )
+        if posting.kind == PostingKind.REVERSAL and payment_state != PostingState.POSTED:
             raise RetryableError(
                 "the original payment is not posted yet; the reversal waits for it",
                 provider=provider.id,
                 operation="reversal",
                 record=posting.key,
-                code="WAITING_FOR_PAYMENT",
+                code=WAITING_FOR_PAYMENT,
             )
         delivered = provider.deliver(posting)
     except AlreadyDone as err:
@@ -221,6 +236,11 @@ def _finish(posting: Posting, attempt: PostingAttempt, outcome: str, delivered, 
                 posting.remote_reference = error.remote_reference[:100]
         elif outcome in ("retry", "unknown"):
             posting.last_error = message
+            if isinstance(error, IntegrationError) and error.code == WAITING_FOR_PAYMENT:
+                # Waiting for the payment is not a failed attempt: it must not spend the
+                # reversal's budget (a payment with a slow unknown outcome would otherwise
+                # push its reversal into "needs attention" while both are fine).
+                posting.attempts = max(posting.attempts - 1, 0)
             if outcome == "unknown":
                 posting.outcome_unknown = True
             if posting.attempts >= get_setting("MAX_ATTEMPTS"):
@@ -231,7 +251,7 @@ def _finish(posting: Posting, attempt: PostingAttempt, outcome: str, delivered, 
                 posting.next_attempt_at = None
             else:
                 posting.state = PostingState.RETRYING
-                delay = _backoff(posting.attempts)
+                delay = _backoff(max(posting.attempts, 1))
                 if posting.outcome_unknown:
                     delay = max(
                         delay, dt.timedelta(seconds=get_setting("UNKNOWN_OUTCOME_DELAY_SECONDS"))

@@ -206,6 +206,11 @@ class EdexClient:
         return root
 
     def stream_leases(self, operation: str, xmldata: str) -> Iterator[etree._Element]:
+        return self.stream_elements(operation, xmldata, "Lease")
+
+    def stream_elements(
+        self, operation: str, xmldata: str, element: str
+    ) -> Iterator[etree._Element]:
         """Yield each <Lease> element of a (possibly huge) residents reply, one at a time.
 
         The element is cleared after the consumer moves on; copy what you need.
@@ -222,7 +227,7 @@ class EdexClient:
             "SOAPAction": f'"{SOAP_ACTION.format(operation)}"',
         }
         timeout = httpx.Timeout(self.settings.timeout, connect=min(self.settings.timeout, 10.0))
-        reader = _EnvelopeReader(f"{operation}Result")
+        reader = _EnvelopeReader(f"{operation}Result", element)
         received = 0
         try:
             with httpx.stream("POST", url, content=body, headers=headers, timeout=timeout) as resp:
@@ -392,7 +397,8 @@ class _ResultTarget:
 class _EnvelopeReader:
     """Stream-parse a SOAP envelope whose Result holds a residents document."""
 
-    def __init__(self, result_name: str):
+    def __init__(self, result_name: str, element: str = "Lease"):
+        self.element = element
         self.inner = etree.XMLPullParser(
             events=("start", "end"),
             resolve_entities=False,
@@ -462,7 +468,7 @@ class _EnvelopeReader:
                     self.error[name] = (el.text or "").strip()
                 continue
             if (
-                name == "Lease"
+                name == self.element
                 and el.getparent() is not None
                 and el.getparent().getparent() is None
             ):

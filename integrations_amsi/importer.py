@@ -107,9 +107,13 @@ class Importer:
             includerecurringcharges=0,
         )
 
-    def _stream(self, operation: str, xmldata: str) -> Iterator:
+    def _stream_units(self) -> Iterator:
+        query = edex(propertyid=self.settings.property_id, includeallstatuses=1)
+        yield from self._stream("GetPropertyUnits", query, element="Unit")
+
+    def _stream(self, operation: str, xmldata: str, element: str = "Lease") -> Iterator:
         try:
-            yield from self.client.stream_leases(operation, xmldata)
+            yield from self.client.stream_elements(operation, xmldata, element)
         except Exception as err:
             if getattr(err, "code", "") == NO_DATA:
                 return  # an empty list is not an error
@@ -178,15 +182,9 @@ class Importer:
         return self._units[key]
 
     def _sync_units(self) -> None:
-        try:
-            root = self.client.leasing_document(
-                "GetPropertyUnits",
-                edex(propertyid=self.settings.property_id, includeallstatuses=1),
-            )
-        except Exception as err:
-            if getattr(err, "code", "") == NO_DATA:
-                return
-            raise
+        # Streamed like the resident lists: a 100,000-unit reply is one text node over
+        # libxml2's 10 MB limit for a parsed tree.
+        root = self._stream_units()
         existing = {
             (u["building__code"], u["code"]): u
             for u in Unit.objects.filter(building__property=self.prop).values(
@@ -425,6 +423,22 @@ class Importer:
         self.run.updated += 1
         self.run.record_change(rec.composite, "; ".join(changes) or "AMSI details updated")
 
+    @staticmethod
+    def _hand_added_match(link: AmsiLeaseLink, occ: OccupantRecord) -> Resident | None:
+        """A member of the lease with no AMSI occupant yet, by email, else by full name."""
+        unlinked = Resident.objects.filter(memberships__lease_id=link.lease_id).exclude(
+            amsi_occupancies__lease_link=link
+        )
+        if occ.email:
+            match = unlinked.filter(email__iexact=occ.email).first()
+            if match:
+                return match
+        if occ.first_name and occ.last_name:
+            return unlinked.filter(
+                first_name__iexact=occ.first_name, last_name__iexact=occ.last_name
+            ).first()
+        return None
+
     def _sync_occupants(self, link: AmsiLeaseLink, occupants: list[OccupantRecord]) -> list[str]:
         changes = []
         existing = {o.occu_seq_no: o for o in link.occupants.select_related("resident")}
@@ -432,22 +446,31 @@ class Importer:
         for seq, occ in wanted.items():
             current = existing.get(seq)
             if current is None:
-                resident = Resident.objects.create(
-                    first_name=occ.first_name,
-                    last_name=occ.last_name,
-                    email=occ.email,
-                    phone=occ.phone,
-                )
-                LeaseResident.objects.create(
-                    lease_id=link.lease_id, resident=resident, responsible=occ.responsible
-                )
+                resident = self._hand_added_match(link, occ)
+                if resident is not None:
+                    # The tenant a person added by hand is this occupant: adopt, don't
+                    # duplicate (their portal login stays with them).
+                    LeaseResident.objects.filter(lease_id=link.lease_id, resident=resident).update(
+                        responsible=occ.responsible
+                    )
+                    changes.append(f"occupant {seq} matched to {resident} (added by hand)")
+                else:
+                    resident = Resident.objects.create(
+                        first_name=occ.first_name,
+                        last_name=occ.last_name,
+                        email=occ.email,
+                        phone=occ.phone,
+                    )
+                    LeaseResident.objects.create(
+                        lease_id=link.lease_id, resident=resident, responsible=occ.responsible
+                    )
+                    changes.append(f"occupant {seq} added")
                 AmsiOccupantLink.objects.create(
                     lease_link=link,
                     resident=resident,
                     occu_seq_no=seq,
                     responsible_flag=occ.responsible_flag,
                 )
-                changes.append(f"occupant {seq} added")
                 continue
             r = current.resident
             new_values = (occ.first_name, occ.last_name, occ.email, occ.phone)
@@ -570,7 +593,10 @@ def fast_insert(model, rows: list[dict], now, *, returning: bool = True) -> list
             else:
                 values.append(f.get_db_prep_save(row[attname], db))
     width = len(columns)
-    per_batch = max(1, min(CHUNK, db.features.max_query_params // width))
+    # SQLite declares its limit; PostgreSQL declares none but its protocol caps one statement
+    # at 65,535 parameters.
+    limit = db.features.max_query_params or 65535
+    per_batch = max(1, min(CHUNK, limit // width))
     table = db.ops.quote_name(model._meta.db_table)
     pk = db.ops.quote_name(model._meta.pk.column)
     ids: list[int] = []

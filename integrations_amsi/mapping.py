@@ -121,6 +121,9 @@ def _date(value: str | None, record: str, name: str) -> dt.date | None:
 def _amount(value: str | None, record: str, name: str) -> Decimal | None:
     if value is None or not value.strip():
         return None
+    if not value.isascii():
+        # Decimal() reads other scripts' digits: "١٢٣" would import as 123.00.
+        raise BadRecord(record, f"{name} {value!r} is not an amount")
     try:
         amount = Decimal(value.strip())
     except InvalidOperation:

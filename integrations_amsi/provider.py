@@ -44,6 +44,7 @@ def reversal_reason(reversal) -> tuple[str, str]:
 class AmsiProvider(AccountingProvider):
     id = "amsi"
     name = "AMSI eSite (eDex)"
+    has_own_admin = True  # integrations_amsi.admin: the AMSI connection form
 
     def __init__(self, connection):
         super().__init__(connection)

@@ -48,6 +48,9 @@ class BatchDifference:
 class AccountingProvider:
     id: ClassVar[str] = ""
     name: ClassVar[str] = ""
+    # A provider with its own admin (typed fields instead of the settings JSON) is left out of
+    # the generic connection admin, so nobody edits its settings as raw JSON.
+    has_own_admin: ClassVar[bool] = False
 
     def __init__(self, connection: Connection):
         self.connection = connection

@@ -71,6 +71,11 @@ def admin_world(world, deliver):
     services.settle_payment(card)
     lease = world.lease("001-01-103-3")
     services.block_lease(lease, "old reason")
+    # The generic connection admin lists providers without an admin of their own.
+    from integrations.models import Connection
+    from tests.factories import PropertyFactory
+
+    Connection.objects.create(property=PropertyFactory(), provider="fake")
     Posting.objects.filter(payment=card).update(
         state=PostingState.NEEDS_ATTENTION, last_error="test"
     )

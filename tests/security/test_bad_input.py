@@ -378,13 +378,6 @@ CASES = [
         "lease-arabic-balance",
         reply(_lease(), lease_doc(EndBalance=ARABIC)),
         "EndBalance",
-        marks=[
-            pytest.mark.xfail(
-                strict=True,
-                reason="integrations_amsi/mapping.py _amount() passes the text to Decimal(), "
-                "which reads Arabic-Indic digits: EndBalance='١٢٣' imports as 123.00",
-            )
-        ],
     ),
     Case("lease-sql-balance", reply(_lease(), lease_doc(EndBalance=SQL)), "001-01-101-1"),
 ]

@@ -135,3 +135,41 @@ def test_link_api(amsi_connection, first_key):
         ).status_code
         == 404
     )
+
+
+def test_tenant_added_by_hand_is_adopted_not_duplicated(amsi_connection, first_key):
+    """The person who was added by hand (with a portal login) is matched to AMSI's occupant by
+    email, so the lease does not list them twice after the link's sync."""
+    from rentplatform.models import LeaseResident, Resident
+    from tests.factories import UserFactory
+
+    _pid, bldg, unit, resi = first_key
+    p, b, u, r = first_key
+    client = get_client(settings_for(amsi_connection), key=amsi_connection.pk)
+    query = edex(
+        propertyid="001",
+        leasestatus="C",
+        includeprimaryaddress=0,
+        includecontactdetails=0,
+        includerecurringcharges=0,
+    )
+    occupant = next(
+        (o.get("OccuFirstName"), o.get("OccuLastName"), o.get("Email", ""))
+        for el in client.stream_leases("GetPropertyResidents", query)
+        if (el.get("BldgID"), el.get("UnitID"), el.get("ResiID")) == (b, u, r)
+        for o in el
+        if o.tag == "Occupant"
+    )
+    first, last, email = occupant
+    lease = pending_lease(amsi_connection, bldg, unit)
+    user = UserFactory()
+    tenant = Resident.objects.create(
+        user=user, first_name=first.upper(), last_name=last, email=email.upper()
+    )
+    LeaseResident.objects.create(lease=lease, resident=tenant)
+    link_lease(lease, resi)
+    link = AmsiLeaseLink.objects.get(lease=lease)
+    occupant_link = link.occupants.get(resident=tenant)
+    assert occupant_link.resident.user == user
+    names = [(m.resident.first_name.lower(), m.resident.last_name) for m in lease.memberships.all()]
+    assert names.count((first.lower(), last)) == 1
