@@ -20,7 +20,10 @@ DEFAULTS: dict[str, Any] = {
     "RETRY_BACKOFF_SECONDS": [2, 10, 60, 300, 900, 1800, 3600],
     # How long a claimed posting stays "in flight" before another worker may take it over
     # (longer than the task timeout, which is longer than the SOAP operation timeout).
-    "CLAIM_SECONDS": 75,
+    "CLAIM_SECONDS": 105,
+    # A queued delivery task not taken by a worker within this long is presumed lost and
+    # queued again by the retry sweep.
+    "QUEUE_GRACE_SECONDS": 300,
     # After an unknown outcome (timeout, reset, lost reply) the next attempt waits at least this
     # long before asking the remote whether the first write landed: a slow server may still be
     # processing it, and a check made too early would find nothing and write a second time.
@@ -43,6 +46,7 @@ ENV_OVERRIDES = (
     "RETRY_BACKOFF_SECONDS",
     "UNKNOWN_OUTCOME_DELAY_SECONDS",
     "CLAIM_SECONDS",
+    "QUEUE_GRACE_SECONDS",
 )
 
 

@@ -78,6 +78,7 @@ def enqueue_on_commit(posting_id: int) -> None:
 def enqueue(posting_id: int) -> None:
     if get_setting("DELIVERY") == "manual":
         return
+    Posting.objects.filter(pk=posting_id).update(enqueued_at=timezone.now())
     enqueue_task("integrations.tasks.deliver_posting", posting_id, group="integrations.postings")
 
 
@@ -125,10 +126,18 @@ def claim(posting_id: int, *, force: bool = False) -> tuple[Posting, PostingAtte
         elif posting.next_attempt_at and posting.next_attempt_at > now and not force:
             return None
         posting.state = PostingState.IN_FLIGHT
+        posting.enqueued_at = None  # the queued task has been taken
         posting.attempts += 1
         posting.claimed_until = now + dt.timedelta(seconds=get_setting("CLAIM_SECONDS"))
         posting.save(
-            update_fields=["state", "attempts", "claimed_until", "outcome_unknown", "updated_at"]
+            update_fields=[
+                "state",
+                "attempts",
+                "claimed_until",
+                "outcome_unknown",
+                "enqueued_at",
+                "updated_at",
+            ]
         )
         # Numbered over the posting's whole life (a person's retry resets ``attempts``, the
         # budget, not the log).
@@ -284,6 +293,16 @@ def _finish(posting: Posting, attempt: PostingAttempt, outcome: str, delivered, 
         f": {posting.last_error}" if posting.last_error else "",
     )
     return posting.state
+
+
+def sweepable_postings(now: dt.datetime | None = None, *, grace: float | None = None):
+    """Due postings whose delivery task is not already waiting in the queue (or was queued so
+    long ago that it must have been lost)."""
+    now = now or timezone.now()
+    if grace is None:
+        grace = get_setting("QUEUE_GRACE_SECONDS")
+    lost = now - dt.timedelta(seconds=grace)
+    return due_postings(now).filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=lost))
 
 
 def due_postings(now: dt.datetime | None = None):

@@ -34,9 +34,10 @@ def deliver_posting(posting_id: int) -> str | None:
 
 
 def retry_sweep() -> int:
-    """Re-deliver due postings (lost tasks, backoff elapsed, workers that died mid-call)."""
+    """Re-deliver due postings (lost tasks, backoff elapsed, workers that died mid-call),
+    leaving alone those whose task is still waiting in the queue."""
     count = 0
-    for posting_id in outbox.due_postings().values_list("pk", flat=True)[:500]:
+    for posting_id in outbox.sweepable_postings().values_list("pk", flat=True)[:500]:
         outbox.enqueue(posting_id)
         count += 1
     return count

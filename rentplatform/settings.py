@@ -127,17 +127,18 @@ REST_FRAMEWORK = {
     "COERCE_DECIMAL_TO_STRING": True,
 }
 
-# django-q2. Timings nest so a posting can never run twice at once:
-#   zeep operation timeout (INTEGRATIONS["AMSI"]["TIMEOUT"], 20 s) < task timeout (60 s)
-#   < broker retry (90 s); bounded attempts, after which the outbox marks "needs attention".
+# django-q2. Timings nest so a posting can never run twice at once (docs/configuration.md):
+#   one attempt = at most a check and a write (2 x 20 s SOAP timeout) + an inline retry wait
+#   (15 s) = 55 s  <  task timeout (90 s)  <  claim (105 s)  <  broker retry (120 s);
+#   bounded attempts, after which the outbox marks "needs attention".
 REDIS_URL = os.environ.get("REDIS_URL", "")
 Q_CLUSTER = {
     "name": os.environ.get("Q_CLUSTER_NAME", "rentplatform"),
     "workers": int(os.environ.get("Q_WORKERS", "2")),
     # Overridable for tests and benchmarks that start short-lived clusters; keep retry > timeout
     # and both above the SOAP timeout and below/above the claim as docs/configuration.md says.
-    "timeout": int(os.environ.get("Q_TIMEOUT", "60")),
-    "retry": int(os.environ.get("Q_RETRY", "90")),
+    "timeout": int(os.environ.get("Q_TIMEOUT", "90")),
+    "retry": int(os.environ.get("Q_RETRY", "120")),
     "max_attempts": 3,
     "ack_failures": True,
     "save_limit": 1000,

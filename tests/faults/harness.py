@@ -30,7 +30,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[2]
 CHICAGO = zoneinfo.ZoneInfo("America/Chicago")
 
-# The timing chain, scaled down for tests (production: 20 s < 60 s < 75 s < 90 s):
+# The timing chain, scaled down for tests (production: 2 x 20 s + 15 s < 90 s < 105 s < 120 s):
 #   SOAP timeout 1 s; an attempt after an unknown outcome makes two calls (check + write) and may
 #   then wait inline for its next try, so task timeout 6 s > 2 x 1 s + 1.5 s; claim 7 s; retry 9 s.
 CLIENT_TIMEOUT = 1.0
@@ -41,6 +41,7 @@ TIMINGS = {
     "INTEGRATIONS_UNKNOWN_OUTCOME_DELAY_SECONDS": "1.5",
     "INTEGRATIONS_RETRY_BACKOFF_SECONDS": "0.3,0.6,1,1.5,2,2,2",
     "INTEGRATIONS_MAX_ATTEMPTS": "10",
+    "INTEGRATIONS_QUEUE_GRACE_SECONDS": "10",
 }
 # A write that lands this long after it was sent: longer than the client's timeout, shorter than
 # the timeout + the unknown-outcome delay (so the check after it finds it).
@@ -443,23 +444,14 @@ class Platform:
         return made
 
     # -- driving ---------------------------------------------------------------------------------
-    def sweep(self, pending_grace: float = 10) -> int:
-        """What the every-minute retry-sweep schedule does, run from here every few seconds.
-
-        Unlike ``tasks.retry_sweep`` it leaves alone pending postings younger than
-        ``pending_grace`` seconds: their first task is most likely still queued (re-queueing the
-        whole backlog every two seconds floods the broker with duplicate tasks).
-        """
-        import datetime as _dt
-
-        from django.utils import timezone
-
+    def sweep(self) -> int:
+        """The every-minute retry-sweep schedule (``tasks.retry_sweep``), run from here every
+        few seconds; it leaves alone postings whose task is still waiting in the queue
+        (QUEUE_GRACE_SECONDS, 10 s here)."""
         from integrations import outbox
-        from integrations.models import PostingState
 
-        young = timezone.now() - _dt.timedelta(seconds=pending_grace)
-        due = outbox.due_postings().exclude(state=PostingState.PENDING, updated_at__gt=young)
-        ids = list(due.values_list("pk", flat=True)[:500])
+        grace = float(TIMINGS["INTEGRATIONS_QUEUE_GRACE_SECONDS"])
+        ids = list(outbox.sweepable_postings(grace=grace).values_list("pk", flat=True)[:500])
         for pk in ids:
             outbox.enqueue(pk)
         return len(ids)

@@ -178,3 +178,31 @@ def test_stored_documents_and_errors_are_masked(connection, lease, settings):
     assert mask("<UserID>u</UserID><Password>x1</Password>") == (
         "<UserID>u</UserID><Password>********</Password>"
     )
+
+
+def test_retry_sweep_does_not_requeue_a_posting_whose_task_is_waiting(
+    connection, lease, settings, django_capture_on_commit_callbacks
+):
+    """In a backlog the sweep must not flood the queue with duplicates of waiting tasks; a
+    task that waited past QUEUE_GRACE_SECONDS is presumed lost and queued again."""
+    from django_q.models import OrmQ
+
+    from integrations import tasks
+
+    settings.INTEGRATIONS = {**settings.INTEGRATIONS, "DELIVERY": "async"}
+    with django_capture_on_commit_callbacks(execute=True):
+        payment = services.accept_payment(lease, "100.00", "card")
+    posting = Posting.objects.get(payment=payment)
+    assert posting.enqueued_at is not None
+    queued = OrmQ.objects.count()
+    assert queued == 1
+    assert tasks.retry_sweep() == 0
+    assert OrmQ.objects.count() == queued
+    Posting.objects.filter(pk=posting.pk).update(
+        enqueued_at=timezone.now() - dt.timedelta(seconds=301)
+    )
+    assert tasks.retry_sweep() == 1
+    assert OrmQ.objects.count() == queued + 1
+    # A worker taking the task clears the mark.
+    claimed, _attempt = outbox.claim(posting.pk)
+    assert claimed.enqueued_at is None
