@@ -29,6 +29,8 @@ from integrations.providers import registry
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
+    """Logs and mirrors: written by the integration only; viewable, never edited here."""
+
     def has_add_permission(self, request, obj=None):
         return False
 

@@ -19,6 +19,7 @@ from django.template import engines
 from django.utils.html import format_html
 
 from integrations import services
+from integrations.admin import ReadOnlyAdmin
 from integrations.models import Connection, SyncKind, SyncStatus
 from rentplatform.admin import LeaseAdmin
 from rentplatform.models import Lease
@@ -27,17 +28,6 @@ from .forms import AmsiConnectionForm, LeaseLinkForm
 from .linking import LinkRefused, link_lease
 from .models import AmsiBatchLink, AmsiLeaseLink
 from .proxy_models import AmsiConnection
-
-
-class _ReadOnly:
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 def _level(run: Any) -> int:
@@ -144,7 +134,7 @@ class AmsiConnectionAdmin(admin.ModelAdmin):
 
 
 @admin.register(AmsiLeaseLink)
-class AmsiLeaseLinkAdmin(_ReadOnly, admin.ModelAdmin):
+class AmsiLeaseLinkAdmin(ReadOnlyAdmin):
     list_display = [
         "composite",
         "lease",
@@ -181,7 +171,7 @@ class AmsiLeaseLinkAdmin(_ReadOnly, admin.ModelAdmin):
 
 
 @admin.register(AmsiBatchLink)
-class AmsiBatchLinkAdmin(_ReadOnly, admin.ModelAdmin):
+class AmsiBatchLinkAdmin(ReadOnlyAdmin):
     list_display = [
         "client_jnl_no",
         "esite_batch_no",

@@ -335,30 +335,10 @@ class Platform:
     """The platform side of a run, in this process (the workers are other processes)."""
 
     def __init__(self, sandbox: SandboxProcess, *, timeout: float = CLIENT_TIMEOUT) -> None:
-        from integrations.models import Connection
-        from rentplatform.models import Property
+        from tests.integrations_amsi.world import connect_to_sandbox
 
         self.sandbox = sandbox
-        self.property = Property.objects.create(
-            code="maple",
-            name="Maple Court",
-            time_zone="America/Chicago",
-            manager_emails="manager@maple.example",
-        )
-        self.connection = Connection.objects.create(
-            property=self.property,
-            provider="amsi",
-            settings={
-                "url": f"{sandbox.base_url}/edexweb/esite",
-                "portfolio": "DEMO",
-                "user_id": "edex_demo",
-                "property_id": "001",
-                "merchant_id": "M1001",
-                "close_cutoff": "22:00",
-                "timeout": timeout,
-            },
-            credentials={"password": "sandbox-secret"},
-        )
+        self.property, self.connection = connect_to_sandbox(sandbox.base_url, timeout=timeout)
         self.payments: list = []
         self.reversals: list = []
 

@@ -25,30 +25,36 @@ from rentplatform.models import Lease, Payment, Property
 CHICAGO = zoneinfo.ZoneInfo("America/Chicago")
 
 
+def connect_to_sandbox(base_url: str, *, timeout: float) -> tuple[Property, Connection]:
+    """The Maple Court property with an AMSI connection to a sandbox at ``base_url``."""
+    prop = Property.objects.create(
+        code="maple",
+        name="Maple Court",
+        time_zone="America/Chicago",
+        manager_emails="manager@maple.example, office@maple.example",
+    )
+    connection = Connection.objects.create(
+        property=prop,
+        provider="amsi",
+        settings={
+            "url": f"{base_url}/edexweb/esite",
+            "portfolio": "DEMO",
+            "user_id": "edex_demo",
+            "property_id": "001",
+            "merchant_id": "M1001",
+            "close_cutoff": "22:00",
+            "timeout": timeout,
+        },
+        credentials={"password": "sandbox-secret"},
+    )
+    return prop, connection
+
+
 class AmsiWorld:
     def __init__(self, tmp_path: Path, *, seed: str | None = "demo", timeout: float = 3.0):
         self.server = SandboxServer(tmp_path / "esite.sqlite3", seed=seed).start()
         self.control = self.server.control()
-        self.property = Property.objects.create(
-            code="maple",
-            name="Maple Court",
-            time_zone="America/Chicago",
-            manager_emails="manager@maple.example, office@maple.example",
-        )
-        self.connection = Connection.objects.create(
-            property=self.property,
-            provider="amsi",
-            settings={
-                "url": f"{self.server.base_url}/edexweb/esite",
-                "portfolio": "DEMO",
-                "user_id": "edex_demo",
-                "property_id": "001",
-                "merchant_id": "M1001",
-                "close_cutoff": "22:00",
-                "timeout": timeout,
-            },
-            credentials={"password": "sandbox-secret"},
-        )
+        self.property, self.connection = connect_to_sandbox(self.server.base_url, timeout=timeout)
 
     def close(self) -> None:
         from integrations_amsi.client import clear_clients
