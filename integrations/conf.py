@@ -24,6 +24,9 @@ DEFAULTS: dict[str, Any] = {
     # A queued delivery task not taken by a worker within this long is presumed lost and
     # queued again by the retry sweep.
     "QUEUE_GRACE_SECONDS": 300,
+    # With more tasks than this waiting in the broker, the sweep only queues postings that have
+    # no task queued at all (see outbox.sweep).
+    "SWEEP_QUEUE_LIMIT": 100,
     # After an unknown outcome (timeout, reset, lost reply) the next attempt waits at least this
     # long before asking the remote whether the first write landed: a slow server may still be
     # processing it, and a check made too early would find nothing and write a second time.
@@ -47,6 +50,7 @@ ENV_OVERRIDES = (
     "UNKNOWN_OUTCOME_DELAY_SECONDS",
     "CLAIM_SECONDS",
     "QUEUE_GRACE_SECONDS",
+    "SWEEP_QUEUE_LIMIT",
 )
 
 
@@ -59,7 +63,7 @@ def _from_env(name: str) -> Any:
             values = json.loads(raw) if raw.startswith("[") else raw.split(",")
             return [float(v) for v in values]
         value = float(raw)
-        return int(value) if name == "MAX_ATTEMPTS" else value
+        return int(value) if name in ("MAX_ATTEMPTS", "SWEEP_QUEUE_LIMIT") else value
     except ValueError:
         raise ImproperlyConfigured(f"INTEGRATIONS_{name}={raw!r} is not a number") from None
 

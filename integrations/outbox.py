@@ -305,6 +305,32 @@ def sweepable_postings(now: dt.datetime | None = None, *, grace: float | None = 
     return due_postings(now).filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=lost))
 
 
+def _queue_backlog() -> int:
+    try:
+        from django_q.brokers import get_broker
+
+        return int(get_broker().queue_size() or 0)
+    except Exception:  # noqa: BLE001  (an unreachable broker: the sweep's enqueue will say so)
+        return 0
+
+
+def sweep(*, grace: float | None = None, limit: int = 500) -> int:
+    """Queue delivery for due postings: what the retry-sweep schedule runs.
+
+    While the broker holds a backlog, a task queued earlier is most likely still waiting in it,
+    so only postings with no task queued (a retry whose backoff elapsed, a claim that expired)
+    are queued; once the queue has drained, a task queued more than ``grace`` seconds ago is
+    presumed lost and queued again. Either way nothing floods the queue with duplicates.
+    """
+    candidates = sweepable_postings(grace=grace)
+    if _queue_backlog() > get_setting("SWEEP_QUEUE_LIMIT"):
+        candidates = candidates.filter(enqueued_at__isnull=True)
+    ids = list(candidates.values_list("pk", flat=True)[:limit])
+    for posting_id in ids:
+        enqueue(posting_id)
+    return len(ids)
+
+
 def due_postings(now: dt.datetime | None = None):
     """Postings a sweep should (re)deliver: pending/retrying and due, or stale in flight."""
     now = now or timezone.now()

@@ -13,8 +13,8 @@ from integrations.models import Connection, Posting, PostingState
 log = logging.getLogger(__name__)
 
 # A retry due within this many seconds is waited for inside the task (so a worker retries in
-# seconds); a later one is left to the retry sweep.
-INLINE_RETRY_SECONDS = 15
+# seconds without holding a worker long); a later one is left to the retry sweep.
+INLINE_RETRY_SECONDS = 5
 
 
 def deliver_posting(posting_id: int) -> str | None:
@@ -36,11 +36,7 @@ def deliver_posting(posting_id: int) -> str | None:
 def retry_sweep() -> int:
     """Re-deliver due postings (lost tasks, backoff elapsed, workers that died mid-call),
     leaving alone those whose task is still waiting in the queue."""
-    count = 0
-    for posting_id in outbox.sweepable_postings().values_list("pk", flat=True)[:500]:
-        outbox.enqueue(posting_id)
-        count += 1
-    return count
+    return outbox.sweep()
 
 
 def sync_connection(connection_id: int, kind: str, lease_id: int | None = None) -> int:

@@ -129,7 +129,7 @@ REST_FRAMEWORK = {
 
 # django-q2. Timings nest so a posting can never run twice at once (docs/configuration.md):
 #   one attempt = at most a check and a write (2 x 20 s SOAP timeout) + an inline retry wait
-#   (15 s) = 55 s  <  task timeout (90 s)  <  claim (105 s)  <  broker retry (120 s);
+#   (5 s) = 45 s  <  task timeout (90 s)  <  claim (105 s)  <  broker retry (120 s);
 #   bounded attempts, after which the outbox marks "needs attention".
 REDIS_URL = os.environ.get("REDIS_URL", "")
 Q_CLUSTER = {

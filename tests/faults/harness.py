@@ -430,11 +430,7 @@ class Platform:
         (QUEUE_GRACE_SECONDS, 10 s here)."""
         from integrations import outbox
 
-        grace = float(TIMINGS["INTEGRATIONS_QUEUE_GRACE_SECONDS"])
-        ids = list(outbox.sweepable_postings(grace=grace).values_list("pk", flat=True)[:500])
-        for pk in ids:
-            outbox.enqueue(pk)
-        return len(ids)
+        return outbox.sweep(grace=float(TIMINGS["INTEGRATIONS_QUEUE_GRACE_SECONDS"]))
 
     def open_count(self) -> int:
         from integrations.models import Posting, PostingState

@@ -206,3 +206,31 @@ def test_retry_sweep_does_not_requeue_a_posting_whose_task_is_waiting(
     # A worker taking the task clears the mark.
     claimed, _attempt = outbox.claim(posting.pk)
     assert claimed.enqueued_at is None
+
+
+def test_sweep_during_a_backlog_only_queues_postings_without_a_task(
+    connection, lease, settings, django_capture_on_commit_callbacks
+):
+    """With a backlog in the broker, a task queued long ago is most likely still waiting:
+    only a posting with no task queued at all (a due retry) is swept."""
+    from django_q.models import OrmQ
+
+    settings.INTEGRATIONS = {
+        **settings.INTEGRATIONS,
+        "DELIVERY": "async",
+        "SWEEP_QUEUE_LIMIT": 1,
+    }
+    with django_capture_on_commit_callbacks(execute=True):
+        first = services.accept_payment(lease, "100.00", "card")
+        second = services.accept_payment(lease, "50.00", "card")
+    old = timezone.now() - dt.timedelta(seconds=600)
+    Posting.objects.filter(payment=first).update(enqueued_at=old)
+    Posting.objects.filter(payment=second).update(enqueued_at=None, state=PostingState.RETRYING)
+    assert OrmQ.objects.count() == 2  # a backlog over the limit of 1
+    assert outbox.sweep() == 1
+    assert Posting.objects.get(payment=second).enqueued_at is not None
+    assert Posting.objects.get(payment=first).enqueued_at == old
+    # Once the queue has drained, the long-waiting task is presumed lost and queued again.
+    OrmQ.objects.all().delete()
+    assert outbox.sweep() == 1
+    assert Posting.objects.get(payment=first).enqueued_at > old
