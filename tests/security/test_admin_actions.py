@@ -27,7 +27,10 @@ SNAPSHOT_APPS = ("auth", "rentplatform", "integrations", "integrations_amsi", "d
 def _actions() -> list[Any]:
     rows = []
     for model, model_admin in admin.site._registry.items():
-        for func, name, _description in model_admin._get_base_actions():
+        for action in model_admin._get_base_actions():
+            # Django 6.1 returns Action objects (unpacking them is deprecated); 5.2 tuples.
+            func = getattr(action, "func", None) or action[0]
+            name = getattr(action, "name", None) or action[1]
             perms = tuple(getattr(func, "allowed_permissions", ()))
             rows.append(pytest.param(model, name, perms, id=f"{model._meta.label}.{name}"))
     return sorted(rows, key=lambda r: r.id)
