@@ -39,12 +39,6 @@ def retry_sweep() -> int:
     return outbox.sweep()
 
 
-def sync_connection(connection_id: int, kind: str, lease_id: int | None = None) -> int:
-    connection = Connection.objects.get(pk=connection_id)
-    run = services.run_sync(connection, kind, lease_id=lease_id, triggered_by="schedule")
-    return run.pk
-
-
 def delta_sync_all() -> int:
     n = 0
     for connection in Connection.objects.filter(enabled=True):

@@ -1,4 +1,6 @@
-"""The short soak run (bench/chaos.py --short) on the database CI is testing."""
+"""Soak runs of bench/chaos.py on the database CI is testing: the short one, and issue 5's
+acceptance run (200 payments and 20 reversals with the sandbox's faults on, ending with
+exactly 200 payments and 20 reversals in the sandbox ledger)."""
 
 from __future__ import annotations
 
@@ -14,18 +16,31 @@ from tests.faults.harness import REPO
 pytestmark = pytest.mark.slow
 
 
-def test_chaos_short_run_has_no_differences(capsys):
-    args = [sys.executable, "bench/chaos.py", "--short"]
+@pytest.mark.parametrize(
+    "run, counts, expect",
+    [
+        ("short", ["--short"], "payments=60 reversals=8 | sandbox: payments=60 reversals=8"),
+        (
+            "acceptance",
+            ["--payments", "200", "--reversals", "20", "--fault-rate", "0.2"],
+            "payments=200 reversals=20 | sandbox: payments=200 reversals=20",
+        ),
+    ],
+)
+def test_chaos_run_has_no_differences(capsys, run, counts, expect):
+    args = [sys.executable, "bench/chaos.py", *counts]
     if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
         # A fresh database on the same server (chaos.py creates and drops it).
         args += ["--database-url", os.environ["DATABASE_URL"]]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("INTEGRATIONS_", "Q_"))}
     done = subprocess.run(
-        args, cwd=REPO, env=env, capture_output=True, text=True, timeout=240, check=False
+        args, cwd=REPO, env=env, capture_output=True, text=True, timeout=480, check=False
     )
     summary = [line for line in done.stdout.splitlines() if line.startswith("FAULTS chaos")]
     with capsys.disabled():
         print()
-        print(summary[0] if summary else done.stdout[-3000:] + done.stderr[-3000:])
+        print(f"[{run}] " + (summary[0] if summary else done.stdout[-3000:] + done.stderr[-3000:]))
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert summary and summary[0].endswith("| OK")
+    assert expect in summary[0]
+    assert "duplicates=0 lost=0" in summary[0]
