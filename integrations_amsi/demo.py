@@ -39,6 +39,16 @@ RESIDENTS = [
 ]
 
 
+def stop_children_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt, so the ``finally`` that stops the sandbox, the
+    worker and the web server runs (they live in their own sessions and would be orphaned)."""
+
+    def _raise(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _raise)
+
+
 def demo_dir() -> Path:
     return Path(settings.VAR_DIR)
 

@@ -66,6 +66,7 @@ class Command(BaseCommand):
         call_command("integrations_schedule", stdout=io.StringIO())
         port = demo.free_port(options["port"])
         sandbox = worker = None
+        demo.stop_children_on_sigterm()
         try:
             sandbox = demo.start_sandbox(port, seed=True)
             self.out(

@@ -31,6 +31,7 @@ class Command(BaseCommand):
         connection = Connection.objects.filter(provider="amsi").first()
         port = urlparse(connection.settings["url"]).port if connection else 8089
         procs = []
+        demo.stop_children_on_sigterm()
         try:
             procs.append(demo.start_sandbox(port, seed=False))
             procs.append(demo.start_worker())
