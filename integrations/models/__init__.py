@@ -1,13 +1,13 @@
 from .connection import Connection
 from .fake import FakeRemoteEntry
 from .posting import (
-    DepositReport,
     Posting,
     PostingAttempt,
     PostingKind,
     PostingState,
     ReportDelivery,
 )
+from .reports import DepositReport
 from .sync import SyncKind, SyncRun, SyncStatus
 
 __all__ = [

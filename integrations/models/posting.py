@@ -130,15 +130,3 @@ class ReportDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"report {self.batch.batch_id} to {self.recipients}"
-
-
-from rentplatform.models import DepositBatch  # noqa: E402  (proxy base)
-
-
-class DepositReport(DepositBatch):
-    """Admin entry point for Batch Deposit Reports (a proxy of the host's deposit batch)."""
-
-    class Meta:
-        proxy = True
-        verbose_name = "batch deposit report"
-        permissions = [("reconcile", "Can run a reconciliation")]
