@@ -151,7 +151,7 @@ def _measure(leases: int, port: int, tmp: Path, profile: str | None) -> dict:
             "portfolio": "DEMO",
             "user_id": "edex_demo",
             "property_id": "001",
-            "merchant_id": "M1001",
+            "merchant_id": "1001",
             "timeout": 55,
         },
         credentials={"password": "sandbox-secret"},

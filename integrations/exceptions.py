@@ -69,6 +69,11 @@ class PermanentError(IntegrationError, ValueError):
     """The remote refused for a reason trying again will not fix: a person must act."""
 
 
+class LoginRefused(PermanentError):
+    """The remote refused the connection's credentials: nothing was written, and no posting of
+    this connection can succeed until a person fixes them; the outbox pauses the connection."""
+
+
 class UnknownRemoteError(PermanentError):
     """An error code that is not in the provider's table: never dropped, never guessed."""
 

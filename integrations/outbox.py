@@ -2,8 +2,15 @@
 
 Delivery claims a posting (state "in flight" with a claim deadline longer than the task timeout,
 which is longer than the SOAP timeout), so two workers can never send the same posting at once;
-a claim that outlives its deadline (a worker killed mid-call) marks the outcome unknown, and the
-provider checks the remote before any new write. Bounded attempts, then "needs attention".
+a claim that outlives its deadline (a worker killed mid-call) marks the outcome unknown. Bounded
+attempts, then "needs attention".
+
+An unknown outcome (a reply lost, a timeout, a worker killed mid-call) is never followed by a
+blind second write. A provider that can check the remote unattended
+(``checks_unknown_outcomes``) checks before writing again; otherwise the posting becomes
+"unconfirmed" and waits for a person, who looks in the accounting system and says "found"
+(with the receipt) or "not there, post it". A refused login pauses the whole connection: its
+postings wait, unspent, until a connection test passes.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from integrations.exceptions import (
     AlreadyDone,
     AmbiguousOutcome,
     IntegrationError,
+    LoginRefused,
     PermanentError,
     RetryableError,
 )
@@ -32,6 +40,10 @@ from integrations.models import Connection, Posting, PostingAttempt, PostingKind
 log = logging.getLogger(__name__)
 
 ACTIVE_STATES = (PostingState.PENDING, PostingState.RETRYING, PostingState.IN_FLIGHT)
+
+
+class NotAllowed(Exception):
+    """A person's action that does not fit the posting's state; the message says why."""
 
 
 def connection_for(prop) -> Connection | None:
@@ -168,11 +180,15 @@ def _payment_state(posting: Posting) -> str | None:
 
 def deliver(posting_id: int, *, force: bool = False) -> str | None:
     """One delivery attempt. Returns the posting's new state, or None if it was not run."""
+    if Connection.objects.filter(postings__pk=posting_id, paused_at__isnull=False).exists():
+        return None  # credentials refused: nothing is sent until a connection test passes
     claimed = claim(posting_id, force=force)
     if claimed is None:
         return None
     posting, attempt = claimed
     provider = posting.connection.get_provider()
+    if posting.outcome_unknown and not provider.checks_unknown_outcomes():
+        return _finish(posting, attempt, "unconfirmed", None, None)
     outcome = "posted"
     error: Exception | None = None
     delivered = None
@@ -195,6 +211,8 @@ def deliver(posting_id: int, *, force: bool = False) -> str | None:
                 code=WAITING_FOR_PAYMENT,
             )
         delivered = provider.deliver(posting)
+    except LoginRefused as err:
+        error, outcome = err, "paused"
     except AlreadyDone as err:
         error, outcome = err, "already_done"
     except AmbiguousOutcome as err:
@@ -243,6 +261,26 @@ def _finish(posting: Posting, attempt: PostingAttempt, outcome: str, delivered, 
                     outcome = "found_posted"
             elif isinstance(error, AlreadyDone):
                 posting.remote_reference = error.remote_reference[:100]
+        elif outcome == "paused":
+            # Not this posting's fault: the attempt is given back and the connection paused.
+            posting.state = PostingState.RETRYING
+            posting.attempts = max(posting.attempts - 1, 0)
+            posting.last_error = message
+            posting.next_attempt_at = None
+            _pause(posting.connection, message)
+        elif outcome == "unconfirmed" or (
+            outcome == "unknown" and not posting.connection.get_provider().checks_unknown_outcomes()
+        ):
+            posting.state = PostingState.UNCONFIRMED
+            posting.outcome_unknown = True
+            posting.next_attempt_at = None
+            posting.last_error = (
+                message
+                or posting.last_error
+                or ("the last attempt ended without a reply (its worker stopped mid-call)")
+            )
+            if outcome == "unknown":
+                outcome = "unconfirmed"
         elif outcome in ("retry", "unknown"):
             posting.last_error = message
             if isinstance(error, IntegrationError) and error.code == WAITING_FOR_PAYMENT:
@@ -332,17 +370,70 @@ def sweep(*, grace: float | None = None, limit: int = 500) -> int:
 
 
 def due_postings(now: dt.datetime | None = None):
-    """Postings a sweep should (re)deliver: pending/retrying and due, or stale in flight."""
+    """Postings a sweep should (re)deliver: pending/retrying and due, or stale in flight, on a
+    connection that is not paused."""
     now = now or timezone.now()
     return Posting.objects.filter(
         Q(state__in=[PostingState.PENDING, PostingState.RETRYING])
         & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        | Q(state=PostingState.IN_FLIGHT, claimed_until__lt=now)
+        | Q(state=PostingState.IN_FLIGHT, claimed_until__lt=now),
+        connection__paused_at__isnull=True,
     ).order_by("created_at")
 
 
+def _pause(connection: Connection, reason: str) -> None:
+    """Pause a connection's deliveries once (one alert, not one per posting)."""
+    updated = Connection.objects.filter(pk=connection.pk, paused_at__isnull=True).update(
+        paused_at=timezone.now(), paused_reason=mask(reason)[:2000]
+    )
+    if updated:
+        log.error(
+            "connection %s (%s): credentials refused, every posting paused until a connection "
+            "test passes: %s",
+            connection.property.code,
+            connection.provider,
+            mask(reason),
+        )
+
+
+def pause_connection(connection: Connection, reason: str) -> None:
+    _pause(connection, reason)
+
+
+def resume_connection(connection: Connection) -> int:
+    """Un-pause after a passing connection test; queue what waited. Returns how many."""
+    if not Connection.objects.filter(pk=connection.pk, paused_at__isnull=False).update(
+        paused_at=None, paused_reason=""
+    ):
+        return 0
+    log.info("connection %s: credentials accepted again, postings resume", connection.pk)
+    ids = list(due_postings().filter(connection=connection).values_list("pk", flat=True))
+    for posting_id in ids:
+        enqueue_on_commit(posting_id)
+    return len(ids)
+
+
+def _person_attempt(posting: Posting, outcome: str, who: str, note: str) -> None:
+    now = timezone.now()
+    number = (posting.attempt_log.aggregate(n=Max("number"))["n"] or 0) + 1
+    PostingAttempt.objects.create(
+        posting=posting,
+        number=number,
+        started_at=now,
+        finished_at=now,
+        outcome=outcome,
+        error=mask(note)[:2000],
+        worker=f"person:{who}"[:100],
+    )
+
+
 def retry(posting: Posting) -> None:
-    """A person asked for another try (admin action): reset the budget, deliver now."""
+    """A person asked for another try (admin action): reset the budget, deliver now.
+
+    An unconfirmed posting is not retried blindly: unless its provider can check the remote
+    unattended, the person must first say whether it is there (``mark_found`` /
+    ``post_unconfirmed``).
+    """
     with transaction.atomic():
         posting = Posting.objects.select_for_update().get(pk=posting.pk)
         if posting.state == PostingState.POSTED:
@@ -353,9 +444,65 @@ def retry(posting: Posting) -> None:
             and (posting.claimed_until > timezone.now())
         ):
             return
+        if (
+            posting.outcome_unknown
+            and not posting.connection.get_provider().checks_unknown_outcomes()
+        ):
+            raise NotAllowed(
+                f"posting {posting.key} may already be in the accounting system: look for it "
+                "there, then choose 'found' or 'not there, post it'"
+            )
         if posting.state == PostingState.NEEDS_ATTENTION:
             posting.attempts = 0  # a fresh budget of attempts
         posting.state = PostingState.RETRYING
         posting.next_attempt_at = None
         posting.save(update_fields=["state", "attempts", "next_attempt_at", "updated_at"])
         enqueue_on_commit(posting.pk)
+
+
+def mark_found(posting: Posting, *, receipt: str, who: str, note: str = "") -> Posting:
+    """A person found an unconfirmed posting in the accounting system: it is posted."""
+    receipt = (receipt or "").strip()
+    if not receipt:
+        raise NotAllowed("give the receipt (reference) number shown in the accounting system")
+    with transaction.atomic():
+        posting = Posting.objects.select_for_update().get(pk=posting.pk)
+        if posting.state != PostingState.UNCONFIRMED:
+            raise NotAllowed(
+                f"posting {posting.key} is {posting.get_state_display()}, not unconfirmed"
+            )
+        posting.connection.get_provider().confirmed_by_person(posting, receipt)
+        posting.state = PostingState.POSTED
+        posting.posted_at = timezone.now()
+        posting.outcome_unknown = False
+        posting.next_attempt_at = None
+        posting.remote_reference = receipt[:100]
+        posting.last_error = ""
+        posting.save()
+        _person_attempt(posting, "found_by_person", who, f"receipt {receipt}. {note}".strip())
+        from integrations import signals
+
+        transaction.on_commit(
+            lambda p=posting: signals.posting_posted.send(sender=Posting, posting=p)
+        )
+    log.info("posting %s marked found (receipt %s) by %s", posting.key, receipt, who)
+    return posting
+
+
+def post_unconfirmed(posting: Posting, *, who: str, note: str = "") -> Posting:
+    """A person looked and the posting is not in the accounting system: send it (once)."""
+    with transaction.atomic():
+        posting = Posting.objects.select_for_update().get(pk=posting.pk)
+        if posting.state != PostingState.UNCONFIRMED:
+            raise NotAllowed(
+                f"posting {posting.key} is {posting.get_state_display()}, not unconfirmed"
+            )
+        posting.state = PostingState.RETRYING
+        posting.outcome_unknown = False
+        posting.attempts = 0
+        posting.next_attempt_at = None
+        posting.save()
+        _person_attempt(posting, "not_found_by_person", who, note or "not found: post it")
+        enqueue_on_commit(posting.pk)
+    log.info("posting %s: not found in the accounting system by %s, posting it", posting.key, who)
+    return posting

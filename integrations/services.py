@@ -6,6 +6,7 @@ import logging
 
 from django.utils import timezone
 
+from integrations import outbox
 from integrations.exceptions import IntegrationError
 from integrations.logging import mask
 from integrations.models import Connection, SyncKind, SyncRun, SyncStatus
@@ -25,6 +26,10 @@ def test_connection(connection: Connection):
     connection.last_test_ok = check.ok
     connection.last_test_message = mask(check.message)
     connection.save(update_fields=["last_tested_at", "last_test_ok", "last_test_message"])
+    if check.ok:
+        outbox.resume_connection(connection)
+    elif check.details.get("login_refused"):
+        outbox.pause_connection(connection, check.message)
     return check
 
 

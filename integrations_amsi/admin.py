@@ -53,9 +53,27 @@ class AmsiConnectionAdmin(admin.ModelAdmin):
             "Property in AMSI",
             {"fields": ["property_id", "merchant_id", "created_by", "close_cutoff", "time_zone"]},
         ),
+        (
+            "Settlement",
+            {"fields": ["settlement_lag_days", "approval_code"]},
+        ),
+        (
+            "Unknown outcomes",
+            {
+                "fields": ["duplicates_refused"],
+                "description": "Whether a payment whose reply was lost may be sent again "
+                "automatically. Leave unticked until this eSite has been seen to refuse a "
+                "repeated ClientTransactionID.",
+            },
+        ),
         ("Last test", {"fields": ["last_tested_at", "last_test_ok", "last_test_message"]}),
     ]
     actions = ["test_connection", "import_property", "sync_now"]
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.confirmed_by = request.user.get_username()
+        return form
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[AmsiConnection]:
         return super().get_queryset(request).select_related("property")

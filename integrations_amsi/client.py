@@ -12,6 +12,12 @@ Design notes:
   yields one <Lease> at a time. Memory stays flat whatever the portfolio size.
 - Failures are sorted for the outbox: a write whose reply we did not read (timeout, reset, HTTP
   500, a malformed reply) has an *unknown* outcome; a read that failed is simply retryable.
+- A refused login is its own failure, whichever way eSite says it: the error document with
+  code 1 "Validation of user credentials failed." (seen in production) or a SOAP Fault whose
+  text says the credentials failed (documented by the amsi gem). Either raises LoginRefused,
+  which pauses the connection's postings instead of failing each.
+- Ledger writes send ``preliminary=0``, as every production client did; nothing public shows
+  what ``preliminary=1`` does, so this client never relies on it.
 """
 
 from __future__ import annotations
@@ -38,7 +44,8 @@ from integrations.exceptions import (
 from integrations.logging import mask, register_secret
 
 from .conf import AmsiSettings
-from .errors import error_for
+from .errors import UNKNOWN_PROPERTY, LoginRefused, error_for, is_error_document
+from .properties import parse_property_list
 from .xmldocs import (
     MAX_DOCUMENT_BYTES,
     UnsafeXml,
@@ -178,7 +185,10 @@ class EdexClient:
                 ) from err
             raise failure(f"connection failed mid-call: {type(err).__name__}", **context) from err
         except Fault as err:
-            raise failure(f"SOAP fault: {mask(str(err.message))[:200]}", **context) from err
+            text = mask(str(err.message))[:300]
+            if is_login_fault(text):
+                raise LoginRefused(f"AMSI refused the login: {text}", **context) from err
+            raise failure(f"SOAP fault: {text}", **context) from err
         except TransportError as err:
             raise failure(
                 f"HTTP {err.status_code} from eDex",
@@ -253,26 +263,28 @@ class EdexClient:
         except (etree.XMLSyntaxError, UnsafeXml) as err:
             raise RetryableError(f"malformed reply: {err}", **context) from err
         except _EdexError as err:
+            if not err.code and is_login_fault(err.description):
+                raise LoginRefused(
+                    f"AMSI refused the login: {mask(err.description)}", **context
+                ) from None
             raise error_for(
                 err.code, err.description, operation=operation, record="", response=err.text
             ) from None
 
     # -- ledger writes -------------------------------------------------------------------------
-    def ledger(self, operation: str, xmldata: str, *, record: str, preliminary: bool = False):
-        """A ledger write (or, with preliminary, a validation); returns the first reply."""
+    def ledger(self, operation: str, xmldata: str, *, record: str):
+        """A ledger write; returns the first reply and the masked reply text.
+
+        ``preliminary`` is always 0: the production clients never sent anything else, and
+        what eSite does with 1 is unknown (it might validate only, or write).
+        """
         text = self._call(
-            "Ledger",
-            operation,
-            write=not preliminary,
-            record=record,
-            preliminary=1 if preliminary else 0,
-            XMLData=xmldata,
+            "Ledger", operation, write=True, record=record, preliminary=0, XMLData=xmldata
         )
         try:
             replies = parse_ledger_result(text, what=f"{operation} result")
         except UnsafeXml as err:
-            failure = RetryableError if preliminary else AmbiguousOutcome
-            raise failure(
+            raise AmbiguousOutcome(
                 f"malformed reply: {err}", response=text[:500], **self._context(operation, record)
             ) from err
         return replies[0], mask(text)
@@ -280,30 +292,29 @@ class EdexClient:
     # -- connection test -------------------------------------------------------------------
     def test(self) -> str:
         """Check reachability, login, portfolio and property; say exactly what is wrong."""
+        context = self._context("test")
         try:
             root = self.leasing_document("GetPropertyList", "")
-        except RetryableError as err:
+        except LoginRefused as err:
             raise ConnectionTestFailed(
-                f"unreachable: {err.message}", **self._context("test")
+                "credentials refused: AMSI refused the UserID, Password or PortfolioName "
+                f"({err.message})",
+                code="LOGIN",
+                **context,
             ) from err
+        except RetryableError as err:
+            raise ConnectionTestFailed(f"unreachable: {err.message}", **context) from err
         except IntegrationError as err:
-            if err.code == "100":
-                raise ConnectionTestFailed(
-                    "bad login: AMSI refused the UserID or Password", **self._context("test")
-                ) from err
-            if err.code == "101":
-                raise ConnectionTestFailed(
-                    f"unknown portfolio {self.settings.portfolio!r}", **self._context("test")
-                ) from err
-            if err.code != "103":
-                raise
+            # An error document for the property list is not proof of anything: ask for the
+            # property itself below (production clients met error documents for empty lists).
+            log.info("GetPropertyList answered an error document: %s", err)
             root = None
-        ids = [p.get("PropertyId", "") for p in root.iter("Property")] if root is not None else []
+        ids = [p.property_id for p in parse_property_list(root)] if root is not None else []
         if ids and self.settings.property_id not in ids:
             raise ConnectionTestFailed(
                 f"unknown property {self.settings.property_id!r} in portfolio "
                 f"{self.settings.portfolio!r} (it has: {', '.join(ids[:20])})",
-                **self._context("test"),
+                **context,
             )
         if not ids:
             # GetPropertyList may be empty for some users: ask for the property directly.
@@ -314,16 +325,27 @@ class EdexClient:
                     "<includeallstatuses>0</includeallstatuses></EDEX>",
                 )
             except IntegrationError as err:
-                if err.code == "102":
+                if err.code == UNKNOWN_PROPERTY:
                     raise ConnectionTestFailed(
-                        f"unknown property {self.settings.property_id!r}", **self._context("test")
+                        f"unknown property {self.settings.property_id!r}", **context
                     ) from err
-                if err.code != "103":
+                if not is_error_document(err):
                     raise
         return (
             f"connected to {self.settings.base_url} as {self.settings.user_id}, portfolio "
             f"{self.settings.portfolio}, property {self.settings.property_id}"
         )
+
+
+_LOGIN_FAULT = re.compile(
+    r"credential|password|user ?id|log ?in|authenticat|not authori[sz]ed", re.IGNORECASE
+)
+
+
+def is_login_fault(text: str) -> bool:
+    """A SOAP Fault that says the login failed (the amsi gem: "generally appears when there is
+    an issue with the auth section in the request (e.g. invalid password)")."""
+    return bool(_LOGIN_FAULT.search(text or ""))
 
 
 def _never_connected(err: Exception) -> bool:

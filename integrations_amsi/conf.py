@@ -16,6 +16,11 @@ from integrations.exceptions import ProviderConfigurationError
 
 DEFAULT_TIMEOUT = 20.0  # seconds per SOAP operation: below the django-q2 task timeout (60 s)
 DEFAULT_CUTOFF = "22:00"  # batches of a day are settled from this local time on
+# SettlementDate when the bank deposit date is not known yet: the batch's day plus this many
+# business days (weekends skipped), as the production client did.
+DEFAULT_SETTLEMENT_LAG_DAYS = 3
+# UpdateSettlementData's ApprovalCode: production sent a short constant (its company name).
+DEFAULT_APPROVAL_CODE = "RentPlatform"
 
 SETTING_KEYS = (
     "url",
@@ -26,6 +31,10 @@ SETTING_KEYS = (
     "created_by",
     "close_cutoff",
     "timeout",
+    "settlement_lag_days",
+    "approval_code",
+    "duplicates_refused_by",
+    "duplicates_refused_at",
 )
 
 
@@ -40,6 +49,17 @@ class AmsiSettings:
     created_by: str
     close_cutoff: dt.time
     timeout: float
+    settlement_lag_days: int = DEFAULT_SETTLEMENT_LAG_DAYS
+    approval_code: str = DEFAULT_APPROVAL_CODE
+    # Who confirmed on this eSite that a repeated ClientTransactionID is refused, and when
+    # (docs/amsi.md, "First payment on a live eSite"): only then are unknown outcomes checked
+    # automatically. Empty: every unknown outcome waits for a person.
+    duplicates_refused_by: str = ""
+    duplicates_refused_at: str = ""
+
+    @property
+    def duplicates_refused(self) -> bool:
+        return bool(self.duplicates_refused_by and self.duplicates_refused_at)
 
     @property
     def base_url(self) -> str:
@@ -71,6 +91,17 @@ def validate_url(value: str) -> None:
         raise ValidationError(f"{value!r} is not an http(s) URL of the eDex services")
 
 
+def validate_merchant_id(value: str) -> None:
+    """ClientMerchantID: production sent an integer (its own group id), so this does too."""
+    from .identifiers import is_edex_int
+
+    if value and not is_edex_int(str(value).strip()):
+        raise ValidationError(
+            f"merchant id {value!r} must be a positive whole number of at most 9 digits: "
+            "eSite reads ClientMerchantID as an integer"
+        )
+
+
 def settings_for(connection) -> AmsiSettings:
     s = connection.settings or {}
     missing = [k for k in ("url", "portfolio", "user_id", "property_id") if not s.get(k)]
@@ -93,4 +124,8 @@ def settings_for(connection) -> AmsiSettings:
         created_by=s.get("created_by") or s["user_id"],
         close_cutoff=parse_cutoff(s.get("close_cutoff") or DEFAULT_CUTOFF),
         timeout=float(s.get("timeout") or DEFAULT_TIMEOUT),
+        settlement_lag_days=int(s.get("settlement_lag_days") or DEFAULT_SETTLEMENT_LAG_DAYS),
+        approval_code=str(s.get("approval_code") or DEFAULT_APPROVAL_CODE)[:20],
+        duplicates_refused_by=str(s.get("duplicates_refused_by") or ""),
+        duplicates_refused_at=str(s.get("duplicates_refused_at") or ""),
     )

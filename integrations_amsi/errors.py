@@ -1,9 +1,11 @@
 """The closed table of known eDex error codes (dj-stripe's _stripe_errors.py pattern).
 
-Each known code is a row saying what the outbox should do with it. Real eSite codes are not
-published (AMSI_EDEX.md); the rows below are the sandbox's codes, which follow the refusals
-eSite is known to make. A code that is not in the table is never guessed at: it raises
-UnknownRemoteError, and the posting waits for a person ("needs attention").
+Each known code is a row saying what the outbox should do with it. eSite's codes are not
+published. One row is evidence from production (code 1, "Validation of user credentials
+failed.", docs/amsi-evidence.md); every other row is the sandbox's own code, kept so the
+sandbox's refusals are sorted the same way a real refusal would be. A code that is not in the
+table is never guessed at: it raises UnknownRemoteError, and the posting waits for a person
+("needs attention"). A login refusal pauses the whole connection instead (LoginRefused).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from integrations.exceptions import (
     AlreadyDone,
     IntegrationError,
+    LoginRefused,
     PermanentError,
     RetryableError,
     UnknownRemoteError,
@@ -34,6 +37,9 @@ class KnownError:
 KNOWN_ERRORS: dict[str, KnownError] = {
     row.code: row
     for row in [
+        # Evidence: the reply production clients met for a bad UserID or Password.
+        KnownError("1", LOGIN, "Validation of user credentials failed."),
+        # The sandbox's own codes from here on (no public evidence of eSite's).
         KnownError("100", LOGIN, "invalid UserID or Password"),
         KnownError("101", LOGIN, "unknown PortfolioName"),
         KnownError("102", PERMANENT, "unknown property"),
@@ -58,6 +64,10 @@ KNOWN_ERRORS: dict[str, KnownError] = {
 }
 
 NO_DATA = "103"
+UNKNOWN_PROPERTY = "102"
+DUPLICATE_TRANSACTION = "206"
+ALREADY_RETURNED = "301"
+UNKNOWN_BATCH = "401"
 
 
 def classify(code: str) -> KnownError | None:
@@ -71,6 +81,7 @@ def error_for(
     operation: str,
     record: str,
     response: str = "",
+    request: str = "",
     remote_reference: str = "",
 ) -> IntegrationError:
     """The exception for an eDex error code, by the table; unknown codes are never dropped."""
@@ -81,6 +92,7 @@ def error_for(
         "record": record,
         "code": str(code),
         "response": response,
+        "request": request,
         "remote_reference": remote_reference,
     }
     text = description or (known.meaning if known else "")
@@ -98,5 +110,12 @@ def error_for(
     return PermanentError(f"AMSI refused: {text}", **context)
 
 
-class LoginRefused(PermanentError):
-    """Bad UserID/Password or portfolio: fix the connection, then retry."""
+def is_error_document(err: BaseException) -> bool:
+    """An eDex error document (not a transport failure, not a login refusal): for a list read,
+    production clients took it for an empty list."""
+    return (
+        isinstance(err, IntegrationError)
+        and bool(err.code)
+        and not isinstance(err, LoginRefused)
+        and err.code != UNKNOWN_PROPERTY
+    )

@@ -14,7 +14,15 @@ from django.core.exceptions import ValidationError
 
 from rentplatform.models.property import validate_time_zone
 
-from .conf import DEFAULT_CUTOFF, DEFAULT_TIMEOUT, parse_cutoff, validate_url
+from .conf import (
+    DEFAULT_APPROVAL_CODE,
+    DEFAULT_CUTOFF,
+    DEFAULT_SETTLEMENT_LAG_DAYS,
+    DEFAULT_TIMEOUT,
+    parse_cutoff,
+    validate_merchant_id,
+    validate_url,
+)
 from .proxy_models import AmsiConnection
 
 # form field -> Connection.settings key
@@ -27,6 +35,8 @@ SETTINGS_FIELDS = {
     "created_by": "created_by",
     "close_cutoff": "close_cutoff",
     "timeout": "timeout",
+    "settlement_lag_days": "settlement_lag_days",
+    "approval_code": "approval_code",
 }
 
 
@@ -50,7 +60,13 @@ class AmsiConnectionForm(forms.ModelForm):
     property_id = forms.CharField(
         label="AMSI PropertyId", max_length=20, help_text='Leading zeros matter ("001").'
     )
-    merchant_id = forms.CharField(label="ClientMerchantID", max_length=40)
+    merchant_id = forms.CharField(
+        label="ClientMerchantID",
+        max_length=9,
+        validators=[validate_merchant_id],
+        help_text="The merchant (group) id this property has in eSite's eDex setup: a whole "
+        "number, as production clients sent it.",
+    )
     created_by = forms.CharField(
         label="Created By",
         max_length=100,
@@ -78,9 +94,37 @@ class AmsiConnectionForm(forms.ModelForm):
         help_text="Per SOAP call; stays below the task timeout (60 s).",
     )
 
+    settlement_lag_days = forms.IntegerField(
+        label="Deposit lag (business days)",
+        min_value=0,
+        max_value=10,
+        initial=DEFAULT_SETTLEMENT_LAG_DAYS,
+        help_text="SettlementDate when the bank deposit date is not known yet: the batch's day "
+        "plus this many business days.",
+    )
+    approval_code = forms.CharField(
+        label="ApprovalCode",
+        max_length=20,
+        initial=DEFAULT_APPROVAL_CODE,
+        help_text="The short constant sent when a batch is settled (production sent its "
+        "company name).",
+    )
+    duplicates_refused = forms.BooleanField(
+        label="Duplicates refused (confirmed on this eSite)",
+        required=False,
+        help_text="Tick only after you have seen this eSite refuse a repeated "
+        "ClientTransactionID (docs/amsi.md, 'First payment on a live eSite'). Then a payment "
+        "whose reply was lost is sent again automatically and eSite's refusal of the repeat "
+        "proves it landed. Unticked (the default), such a payment waits as 'unconfirmed' for "
+        "a person to look in eSite. Who ticked it and when is recorded.",
+    )
+
     class Meta:
         model = AmsiConnection
         fields = ["property", "enabled"]
+
+    # The admin sets this to the signed-in user's name before saving.
+    confirmed_by = ""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -89,6 +133,12 @@ class AmsiConnectionForm(forms.ModelForm):
         for field, key in SETTINGS_FIELDS.items():
             if key in current and current[key] not in (None, ""):
                 self.initial.setdefault(field, current[key])
+        if current.get("duplicates_refused_at"):
+            self.initial.setdefault("duplicates_refused", True)
+            self.fields["duplicates_refused"].help_text += (
+                f" Confirmed by {current.get('duplicates_refused_by')} at "
+                f"{current.get('duplicates_refused_at')}."
+            )
         if instance.pk:
             self.initial.setdefault("time_zone", instance.property.time_zone)
             if not (instance.credentials or {}).get("password"):
@@ -117,6 +167,9 @@ class AmsiConnectionForm(forms.ModelForm):
                 settings.pop(key, None)
             else:
                 settings[key] = value
+        record_duplicates_confirmation(
+            settings, self.cleaned_data.get("duplicates_refused", False), self.confirmed_by
+        )
         connection.settings = settings
         password = self.cleaned_data.get("password")
         if password:
@@ -138,6 +191,18 @@ class AmsiConnectionForm(forms.ModelForm):
         super()._save_m2m()
         if getattr(self, "_pending_time_zone", False):
             self.instance.property.save(update_fields=["time_zone"])
+
+
+def record_duplicates_confirmation(settings: dict, confirmed: bool, who: str) -> None:
+    """Keep (or clear) who confirmed that this eSite refuses a repeated ClientTransactionID."""
+    from django.utils import timezone
+
+    if not confirmed:
+        settings.pop("duplicates_refused_by", None)
+        settings.pop("duplicates_refused_at", None)
+    elif not settings.get("duplicates_refused_at"):
+        settings["duplicates_refused_by"] = who or "unknown"
+        settings["duplicates_refused_at"] = timezone.now().isoformat(timespec="seconds")
 
 
 class LeaseLinkForm(forms.Form):

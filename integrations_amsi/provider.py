@@ -14,31 +14,41 @@ from integrations.exceptions import (
 from integrations.logging import mask
 from integrations.providers.base import AccountingProvider, ConnectionCheck, Delivered
 
-from . import errors
+from . import batches, errors
 from .client import get_client
 from .conf import settings_for
+from .identifiers import client_jnl_no, client_transaction_id
 from .mapping import BadRecord
-from .models import AmsiBatchLink, AmsiLeaseLink
+from .models import AmsiLeaseLink
 from .xmldocs import PaymentDoc, ReturnDoc
 
 log = logging.getLogger(__name__)
 
-PAYMENT_TYPE = {"card": "P", "ach": "C"}  # P "Plastic", C check/bank
+PAYMENT_TYPE = {"card": "P", "ach": "C"}  # P "Plastic", C check/bank (production: the same)
+# The only length limit seen in production: ReturnPayment's Description cut to 30 characters.
+DESCRIPTION_MAX = 30
 
 
 def reversal_reason(reversal) -> tuple[str, str]:
-    """(Reason, Description) for ReturnPayment, by the business rules (rule 5)."""
-    ref = reversal.public_id  # our reversal key: ReturnPayment has no id field of its own
+    """(Reason, Description) for ReturnPayment, by the business rules (rule 5).
+
+    Reasons as the production client sent them: ChargeBack (a card payment reversed), Reverse
+    (refund, void, cancel), NSF (a returned bank payment, whatever its R-code). The
+    Description, cut to 30 characters, carries what the reason cannot: REFUNDED / VOIDED, the
+    NACHA R-code, and a short reference a person can search for.
+    """
+    ref = reversal.public_id[:8]
     if reversal.kind == "chargeback":
-        return "ChargeBack", f"CHARGE BACK card payment reversed ({ref})"
-    if reversal.kind == "refund":
-        return "Reverse", f"refunded ({ref})"
-    if reversal.kind == "void":
-        return "Reverse", f"voided ({ref})"
-    if reversal.kind == "return":
-        note = f" {reversal.note}" if reversal.note else ""
-        return "NSF", f"{reversal.return_code}{note} ({ref})"[:200]
-    raise ValueError(f"unknown reversal kind {reversal.kind!r}")
+        reason, text = "ChargeBack", f"CHARGE BACK {ref}"
+    elif reversal.kind == "refund":
+        reason, text = "Reverse", f"REFUNDED {ref}"
+    elif reversal.kind == "void":
+        reason, text = "Reverse", f"VOIDED {ref}"
+    elif reversal.kind == "return":
+        reason, text = "NSF", f"NSF {reversal.return_code} {ref}"
+    else:
+        raise ValueError(f"unknown reversal kind {reversal.kind!r}")
+    return reason, text[:DESCRIPTION_MAX]
 
 
 class AmsiProvider(AccountingProvider):
@@ -65,7 +75,9 @@ class AmsiProvider(AccountingProvider):
         try:
             return ConnectionCheck(True, self.client.test())
         except ConnectionTestFailed as err:
-            return ConnectionCheck(False, err.message)
+            return ConnectionCheck(
+                False, err.message, details={"login_refused": err.code == "LOGIN"}
+            )
         except IntegrationError as err:
             return ConnectionCheck(False, mask(str(err)))
 
@@ -107,43 +119,47 @@ class AmsiProvider(AccountingProvider):
             unit_id=link.unit_id,
             resi_id=link.resi_id,
             merchant_id=self.settings.merchant_id,
-            transaction_id=posting.key,
+            transaction_id=client_transaction_id(posting),
             transaction_date=payment.business_day,
             amount=payment.amount,
-            jnl_no=payment.batch.batch_id,
-            description=f"Online {payment.get_method_display()} payment {payment.public_id[:12]}",
+            jnl_no=client_jnl_no(payment.batch.batch_id, record=posting.key),
+            description=f"Online {payment.method} {payment.public_id[:8]}"[:DESCRIPTION_MAX],
             payment_type=PAYMENT_TYPE[payment.method],
         )
 
+    def _payment_posting(self, posting):
+        """The payment posting a reversal refers to (it carries the ClientTransactionID)."""
+        from integrations.models import Posting, PostingKind
+
+        original = Posting.objects.filter(
+            payment_id=posting.payment_id, kind=PostingKind.PAYMENT
+        ).first()
+        if original is None:
+            raise PermanentError(
+                f"payment {posting.payment.public_id[:10]} was never posted to AMSI, so its "
+                "reversal has no ClientTransactionID to name; post the payment first",
+                provider=self.id,
+                operation="ReturnPayment",
+                record=posting.key,
+                code="PAYMENT_NOT_POSTED",
+            )
+        return original
+
     def _return_doc(self, posting) -> ReturnDoc:
-        reversal = posting.reversal
-        reason, description = reversal_reason(reversal)
-        original = posting.payment.postings.filter(kind="payment").first()
+        """ReturnPayment as production sent it: the original ClientTransactionID and the
+        original payment's batch (ClientJnlNo), whatever batch the reversal reports under."""
+        reason, description = reversal_reason(posting.reversal)
         return ReturnDoc(
-            transaction_id=original.key if original else posting.payment.reference.hex,
+            transaction_id=client_transaction_id(self._payment_posting(posting)),
             reason=reason,
-            jnl_no=reversal.batch.batch_id,
+            jnl_no=client_jnl_no(posting.payment.batch.batch_id, record=posting.key),
             description=description,
         )
 
-    def _record_batch(self, batch, reply) -> None:
-        link, _ = AmsiBatchLink.objects.get_or_create(
-            batch=batch, defaults={"connection": self.connection, "client_jnl_no": batch.batch_id}
-        )
-        changed = []
-        if reply.batch_no and link.esite_batch_no != reply.batch_no:
-            link.esite_batch_no = reply.batch_no
-            changed.append("esite_batch_no")
-        if reply.bank_book and link.bank_book != reply.bank_book:
-            link.bank_book = reply.bank_book
-            changed.append("bank_book")
-        if changed:
-            link.save(update_fields=changed)
-
-    def _write(self, posting, operation: str, xml: str, subject_batch, already_codes: set[str]):
+    def _write(self, posting, operation: str, xml: str, already_codes: set[str]):
         reply, text = self.client.ledger(operation, xml, record=posting.key)
         if reply.ok or reply.error_code in already_codes:
-            self._record_batch(subject_batch, reply)
+            batches.record_landing(self, posting, reply)
             return Delivered(
                 remote_reference=reply.evolution_reference
                 or reply.fields.get("EvolutionTransactionID", ""),
@@ -158,46 +174,80 @@ class AmsiProvider(AccountingProvider):
             operation=operation,
             record=posting.key,
             response=text,
+            request=mask(xml),
         )
 
     def post_payment(self, posting) -> Delivered:
         doc = self._payment_doc(posting)
-        return self._write(posting, "AddPayment", doc.xml(), posting.payment.batch, {"206"})
+        return self._write(posting, "AddPayment", doc.xml(), {errors.DUPLICATE_TRANSACTION})
 
     def post_reversal(self, posting) -> Delivered:
         doc = self._return_doc(posting)
-        return self._write(posting, "ReturnPayment", doc.xml(), posting.reversal.batch, {"301"})
+        return self._write(posting, "ReturnPayment", doc.xml(), {errors.ALREADY_RETURNED})
+
+    def checks_unknown_outcomes(self) -> bool:
+        """Whether a posting whose last write may have landed may be sent again unattended.
+
+        Nothing public shows that eSite refuses a repeated ClientTransactionID, nor what
+        ``preliminary=1`` does, so by default it may not: the posting becomes "unconfirmed"
+        and a person looks in eSite. Only once an operator has confirmed on this eSite that a
+        repeated ClientTransactionID is refused (the connection's "duplicates refused"
+        confirmation, with who and when) is the write simply sent again: eSite's refusal of
+        the repeat is then the check, and a refusal with a code outside the error table
+        stops for a person.
+        """
+        return self.settings.duplicates_refused
 
     def find_posting(self, posting) -> Delivered | None:
-        """Did an earlier attempt land? Ask with ``preliminary=1``, which writes nothing.
+        """No read-only eDex call can say whether a payment landed: send it again (only ever
+        reached when ``checks_unknown_outcomes`` holds), and let eSite's refusal of the
+        repeat answer."""
+        return None
 
-        eSite refuses a repeated ClientTransactionID (AddPayment) or a second return of one
-        transaction (ReturnPayment); a validation that passes means it is not there yet.
-        """
+    def confirmed_by_person(self, posting, receipt: str) -> None:
+        """A person found the posting in eSite: remember which eSite batch holds it."""
+        from .xmldocs import LedgerReply
+
+        batches.record_landing(self, posting, LedgerReply(error_code="0", error_description=""))
+
+    def where_to_look(self, posting) -> str:
+        """What a person looks for in eSite to settle an unconfirmed posting."""
+        payment = posting.payment
+        link = AmsiLeaseLink.objects.filter(lease_id=payment.lease_id).first()
+        who = f"{link.composite}" if link else f"lease #{payment.lease_id}"
+        last = posting.attempt_log.order_by("-number").first()
+        when = (
+            last.started_at.astimezone(payment.batch.property.tz).strftime("%m/%d/%Y %H:%M")
+            if last
+            else "?"
+        )
+        created_by = self.settings.created_by
+        jnl = payment.batch.batch_id
         if posting.kind == "reversal":
-            operation, xml, found_code = "ReturnPayment", self._return_doc(posting).xml(), "301"
-            batch = posting.reversal.batch
-        else:
-            operation, xml, found_code = "AddPayment", self._payment_doc(posting).xml(), "206"
-            batch = posting.payment.batch
-        reply, text = self.client.ledger(operation, xml, record=posting.key, preliminary=True)
-        if reply.error_code == found_code:
-            self._record_batch(batch, reply)
-            return Delivered(
-                remote_reference=reply.evolution_reference,
-                request_document=mask(xml),
-                response_document=text,
-                data={"eSiteBatchNo": reply.batch_no, "eSiteBankBookID": reply.bank_book},
+            reason, description = reversal_reason(posting.reversal)
+            try:
+                txn = client_transaction_id(self._payment_posting(posting))
+            except PermanentError:
+                txn = "?"
+            what = (
+                f"a reversal ({reason}, description '{description}') of "
+                f"-{posting.reversal.amount} for {who}, ClientTransactionID {txn}"
             )
-        known = errors.classify(reply.error_code)
-        if reply.ok or (known and known.kind == errors.PERMANENT):
-            return None
-        raise errors.error_for(
-            reply.error_code,
-            reply.error_description,
-            operation=operation,
-            record=posting.key,
-            response=text,
+            where = (
+                f"in batch {jnl} or, if that batch was already closed, in a separate batch "
+                f"numbered {txn}"
+            )
+        else:
+            what = (
+                f"a payment of {payment.amount} for {who}, "
+                f"ClientTransactionID {client_transaction_id(posting)}"
+            )
+            where = f"in batch {jnl}"
+        return (
+            f"In eSite open Ledger > Cash Batches (Show Batches, Created By {created_by}) and "
+            f"look {where} for {what}, sent about {when} property time. If it is there, "
+            "choose 'Found in the accounting system' and enter its receipt number; if it is "
+            "not, choose 'Not in the accounting system: post it'."
         )
 
     # -- batches -------------------------------------------------------------------------------

@@ -22,6 +22,9 @@ class PostingState(models.TextChoices):
     IN_FLIGHT = "in_flight", "In flight"
     POSTED = "posted", "Posted"
     RETRYING = "retrying", "Failed, will retry"
+    # The last write may or may not have reached the remote, and this connection cannot check
+    # unattended: a person looks in the accounting system and says which (never re-sent blindly).
+    UNCONFIRMED = "unconfirmed", "Unconfirmed: check the accounting system"
     NEEDS_ATTENTION = "needs_attention", "Needs attention"
 
 
@@ -65,7 +68,10 @@ class Posting(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        permissions = [("retry_posting", "Can retry a posting")]
+        permissions = [
+            ("retry_posting", "Can retry a posting"),
+            ("resolve_unconfirmed", "Can resolve an unconfirmed posting (found / not found)"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["payment", "kind"],

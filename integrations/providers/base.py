@@ -88,6 +88,25 @@ class AccountingProvider:
     def find_posting(self, posting: Posting) -> Delivered | None:
         raise self._not_implemented("find_posting")
 
+    def checks_unknown_outcomes(self) -> bool:
+        """Whether ``find_posting`` can tell, unattended, if an earlier write landed.
+
+        When it cannot, a posting whose outcome is unknown becomes "unconfirmed" and waits for
+        a person instead of being written again.
+        """
+        return True
+
+    def confirmed_by_person(self, posting: Posting, receipt: str) -> None:
+        """A person found the posting in the remote system (optional bookkeeping)."""
+
+    def where_to_look(self, posting: Posting) -> str:
+        """For an unconfirmed posting: where a person finds it in the remote system."""
+        subject = posting.subject
+        return (
+            f"Look in {self.name} for {posting.get_kind_display().lower()} {subject.public_id} "
+            f"of {getattr(subject, 'amount', '')}."
+        )
+
     def sync(
         self,
         run: SyncRun,

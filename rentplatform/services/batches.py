@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.db.models.functions import Length
 from django.utils import timezone
 
 from rentplatform import signals
@@ -19,38 +21,47 @@ from rentplatform.models import (
 
 from .errors import ServiceError
 
-_STREAM_DIGIT = {"card": "1", "ach": "2"}
-_KIND_DIGIT = {BatchKind.PAYMENTS: "1", BatchKind.REVERSALS: "2"}
+# Our batch id is what AMSI sees as ClientJnlNo / ExternalJnlNo. Production clients typed it as
+# an integer of at most 9 digits (docs/amsi-evidence.md, "batch id"), so it is a 9-digit number
+# drawn from one sequence for the whole platform: unique across properties and portfolios for
+# centuries of daily batches (800 million ids), it fits a signed 32-bit column, and its first
+# digit (1-4) keeps it apart from the transaction ids a provider may send (5xxxxxxxx).
+BATCH_ID_FIRST = 100_000_001
+BATCH_ID_LAST = 499_999_999
 
 
-def _new_batch_id(prop: Property, stream: str, day: dt.date, kind: str, seq: int) -> str:
-    # YYMMDD + property pk + stream digit + kind digit + 2-digit sequence: digits only (AMSI's
-    # ClientJnlNo), unique because the head and the tail have fixed widths, and readable.
-    return f"{day:%y%m%d}{prop.pk}{_STREAM_DIGIT[stream]}{_KIND_DIGIT[kind]}{seq:02d}"
+def _next_batch_id() -> str:
+    """The next free batch id; a racing writer's duplicate is caught by the unique index."""
+    last = (
+        DepositBatch.objects.filter(
+            batch_id__gte=str(BATCH_ID_FIRST), batch_id__lte=str(BATCH_ID_LAST)
+        )
+        .annotate(width=Length("batch_id"))
+        .filter(width=9)
+        .aggregate(last=Max("batch_id"))["last"]
+    )
+    number = int(last) + 1 if last else BATCH_ID_FIRST
+    if number > BATCH_ID_LAST:
+        raise ServiceError("batch ids are exhausted (9 digits): see docs/design.md", code="ids")
+    return str(number)
 
 
 def open_batch(prop: Property, stream: str, day: dt.date, kind: str) -> DepositBatch:
     """The open batch for (property, stream, day, kind), created on demand.
 
-    Safe under concurrency: the partial unique constraint lets only one open batch exist, and a
-    loser of the race re-reads the winner's batch.
+    Safe under concurrency: the partial unique constraint lets only one open batch exist and
+    the batch id is unique, so a loser of either race re-reads and tries again.
     """
-    for _ in range(5):
+    for _ in range(20):
         batch = DepositBatch.objects.filter(
             property=prop, stream=stream, business_day=day, kind=kind, status=BatchStatus.OPEN
         ).first()
         if batch:
             return batch
-        seq = (
-            DepositBatch.objects.filter(
-                property=prop, stream=stream, business_day=day, kind=kind
-            ).count()
-            + 1
-        )
         try:
             with transaction.atomic():
                 return DepositBatch.objects.create(
-                    batch_id=_new_batch_id(prop, stream, day, kind, seq),
+                    batch_id=_next_batch_id(),
                     property=prop,
                     stream=stream,
                     business_day=day,

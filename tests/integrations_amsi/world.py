@@ -41,7 +41,7 @@ def connect_to_sandbox(base_url: str, *, timeout: float) -> tuple[Property, Conn
             "portfolio": "DEMO",
             "user_id": "edex_demo",
             "property_id": "001",
-            "merchant_id": "M1001",
+            "merchant_id": "1001",
             "close_cutoff": "22:00",
             "timeout": timeout,
         },
@@ -64,6 +64,22 @@ class AmsiWorld:
         clear_clients()
 
     # -- setup ---------------------------------------------------------------------------------
+    def confirm_duplicates_refused(self, who: str = "ops@example.test") -> None:
+        """What an operator records after seeing this eSite refuse a repeated
+        ClientTransactionID: unknown outcomes are then re-sent and checked unattended."""
+        from django.utils import timezone
+
+        self.connection.refresh_from_db()
+        self.connection.settings = {
+            **self.connection.settings,
+            "duplicates_refused_by": who,
+            "duplicates_refused_at": timezone.now().isoformat(timespec="seconds"),
+        }
+        self.connection.save(update_fields=["settings"])
+        from integrations_amsi.client import clear_clients
+
+        clear_clients()
+
     def import_property(self):
         run = run_sync(self.connection, "import")
         assert run.status == "succeeded", run.message
@@ -145,6 +161,32 @@ class AmsiWorld:
         for state in Posting.objects.values_list("state", flat=True):
             out[state] = out.get(state, 0) + 1
         return out
+
+    def resolve_unconfirmed(self) -> int:
+        """Play the person: look each unconfirmed posting up in the sandbox's ledger and say
+        "found" (with its receipt) or "not there, post it". Returns how many were resolved."""
+        from integrations_amsi.identifiers import client_transaction_id
+
+        entries = [e for b in self.control.ledger() for e in b["entries"]]
+        n = 0
+        for posting in Posting.objects.filter(state=PostingState.UNCONFIRMED):
+            if posting.kind == "payment":
+                txn = client_transaction_id(posting)
+                found = [
+                    e
+                    for e in entries
+                    if e["client_transaction_id"] == txn and not e.get("original_transaction_id")
+                ]
+            else:
+                original = Posting.objects.get(payment=posting.payment, kind="payment")
+                txn = client_transaction_id(original)
+                found = [e for e in entries if e.get("original_transaction_id") == txn]
+            if found:
+                outbox.mark_found(posting, receipt=found[0]["evolution_reference"], who="world")
+            else:
+                outbox.post_unconfirmed(posting, who="world")
+            n += 1
+        return n
 
     def all_posted(self) -> bool:
         return not Posting.objects.exclude(state=PostingState.POSTED).exists()

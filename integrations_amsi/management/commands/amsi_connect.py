@@ -7,10 +7,10 @@ Examples::
 
     AMSI_PASSWORD=... python manage.py amsi_connect maple \\
         --url https://host/AMSIWEBG003/edexweb/esite --portfolio ACME --user edex_acme \\
-        --property-id 001 --merchant-id M1001 --time-zone America/Chicago --name "Maple Court"
+        --property-id 001 --merchant-id 1001 --time-zone America/Chicago --name "Maple Court"
 
     python manage.py amsi_connect maple --url ... --portfolio ... --user ... \\
-        --property-id 001 --merchant-id M1001          # prompts for the password
+        --property-id 001 --merchant-id 1001          # prompts for the password
 
 A failed test exits non-zero with the reason; the connection is still saved (marked as failing
 its last test) so it can be fixed and tested again from the admin.

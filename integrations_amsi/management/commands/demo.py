@@ -110,7 +110,7 @@ class Command(BaseCommand):
                     "portfolio": "DEMO",
                     "user_id": demo.SANDBOX_USER,
                     "property_id": "001",
-                    "merchant_id": "M1001",
+                    "merchant_id": "1001",
                     "created_by": demo.SANDBOX_USER,
                     # The demo day closes its batches at once instead of at 22:00.
                     "close_cutoff": "00:00",

@@ -4,12 +4,14 @@ zeep -> the sandbox's ledger over loopback HTTP."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 
 import pytest
 
 from integrations import outbox
 from integrations.models import Posting, PostingState
+from integrations_amsi.identifiers import client_transaction_id
 
 ALLOWED = "001-01-101-1"
 OTHER = "001-01-102-2"
@@ -26,13 +28,17 @@ def test_card_payment_posts_in_real_time_into_the_matching_batch(world, deliver)
     assert batch["batch_type"] == "X"
     assert batch["created_by"] == "edex_demo"
     (entry,) = batch["entries"]
-    assert entry["client_transaction_id"] == posting.key == payment.reference.hex
+    # The ids a real eSite accepts: integers of at most 9 digits (docs/amsi-evidence.md).
+    assert entry["client_transaction_id"] == client_transaction_id(posting)
+    assert entry["client_transaction_id"] == str(500_000_000 + posting.pk)
+    assert re.fullmatch(r"[1-4][0-9]{8}", payment.batch.batch_id)
+    assert entry["client_jnl_no"] == payment.batch.batch_id
     assert Decimal(entry["amount"]) == Decimal("1250.00")
     assert entry["payment_type"] == "P"
     assert (entry["bldg_id"], entry["unit_id"], entry["resi_id"]) == ("01", "101", "1")
     local_day = payment.accepted_at.astimezone(world.property.tz).date()
     assert entry["client_transaction_date"] == local_day.strftime("%m/%d/%Y")
-    assert entry["client_merchant_id"] == "M1001"
+    assert entry["client_merchant_id"] == "1001"
     assert posting.remote_reference == entry["evolution_reference"]
     link = world.batch_link(payment.batch)
     assert link.esite_batch_no == str(batch["batch_no"])
@@ -91,28 +97,81 @@ def test_unknown_lease_is_a_permanent_refusal_naming_the_lease(world, deliver, s
 
 
 @pytest.mark.parametrize("mode", ["lost_reply", "latency"])
-def test_ambiguous_outcome_is_checked_and_never_posted_twice(world, deliver, mode, settings):
-    # The slow write lands 4 s after it was sent, 1 s after the client gave up (timeout 3 s):
-    # the next attempt must wait (UNKNOWN_OUTCOME_DELAY_SECONDS) before it checks, or it would
-    # find nothing and write a second time.
-    settings.INTEGRATIONS = {**settings.INTEGRATIONS, "UNKNOWN_OUTCOME_DELAY_SECONDS": 2}
+def test_ambiguous_outcome_waits_for_a_person_and_is_never_sent_blindly(world, deliver, mode):
+    # Nothing public shows that eSite refuses a repeated ClientTransactionID: by default the
+    # client does not send it again. The posting is "unconfirmed" until a person looks.
     extra = {"seconds": 4} if mode == "latency" else {}
     world.control.add_fault(mode, "AddPayment", count=1, **extra)
     with deliver():
         payment = world.pay(ALLOWED, "300.00", "card")
-    posting = world.posting(payment)
     world.deliver_all()
+    posting = world.posting(payment)
+    assert posting.state == PostingState.UNCONFIRMED, posting.last_error
+    if mode == "latency":
+        import time
+
+        time.sleep(1.5)  # the slow write lands after the client gave up
+    entries = world.entries(payment.batch.batch_id)
+    assert [e["client_transaction_id"] for e in entries] == [client_transaction_id(posting)]
+    where = world.connection.get_provider().where_to_look(posting)
+    assert payment.batch.batch_id in where and "300.00" in where and "001-01-101-1" in where
+    with pytest.raises(outbox.NotAllowed):
+        outbox.retry(posting)  # a blind retry is refused, whoever asks
+    with deliver():
+        world.resolve_unconfirmed()  # the person finds it in eSite
     posting.refresh_from_db()
+    assert posting.state == PostingState.POSTED
+    assert posting.remote_reference == entries[0]["evolution_reference"]
+    assert len(world.entries(payment.batch.batch_id)) == 1
+    outcomes = list(posting.attempt_log.values_list("outcome", flat=True))
+    assert outcomes == ["unconfirmed", "found_by_person"]
+
+
+@pytest.mark.parametrize("mode", ["lost_reply", "latency"])
+def test_with_duplicates_refused_confirmed_an_unknown_outcome_is_resent_and_posted_once(
+    world, deliver, mode, settings
+):
+    # The operator confirmed that this eSite refuses a repeated ClientTransactionID: the
+    # write is sent again (after the wait) and eSite's refusal of the repeat proves it landed.
+    # The slow write lands 4 s after it was sent, 1 s after the client gave up (timeout 3 s).
+    settings.INTEGRATIONS = {**settings.INTEGRATIONS, "UNKNOWN_OUTCOME_DELAY_SECONDS": 2}
+    world.confirm_duplicates_refused()
+    extra = {"seconds": 4} if mode == "latency" else {}
+    world.control.add_fault(mode, "AddPayment", count=1, **extra)
+    with deliver():
+        payment = world.pay(ALLOWED, "300.00", "card")
+    world.deliver_all()
+    posting = world.posting(payment)
     assert posting.state == PostingState.POSTED, posting.last_error
     entries = world.entries(payment.batch.batch_id)
-    assert [e["client_transaction_id"] for e in entries] == [posting.key]
+    assert [e["client_transaction_id"] for e in entries] == [client_transaction_id(posting)]
     outcomes = list(posting.attempt_log.values_list("outcome", flat=True))
     assert outcomes == ["unknown", "found_posted"]
     assert posting.remote_reference == entries[0]["evolution_reference"]
 
 
 @pytest.mark.parametrize("mode", ["http500", "reset", "malformed"])
-def test_transport_failures_retry_and_post_once(world, deliver, mode):
+def test_transport_failures_after_sending_are_unconfirmed_then_posted_once(world, deliver, mode):
+    world.control.add_fault(mode, "AddPayment", count=1)
+    with deliver():
+        payment = world.pay(ALLOWED, "410.00", "card")
+    world.deliver_all()
+    posting = world.posting(payment)
+    assert posting.state == PostingState.UNCONFIRMED, posting.last_error
+    assert payment.batch.batch_id not in world.ledger()  # these faults fire before the write
+    with deliver():
+        world.resolve_unconfirmed()  # not in eSite: the person says post it
+    world.deliver_all()
+    posting.refresh_from_db()
+    assert posting.state == PostingState.POSTED, posting.last_error
+    assert len(world.entries(payment.batch.batch_id)) == 1
+    outcomes = list(posting.attempt_log.values_list("outcome", flat=True))
+    assert outcomes == ["unconfirmed", "not_found_by_person", "posted"]
+
+
+@pytest.mark.parametrize("mode", ["http500", "reset", "malformed"])
+def test_transport_failures_with_duplicates_refused_retry_and_post_once(world, deliver, mode):
+    world.confirm_duplicates_refused()
     world.control.add_fault(mode, "AddPayment", count=2)
     with deliver():
         payment = world.pay(ALLOWED, "410.00", "card")
@@ -120,6 +179,24 @@ def test_transport_failures_retry_and_post_once(world, deliver, mode):
     posting = world.posting(payment)
     assert posting.state == PostingState.POSTED, posting.last_error
     assert posting.attempts == 3
+    assert len(world.entries(payment.batch.batch_id)) == 1
+
+
+def test_duplicates_accepted_by_esite_still_never_post_twice(world, deliver):
+    # An eSite that books a repeated ClientTransactionID again: the client's default (wait
+    # for a person) is what keeps the ledger right.
+    world.control.set_variants(duplicates="accept")
+    world.control.add_fault("lost_reply", "AddPayment", count=1)
+    with deliver():
+        payment = world.pay(ALLOWED, "120.00", "card")
+    world.deliver_all()
+    posting = world.posting(payment)
+    assert posting.state == PostingState.UNCONFIRMED
+    with deliver():
+        world.resolve_unconfirmed()
+    world.deliver_all()
+    posting.refresh_from_db()
+    assert posting.state == PostingState.POSTED
     assert len(world.entries(payment.batch.batch_id)) == 1
 
 

@@ -37,7 +37,7 @@ def connect(
             "portfolio": "DEMO",
             "user_id": "edex_demo",
             "property_id": property_id,
-            "merchant_id": "M1001",
+            "merchant_id": "1001",
             "timeout": 5,
             **settings,
         },
@@ -71,7 +71,7 @@ def generated_sandbox(tmp_path: Path) -> Iterator[tuple[SandboxServer, bytes, by
     units, residents = generate_portfolio(1, 60, seed=7)["001"]
     with SandboxServer(tmp_path / "gen.sqlite3") as server:
         ctl = server.control()
-        ctl.put_property("001", "Generated", "M1001")
+        ctl.put_property("001", "Generated", "1001")
         ctl.load_units("001", units)
         ctl.load_residents("001", residents)
         ctl.close()

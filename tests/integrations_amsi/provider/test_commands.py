@@ -26,7 +26,7 @@ def connect_args(server, **extra: str) -> list[str]:
         "--property-id",
         "001",
         "--merchant-id",
-        "M1001",
+        "1001",
         "--time-zone",
         "America/Chicago",
         "--name",

@@ -85,7 +85,7 @@ def load_reference(server: SandboxServer, folder: Path) -> tuple[bytes, bytes]:
     units = (folder / "GetPropertyUnits.sample.xml").read_bytes()
     residents = (folder / "GetPropertyResidents.sample.xml").read_bytes()
     ctl = server.control()
-    ctl.put_property("001", "Captured sample", "M1001")
+    ctl.put_property("001", "Captured sample", "1001")
     ctl.load_units("001", units)
     ctl.load_residents("001", residents)
     ctl.close()
