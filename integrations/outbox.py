@@ -497,6 +497,13 @@ def post_unconfirmed(posting: Posting, *, who: str, note: str = "") -> Posting:
             raise NotAllowed(
                 f"posting {posting.key} is {posting.get_state_display()}, not unconfirmed"
             )
+        last = posting.attempt_log.exclude(finished_at=None).order_by("-number").first()
+        wait = dt.timedelta(seconds=get_setting("UNKNOWN_OUTCOME_DELAY_SECONDS"))
+        if last and last.finished_at + wait > timezone.now():
+            raise NotAllowed(
+                f"posting {posting.key}: a write that was slow may still land; look again "
+                f"after {timezone.localtime(last.finished_at + wait):%H:%M:%S} before posting it"
+            )
         posting.state = PostingState.RETRYING
         posting.outcome_unknown = False
         posting.attempts = 0

@@ -243,8 +243,14 @@ class EdexClient:
             with httpx.stream("POST", url, content=body, headers=headers, timeout=timeout) as resp:
                 if resp.status_code != 200:
                     text = resp.read().decode("utf-8", "replace")
+                    fault = _fault_text(text)
+                    if is_login_fault(fault):
+                        raise LoginRefused(f"AMSI refused the login: {mask(fault)}", **context)
                     raise RetryableError(
-                        f"HTTP {resp.status_code} from eDex", response=text[:500], **context
+                        f"HTTP {resp.status_code} from eDex"
+                        + (f": SOAP fault: {mask(fault)}" if fault else ""),
+                        response=text[:500],
+                        **context,
                     )
                 for chunk in resp.iter_bytes(256 * 1024):
                     received += len(chunk)
@@ -340,6 +346,15 @@ class EdexClient:
 _LOGIN_FAULT = re.compile(
     r"credential|password|user ?id|log ?in|authenticat|not authori[sz]ed", re.IGNORECASE
 )
+
+
+_FAULT_STRING = re.compile(r"<(?:\w+:)?(?:faultstring|Text)\b[^>]*>(.*?)</", re.S)
+
+
+def _fault_text(text: str) -> str:
+    """The faultstring (SOAP 1.1) or Reason/Text (SOAP 1.2) of a fault reply, if any."""
+    match = _FAULT_STRING.search(text or "")
+    return match.group(1).strip()[:300] if match else ""
 
 
 def is_login_fault(text: str) -> bool:

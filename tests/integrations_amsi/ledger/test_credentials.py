@@ -11,6 +11,7 @@ import pytest
 from integrations import outbox, services
 from integrations.models import Connection, PostingState
 from integrations_amsi.client import clear_clients
+from integrations_amsi.identifiers import client_transaction_id
 
 ALLOWED = "001-01-101-1"
 OTHER = "001-01-102-2"
@@ -57,9 +58,11 @@ def test_refused_credentials_pause_the_connection_and_lose_nothing(
     assert check.ok, check.message
     connection.refresh_from_db()
     assert connection.paused_at is None
+    booked = [e["client_transaction_id"] for e in world.entries(first.batch.batch_id)]
     for payment in (first, second):
-        assert world.posting(payment).state == PostingState.POSTED
-        assert len(world.entries(payment.batch.batch_id)) == 1
+        posting = world.posting(payment)
+        assert posting.state == PostingState.POSTED
+        assert booked.count(client_transaction_id(posting)) == 1
 
 
 @pytest.mark.parametrize("login_error", ["document", "fault"])
