@@ -3,8 +3,9 @@
 Design note: the first payment with a new ClientJnlNo opens an External ("X") cash batch
 created by the eDex user; reversals are negative payments (CHARGE BACK, REFUNDED, VOIDED) or
 Returns (NSF, counted on the lease); a batch is approved only when the settlement amount equals
-its total. Each call validates everything first, then writes in one transaction;
-`preliminary=1` stops after validation.
+its total (or, for a batch with a negative total, its absolute value). Each call validates
+everything first, then writes in one transaction; `preliminary=1` stops after validation.
+Where real eSite's behaviour is unknown the `variants` (sandbox/variants.py) pick one.
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
 from lxml import etree
 
-from .codes import ErrorCode, SandboxError
-from .edex import fields
+from .codes import DotNetFault, ErrorCode, SandboxError
+from .edex import fields, parse_int32
 from .store import LeaseKey, Store, now
+from .variants import defaults
 from .xmlsafe import escape_text, local, start_tag
 
 CENT = Decimal("0.01")
@@ -45,6 +48,69 @@ def _digits(value: str) -> str:
     if not value or not value.isdigit() or not value.isascii():
         raise SandboxError(ErrorCode.INVALID_JNLNO, repr(value))
     return value
+
+
+# -- identifiers (variant `ids`) -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The variants a ledger call runs under (see sandbox/variants.py)."""
+
+    values: Mapping[str, str] = field(default_factory=defaults)
+
+    @property
+    def int32(self) -> bool:
+        return self.values.get("ids", "int32") == "int32"
+
+    def __getitem__(self, name: str) -> str:
+        return self.values[name]
+
+
+def _int32_fields(data: Mapping[str, str], required: tuple[str, ...], optional: tuple[str, ...]):
+    """Parse the integer fields as .NET would, in the order the document gives them.
+
+    A field that does not parse raises DotNetFault (the whole call becomes an HTTP 500 SOAP
+    Fault before anything is written). `required` ones are parsed even when empty or absent
+    (Int32.Parse("") is a FormatException); `optional` ones only when non-empty.
+    Returns a copy with the parsed fields in their canonical form ("+007 " -> "7").
+    """
+    out = dict(data)
+    names = [k for k in data if k in required or k in optional]
+    names += [k for k in required if k not in data]
+    for name in names:
+        value = data.get(name, "")
+        if name in optional and value == "":
+            continue
+        out[name] = str(parse_int32(value))
+    return out
+
+
+def _positive_jnl(value: str, rules: Rules, what: str = "ClientJnlNo") -> str:
+    """A batch number: int32 mode wants a positive int (already parsed), lenient digits only."""
+    if rules.int32:
+        if int(value) <= 0:
+            raise SandboxError(ErrorCode.INVALID_JNLNO, f"{what} {value} is not positive")
+        return value
+    return _digits(value)
+
+
+def _positive_txn(value: str, rules: Rules) -> str:
+    if rules.int32 and int(value) <= 0:
+        raise SandboxError(ErrorCode.INVALID_FIELD, f"ClientTransactionID {value} is not positive")
+    if not value:
+        raise SandboxError(ErrorCode.INVALID_FIELD, "ClientTransactionID is required")
+    return value
+
+
+def _same_merchant(sent: str, configured: str, rules: Rules) -> bool:
+    """int32 mode compares numbers ("01001" is 1001) when the property's id is a number."""
+    if rules.int32:
+        try:
+            return int(sent) == parse_int32(configured)
+        except DotNetFault:  # a non-numeric configured id: compare as text
+            return sent == configured
+    return sent == configured
 
 
 @dataclass
@@ -168,12 +234,15 @@ def _duplicate(c: sqlite3.Connection, txn_id: str) -> sqlite3.Row | None:
 # -- AddPayment -----------------------------------------------------------------------------
 
 
-def _add_one(store: Store, user: str, attrs: dict[str, str], preliminary: bool) -> Outcome:
+def _add_one(
+    store: Store, user: str, attrs: dict[str, str], preliminary: bool, rules: Rules
+) -> Outcome:
     for name in ("PropertyID", "BldgID", "UnitID", "ResiID", "ClientTransactionID", "PaymentType"):
         if not attrs.get(name, "").strip():
             raise SandboxError(ErrorCode.INVALID_FIELD, f"{name} is required")
+    txn_id = _positive_txn(attrs["ClientTransactionID"].strip(), rules)
     amount = parse_money(attrs.get("Amount", ""), positive=True)
-    jnl = _digits(attrs.get("ClientJnlNo", "").strip())
+    jnl = _positive_jnl(attrs.get("ClientJnlNo", "").strip(), rules)
     ptype = attrs["PaymentType"].strip().upper()
     if ptype not in ("P", "C"):
         raise SandboxError(ErrorCode.INVALID_FIELD, f"PaymentType {ptype!r} (P or C)")
@@ -186,9 +255,8 @@ def _add_one(store: Store, user: str, attrs: dict[str, str], preliminary: bool) 
                 ErrorCode.INVALID_FIELD, f"ClientTransactionDate {txn_date!r} (MM/DD/YYYY)"
             ) from err
     key: LeaseKey = (attrs["PropertyID"], attrs["BldgID"], attrs["UnitID"], attrs["ResiID"])
-    txn_id = attrs["ClientTransactionID"].strip()
     with store.tx() as c:
-        dup = _duplicate(c, txn_id)
+        dup = _duplicate(c, txn_id) if rules["duplicates"] == "refuse" else None
         if dup is not None:
             raise SandboxError(
                 ErrorCode.DUPLICATE_TRANSACTION,
@@ -201,7 +269,8 @@ def _add_one(store: Store, user: str, attrs: dict[str, str], preliminary: bool) 
         if prop is None:
             raise SandboxError(ErrorCode.UNKNOWN_PROPERTY, key[0])
         merchant = attrs.get("ClientMerchantID", "").strip()
-        if merchant and prop["client_merchant_id"] and merchant != prop["client_merchant_id"]:
+        configured = prop["client_merchant_id"]
+        if merchant and configured and not _same_merchant(merchant, configured, rules):
             raise SandboxError(ErrorCode.MERCHANT_MISMATCH, merchant)
         lease = _lease(c, key)
         if lease is None:
@@ -256,12 +325,23 @@ def _payments(root: etree._Element) -> list[etree._Element]:
     return found
 
 
-def add_payment(store: Store, user: str, root: etree._Element, preliminary: bool) -> str:
+_ADD_INTS = ("ClientJnlNo", "ClientTransactionID")
+_ADD_OPTIONAL_INTS = ("ClientMerchantID",)
+
+
+def add_payment(
+    store: Store, user: str, root: etree._Element, preliminary: bool, rules: Rules
+) -> str:
+    sent = [dict(el.attrib) for el in _payments(root)]
+    # int32: every payment's ids are parsed before anything is booked (a bad one faults the call)
+    parsed = [
+        _int32_fields(attrs, _ADD_INTS, _ADD_OPTIONAL_INTS) if rules.int32 else attrs
+        for attrs in sent
+    ]
     out = []
-    for el in _payments(root):
-        attrs = dict(el.attrib)
+    for attrs, values in zip(sent, parsed, strict=True):
         try:
-            outcome = _add_one(store, user, attrs, preliminary)
+            outcome = _add_one(store, user, values, preliminary, rules)
         except SandboxError as err:
             outcome = Outcome.refused(err)
         out.append(start_tag("Payment", attrs) + outcome.children() + "</Payment>")
@@ -279,32 +359,33 @@ def _reverse_reason(description: str) -> str:
 
 
 def _return_one(
-    store: Store, user: str, f: dict[str, str], preliminary: bool
+    store: Store, user: str, f: dict[str, str], preliminary: bool, rules: Rules
 ) -> tuple[Outcome, str]:
-    txn_id = f.get("clienttransactionid", "")
-    if not txn_id:
-        raise SandboxError(ErrorCode.INVALID_FIELD, "ClientTransactionID is required")
+    txn_id = _positive_txn(f.get("clienttransactionid", ""), rules)
     reason = REASONS.get(f.get("reason", "").replace(" ", "").lower())
     if reason is None:
         raise SandboxError(ErrorCode.INVALID_REASON, repr(f.get("reason", "")))
     jnl_given = f.get("clientjnlno", "")
     if jnl_given:
-        _digits(jnl_given)
+        _positive_jnl(jnl_given, rules)
+    amount_given = f.get("amount", "")
+    sent_amount = parse_money(amount_given, positive=False) if amount_given else None
     description = f.get("description", "")
     with store.tx() as c:
-        orig = c.execute(
+        payments = c.execute(
             "SELECT * FROM entries WHERE client_transaction_id=? AND original_transaction_id='' "
-            "AND entry_type='Payment' ORDER BY entry_id LIMIT 1",
+            "AND entry_type='Payment' ORDER BY entry_id",
             (txn_id,),
-        ).fetchone()
-        if orig is None:
+        ).fetchall()
+        if not payments:
             raise SandboxError(ErrorCode.UNKNOWN_TRANSACTION, txn_id)
-        prior = c.execute(
+        returned = c.execute(
             "SELECT e.evolution_reference, e.batch_no, b.bank_book FROM entries e JOIN batches b "
-            "ON b.batch_no=e.batch_no WHERE e.original_transaction_id=? LIMIT 1",
+            "ON b.batch_no=e.batch_no WHERE e.original_transaction_id=? ORDER BY e.entry_id",
             (txn_id,),
-        ).fetchone()
-        if prior is not None:
+        ).fetchall()
+        if len(returned) >= len(payments):
+            prior = returned[0] if len(payments) == 1 else returned[-1]
             raise SandboxError(
                 ErrorCode.ALREADY_RETURNED,
                 txn_id,
@@ -312,18 +393,34 @@ def _return_one(
                 batch_no=str(prior["batch_no"]),
                 bank_book=prior["bank_book"],
             )
+        # duplicates=accept can book one id twice: the first un-returned payment goes back
+        orig = payments[len(returned)]
+        original_amount = Decimal(orig["amount"])
+        if sent_amount is not None and sent_amount not in (original_amount, -original_amount):
+            raise SandboxError(
+                ErrorCode.INVALID_AMOUNT,
+                f"Amount {sent_amount} is not the payment's {original_amount} "
+                "(a return reverses the whole payment)",
+            )
         key: LeaseKey = (orig["property_id"], orig["bldg_id"], orig["unit_id"], orig["resi_id"])
-        jnl = jnl_given or orig["client_jnl_no"]
+        named = jnl_given or orig["client_jnl_no"]
+        jnl = named
+        named_batch = _batch(c, key[0], named)
+        if named_batch is not None and named_batch["settled"]:
+            if rules["return_batch"] == "separate":
+                # after deposit: a batch of its own, external number = the transaction id
+                jnl = txn_id
         if preliminary:
             existing = _batch(c, key[0], jnl)
             return (
                 Outcome(
                     reference_description="Preliminary: validated, nothing written",
                     batch_no=str(existing["batch_no"]) if existing else "",
+                    bank_book=existing["bank_book"] if existing else "",
                 ),
                 "",
             )
-        amount = -Decimal(orig["amount"])
+        amount = -original_amount
         if reason == "NSF":
             entry_type, label = "Return", "NSF"
             match = _RCODE.search(description)
@@ -368,40 +465,71 @@ def _return_one(
     )
 
 
-def return_payment(store: Store, user: str, root: etree._Element, preliminary: bool) -> str:
+_RETURN_INTS = ("clienttransactionid",)
+_RETURN_OPTIONAL_INTS = ("clientjnlno",)
+
+
+def _echo(el: etree._Element) -> str:
+    return "".join(
+        f"<{local(c.tag)}>{escape_text(c.text or '')}</{local(c.tag)}>" for c in el if local(c.tag)
+    )
+
+
+def return_payment(
+    store: Store, user: str, root: etree._Element, preliminary: bool, rules: Rules
+) -> str:
+    elements = _payments(root)
+    parsed = [
+        _int32_fields(fields(el), _RETURN_INTS, _RETURN_OPTIONAL_INTS)
+        if rules.int32
+        else fields(el)
+        for el in elements
+    ]
     out = []
-    for el in _payments(root):
-        f = fields(el)
-        echo = "".join(
-            f"<{local(c.tag)}>{escape_text(c.text or '')}</{local(c.tag)}>"
-            for c in el
-            if local(c.tag)
-        )
+    for el, f in zip(elements, parsed, strict=True):
         try:
-            outcome, txn = _return_one(store, user, f, preliminary)
+            outcome, txn = _return_one(store, user, f, preliminary, rules)
         except SandboxError as err:
             outcome, txn = Outcome.refused(err), ""
-        out.append("<Payment>" + echo + outcome.children(with_gl=True, txn_id=txn) + "</Payment>")
+        out.append(
+            "<Payment>" + _echo(el) + outcome.children(with_gl=True, txn_id=txn) + "</Payment>"
+        )
     return "<Payments>" + "".join(out) + "</Payments>"
 
 
 # -- UpdateSettlementData -------------------------------------------------------------------
 
 
-def _settle_one(store: Store, f: dict[str, str], preliminary: bool) -> Outcome:
-    jnl = _digits(f.get("externaljnlno", ""))
+def _settles(amount: Decimal, total: Decimal) -> bool:
+    """The batch total; for a return batch (negative total) also its absolute value, as the
+    production client sent a positive SettlementAmount after a return."""
+    return amount == total or (total < 0 and amount == -total)
+
+
+def _settle_one(store: Store, f: dict[str, str], preliminary: bool, rules: Rules) -> Outcome:
+    raw = f.get("externaljnlno", "")
+    if rules.int32:
+        jnl = _positive_jnl(raw, rules, "ExternalJnlNo")
+    elif not raw:
+        # lenient: any text, since a return batch is numbered by a transaction id
+        raise SandboxError(ErrorCode.INVALID_JNLNO, "ExternalJnlNo is required")
+    else:
+        jnl = raw
     amount = parse_money(f.get("settlementamount", ""), positive=False)
     merchant = f.get("clientmerchantid", "")
     with store.tx() as c:
-        sql = (
-            "SELECT b.* FROM batches b JOIN properties p ON p.property_id=b.property_id "
-            "WHERE b.client_jnl_no=?"
-        )
-        args: tuple[str, ...] = (jnl,)
+        rows = c.execute(
+            "SELECT b.*, p.client_merchant_id FROM batches b JOIN properties p "
+            "ON p.property_id=b.property_id WHERE b.client_jnl_no=? ORDER BY b.batch_no",
+            (jnl,),
+        ).fetchall()
         if merchant:
-            sql += " AND p.client_merchant_id=?"
-            args += (merchant,)
-        rows = c.execute(sql, args).fetchall()
+            rows = [
+                r
+                for r in rows
+                if r["client_merchant_id"]
+                and _same_merchant(merchant, r["client_merchant_id"], rules)
+            ]
         if len(rows) != 1:
             raise SandboxError(
                 ErrorCode.UNKNOWN_BATCH,
@@ -414,7 +542,7 @@ def _settle_one(store: Store, f: dict[str, str], preliminary: bool) -> Outcome:
             batch_no=str(batch["batch_no"]),
             bank_book=batch["bank_book"],
         )
-        if amount != total:
+        if not _settles(amount, total):
             raise SandboxError(
                 ErrorCode.SETTLEMENT_MISMATCH,
                 f"SettlementAmount {amount} but batch {batch['batch_no']} totals {total}",
@@ -442,43 +570,41 @@ def _settle_one(store: Store, f: dict[str, str], preliminary: bool) -> Outcome:
     return base
 
 
-def update_settlement(store: Store, root: etree._Element, preliminary: bool) -> str:
-    kids = [c for c in root if local(c.tag).lower() == "edex"]
+_SETTLE_INTS = ("externaljnlno",)
+_SETTLE_OPTIONAL_INTS = ("clientmerchantid",)
+
+
+def update_settlement(store: Store, root: etree._Element, preliminary: bool, rules: Rules) -> str:
+    elements = [c for c in root if local(c.tag).lower() == "edex"] or [root]
+    parsed = [
+        _int32_fields(fields(el), _SETTLE_INTS, _SETTLE_OPTIONAL_INTS)
+        if rules.int32
+        else fields(el)
+        for el in elements
+    ]
     out = []
-    for el in kids or [root]:
-        echo = "".join(
-            f"<{local(c.tag)}>{escape_text(c.text or '')}</{local(c.tag)}>"
-            for c in el
-            if local(c.tag)
-        )
+    for el, f in zip(elements, parsed, strict=True):
         try:
-            outcome = _settle_one(store, fields(el), preliminary)
+            outcome = _settle_one(store, f, preliminary, rules)
         except SandboxError as err:
             outcome = Outcome.refused(err)
-        out.append("<EDEX>" + echo + outcome.children() + "</EDEX>")
+        out.append("<EDEX>" + _echo(el) + outcome.children() + "</EDEX>")
     return "<Batches>" + "".join(out) + "</Batches>"
 
 
-def ledger_error(operation: str, err: SandboxError) -> str:
-    """A refusal before any payment could be read (bad login, malformed XMLData)."""
-    outcome = Outcome.refused(err)
-    if operation == "UpdateSettlementData":
-        return f"<Batches><EDEX>{outcome.children()}</EDEX></Batches>"
-    if operation in ("AddPayment", "ReturnPayment"):
-        return f"<Payments><Payment>{outcome.children()}</Payment></Payments>"
-    return (
-        "<InternetTrafficResponse><Error>"
-        f"<ErrorCode>{int(err.code)}</ErrorCode>"
-        f"<ErrorDescription>{escape_text(err.description)}</ErrorDescription>"
-        "</Error></InternetTrafficResponse>"
-    )
-
-
-def handle(store: Store, user: str, operation: str, root: etree._Element, preliminary: bool) -> str:
+def handle(
+    store: Store,
+    user: str,
+    operation: str,
+    root: etree._Element,
+    preliminary: bool,
+    variants: Mapping[str, str] | None = None,
+) -> str:
+    rules = Rules({**defaults(), **(variants or {})})
     if operation == "AddPayment":
-        return add_payment(store, user, root, preliminary)
+        return add_payment(store, user, root, preliminary, rules)
     if operation == "ReturnPayment":
-        return return_payment(store, user, root, preliminary)
+        return return_payment(store, user, root, preliminary, rules)
     if operation == "UpdateSettlementData":
-        return update_settlement(store, root, preliminary)
+        return update_settlement(store, root, preliminary, rules)
     raise SandboxError(ErrorCode.NOT_SUPPORTED, operation)

@@ -1,7 +1,8 @@
 """The sandbox's eDex error codes: one table, imported by the provider's error allowlist.
 
-Real eSite codes and texts are unknown (AMSI_EDEX.md); these are the sandbox's own, stable and
-distinct so the provider can sort them into retryable / permanent / already-done.
+Only two real eSite codes are known from production clients: 0 (success) and 1 "Validation of
+user credentials failed." (AMSI_EDEX.md, "Production evidence"). The others are the sandbox's
+own, stable and distinct so the provider can sort them into retryable / permanent / already-done.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ class ErrorCode(models.IntegerChoices):
     """code, NAME, description (the description is what goes in ErrorDescription)."""
 
     SUCCESS = 0, "Success"
-    INVALID_LOGIN = 100, "Invalid UserID or Password"
+    INVALID_LOGIN = 1, "Validation of user credentials failed."
     UNKNOWN_PORTFOLIO = 101, "Unknown PortfolioName"
     UNKNOWN_PROPERTY = 102, "Unknown property"
     NO_DATA = 103, "No data found"
@@ -51,3 +52,18 @@ class SandboxError(Exception):
     @property
     def description(self) -> str:
         return f"{self.code.description}: {self.detail}" if self.detail else self.code.description
+
+
+class DotNetFault(Exception):
+    """An exception thrown inside an ASP.NET asmx method: HTTP 500 with a SOAP Fault.
+
+    asmx wraps it as "Server was unable to process request. ---> <the exception's message>"
+    with faultcode soap:Server (SOAP 1.2: soap:Receiver).
+    """
+
+    FORMAT = "Input string was not in a correct format."
+    OVERFLOW = "Value was either too large or too small for an Int32."
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(f"Server was unable to process request. ---> {message}")

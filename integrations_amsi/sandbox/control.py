@@ -1,4 +1,5 @@
-"""The /sandbox/ JSON control API: load data, change leases, read the books, inject faults."""
+"""The /sandbox/ JSON control API: load data, change leases, read the books, inject faults,
+switch variants."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING
 from lxml import etree
 
 from .reports import batches, jsonable
+from .variants import describe
 from .xmlsafe import XmlRejected, iterparse_file, local, parse_bytes
 
 if TYPE_CHECKING:
@@ -90,11 +92,15 @@ def _dispatch(h: Handler, path: str, query: dict[str, list[str]]) -> None:  # no
     if parts == ["health"] and m == "GET":
         with store.read() as c:
             n = c.execute("SELECT COUNT(*) FROM properties").fetchone()[0]
-        _send_json(h, 200, {"status": "ok", "portfolio": sb.portfolio, "properties": n})
+        _send_json(
+            h,
+            200,
+            {"status": "ok", "portfolio": sb.portfolio, "properties": n, "variants": sb.variants},
+        )
     elif parts == ["reset"] and m == "POST":
         body = _json_body(h)
         store.wipe()
-        sb.faults.clear()
+        sb.faults.clear()  # variants stay: they describe which eSite this is, not its data
         if body.get("seed") == "demo":
             from .seed import load_demo
 
@@ -160,6 +166,13 @@ def _dispatch(h: Handler, path: str, query: dict[str, list[str]]) -> None:  # no
             store, q.get("property", ""), q.get("client_jnl_no", ""), q.get("created_by", "")
         )
         _send_json(h, 200, {"batches": data})
+    elif parts == ["variants"]:
+        if m == "POST":
+            sb.set_variants(_json_body(h))  # ValueError (400) before anything changes
+        elif m not in ("GET", "HEAD"):
+            _send_json(h, 405, {"error": "GET or POST"})
+            return
+        _send_json(h, 200, {"variants": dict(sb.variants), "allowed": describe()})
     elif parts == ["faults"]:
         if m == "GET":
             _send_json(h, 200, {"faults": sb.faults.list()})

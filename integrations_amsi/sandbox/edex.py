@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 from lxml import etree
 
-from .codes import ErrorCode, SandboxError
+from .codes import DotNetFault, ErrorCode, SandboxError
 from .xmlsafe import XmlRejected, escape_text, local, parse_text
 
 
@@ -37,10 +39,16 @@ def flag(value: str | None, default: bool = False) -> bool:
     return value.strip().lower() in ("1", "true", "y", "yes")
 
 
-def error_document(err: SandboxError) -> str:
-    """The leasing refusal shape: InternetTrafficResponse/Error."""
+SERVICE_NAMES = {"leasing": "Leasing", "ledger": "Ledger"}
+
+
+def error_document(err: SandboxError, service: str, operation: str) -> str:
+    """A whole-call refusal, the shape eSite answers bad credentials with (production evidence):
+    InternetTrafficResponse with webservice and webmethod, then Error."""
     return (
-        "<InternetTrafficResponse><Error>"
+        "<InternetTrafficResponse>"
+        f"<webservice>{SERVICE_NAMES.get(service, service)}</webservice>"
+        f"<webmethod>{escape_text(operation)}</webmethod><Error>"
         f"<ErrorCode>{int(err.code)}</ErrorCode>"
         f"<ErrorDescription>{escape_text(err.description)}</ErrorDescription>"
         "</Error></InternetTrafficResponse>"
@@ -55,3 +63,20 @@ def check_login(
         raise SandboxError(ErrorCode.INVALID_LOGIN)
     if (portfolio or "").strip().lower() != config["portfolio"].lower():
         raise SandboxError(ErrorCode.UNKNOWN_PORTFOLIO, portfolio or "")
+
+
+# .NET Int32.Parse(s) with NumberStyles.Integer: optional white space (U+0009-U+000D, U+0020)
+# around an optional sign and ASCII digits, nothing else.
+_INT32 = re.compile(r"[\t\n\v\f\r ]*([+-]?)([0-9]+)[\t\n\v\f\r ]*\Z")
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+def parse_int32(value: str | None) -> int:
+    """What Int32.Parse returns, or the DotNetFault its exception becomes in an asmx reply."""
+    match = _INT32.match(value or "")
+    if match is None:
+        raise DotNetFault(DotNetFault.FORMAT)
+    number = int(match.group(1) + match.group(2))
+    if not INT32_MIN <= number <= INT32_MAX:
+        raise DotNetFault(DotNetFault.OVERFLOW)
+    return number

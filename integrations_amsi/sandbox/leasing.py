@@ -1,14 +1,30 @@
-"""Leasing reads: properties, units, residents and the delta query, in eSite's own shapes."""
+"""Leasing reads: properties, units, residents and the delta query, in eSite's own shapes.
+
+Variants: `empty_list` (nothing to return: error document or empty root) and `property_list`
+(GetPropertyList items with attributes or child elements).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
+
+from lxml import etree
 
 from .codes import ErrorCode, SandboxError
 from .edex import fields, flag
 from .store import Store
-from .xmlsafe import start_tag
+from .variants import defaults
+from .xmlsafe import escape_text, start_tag
+
+
+class NoData(SandboxError):
+    """Nothing to return: an error document, or (empty_list=empty) the empty result root."""
+
+    def __init__(self, root: str, detail: str = "") -> None:
+        super().__init__(ErrorCode.NO_DATA, detail)
+        self.root = root
+
 
 _DATE_FORMATS = ("%m/%d/%Y", "%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%m/%d/%Y %H:%M:%S")
 
@@ -20,23 +36,30 @@ def _property(store: Store, params: dict[str, str]) -> str:
     return pid
 
 
-def get_property_list(store: Store, params: dict[str, str]) -> str:
+_PROPERTY_FIELDS = (
+    ("PropertyId", "property_id"),
+    ("PropertyName", "name"),
+    ("ClientMerchantID", "client_merchant_id"),
+)
+
+
+def get_property_list(store: Store, params: dict[str, str], elements: bool = False) -> str:
     with store.read() as c:
         rows = c.execute("SELECT * FROM properties ORDER BY property_id").fetchall()
     if not rows:
-        raise SandboxError(ErrorCode.NO_DATA)
-    items = "".join(
-        start_tag(
-            "Property",
-            [
-                ("PropertyId", r["property_id"]),
-                ("PropertyName", r["name"]),
-                ("ClientMerchantID", r["client_merchant_id"]),
-            ],
-            close=True,
+        raise NoData("Properties")
+    if elements:
+        items = "".join(
+            "<Property>"
+            + "".join(f"<{tag}>{escape_text(r[col])}</{tag}>" for tag, col in _PROPERTY_FIELDS)
+            + "</Property>"
+            for r in rows
         )
-        for r in rows
-    )
+    else:
+        items = "".join(
+            start_tag("Property", [(tag, r[col]) for tag, col in _PROPERTY_FIELDS], close=True)
+            for r in rows
+        )
     return f"<Properties>{items}</Properties>"
 
 
@@ -48,7 +71,7 @@ def get_property_units(store: Store, params: dict[str, str]) -> str:
     with store.read() as c:
         rows = [r[0] for r in c.execute(sql + " ORDER BY seq", (pid,))]
     if not rows:
-        raise SandboxError(ErrorCode.NO_DATA, f"no units for property {pid}")
+        raise NoData("PropertyUnits", f"no units for property {pid}")
     return "<PropertyUnits>" + "".join(rows) + "</PropertyUnits>"
 
 
@@ -74,7 +97,7 @@ def _leases(store: Store, params: dict[str, str], where: str, args: tuple) -> st
     with store.read() as c:
         rows = c.execute(sql, args).fetchall()
     if not rows:
-        raise SandboxError(ErrorCode.NO_DATA, "no leases match")
+        raise NoData("PropertyResidents", "no leases match")
     return (
         "<PropertyResidents>"
         + "".join(_lease_parts(iter(rows), address, contact, recurring))
@@ -140,10 +163,9 @@ def get_residents_by_change(store: Store, params: dict[str, str], transactions: 
     return _leases(store, params, f"property_id=? AND ({' OR '.join(clauses)})", tuple(args))
 
 
-def handle(store: Store, operation: str, root) -> str:  # noqa: ANN001 - lxml element
-    params = fields(root)
+def _dispatch(store: Store, operation: str, params: dict[str, str], variants: Mapping) -> str:
     if operation == "GetPropertyList":
-        return get_property_list(store, params)
+        return get_property_list(store, params, elements=variants["property_list"] == "elements")
     if operation == "GetPropertyUnits":
         return get_property_units(store, params)
     if operation == "GetPropertyResidents":
@@ -153,3 +175,15 @@ def handle(store: Store, operation: str, root) -> str:  # noqa: ANN001 - lxml el
     if operation == "GetResidentsByStatusChange":
         return get_residents_by_change(store, params, transactions=False)
     raise SandboxError(ErrorCode.NOT_SUPPORTED, operation)
+
+
+def handle(
+    store: Store, operation: str, root: etree._Element, variants: Mapping[str, str] | None = None
+) -> str:
+    values = {**defaults(), **(variants or {})}
+    try:
+        return _dispatch(store, operation, fields(root), values)
+    except NoData as empty:
+        if values["empty_list"] == "empty":
+            return f"<{empty.root}/>"
+        raise

@@ -191,12 +191,17 @@ def index(h: Handler) -> None:
         ("/sandbox/ledger", "Control API: ledger (JSON)"),
         ("/sandbox/properties", "Control API: properties (JSON)"),
         ("/sandbox/faults", "Control API: faults (JSON)"),
+        ("/sandbox/variants", "Control API: variants (JSON)"),
         ("/sandbox/health", "Control API: health"),
     ]
     items = "".join(
         f"<li><a href='{u}'>{escape(t)}</a> <code>{escape(base + u)}</code></li>" for u, t in links
     )
-    body = f"<p>Portfolio <b>{escape(h.sandbox.portfolio)}</b></p><ul>{items}</ul>"
+    variants = ", ".join(f"{k}={v}" for k, v in h.sandbox.variants.items())
+    body = (
+        f"<p>Portfolio <b>{escape(h.sandbox.portfolio)}</b>; variants "
+        f"<code>{escape(variants)}</code></p><ul>{items}</ul>"
+    )
     h.send(HTTPStatus.OK, "text/html; charset=utf-8", _page("AMSI eSite eDex sandbox", body))
 
 

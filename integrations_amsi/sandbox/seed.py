@@ -19,7 +19,7 @@ from .xmlsafe import parse_bytes, start_tag
 
 DEMO_PROPERTY = "001"
 DEMO_NAME = "Maple Court"
-DEMO_MERCHANT = "M1001"
+DEMO_MERCHANT = "1001"  # an integer group id, as production sent
 DEMO_LEASES = 24
 DEMO_SEED = 2016
 EMPTY_PHONE = "(   )    -"
@@ -350,7 +350,7 @@ def portfolio_meta(properties: int) -> dict[str, dict[str, str]]:
         pid = f"{p + 1:03d}"
         base = PROPERTY_NAMES[p % len(PROPERTY_NAMES)]
         name = base if p < len(PROPERTY_NAMES) else f"{base} {p // len(PROPERTY_NAMES) + 1}"
-        meta[pid] = {"name": name, "ClientMerchantID": f"M{1001 + p}", "bank_book": "1000"}
+        meta[pid] = {"name": name, "ClientMerchantID": str(1001 + p), "bank_book": "1000"}
     return meta
 
 
@@ -375,7 +375,7 @@ def _load(store: Store, pid: str, units: bytes, residents: bytes) -> tuple[int, 
 
 
 def load_demo(store: Store) -> None:
-    """Property 001 'Maple Court' (M1001): 2 buildings, 24 leases with every special case."""
+    """Property 001 'Maple Court' (1001): 2 buildings, 24 leases with every special case."""
     units, residents = _property_docs(
         random.Random(DEMO_SEED), DEMO_PROPERTY, DEMO_LEASES, "Maple Court"
     )

@@ -31,6 +31,7 @@ from . import (
 )
 from .faults import FaultRegistry
 from .store import Store
+from .variants import check, defaults, resolve
 from .wsdl import build_wsdl
 
 log = logging.getLogger(__name__)
@@ -53,18 +54,28 @@ class Sandbox:
     password: str = DEFAULT_PASSWORD
     max_body: int = DEFAULT_MAX_BODY
     max_load_body: int = DEFAULT_MAX_LOAD_BODY
+    variants: dict[str, str] = field(default_factory=defaults)
     store: Store = field(init=False)
     faults: FaultRegistry = field(default_factory=FaultRegistry)
 
     def __post_init__(self) -> None:
+        self.variants = resolve(self.variants)  # ValueError on an unknown name or value
         self.store = Store(self.state)
+
+    def set_variants(self, values: dict[str, object]) -> dict[str, str]:
+        """Change some variants (all validated first); calls already running keep theirs."""
+        self.variants = {**self.variants, **check(values)}
+        return dict(self.variants)
 
     @property
     def config(self) -> dict[str, str]:
         return {"portfolio": self.portfolio, "user": self.user, "password": self.password}
 
     def __repr__(self) -> str:  # never show the password
-        return f"Sandbox(state={self.state!s}, portfolio={self.portfolio!r}, user={self.user!r})"
+        return (
+            f"Sandbox(state={self.state!s}, portfolio={self.portfolio!r}, user={self.user!r}, "
+            f"variants={self.variants!r})"
+        )
 
 
 class SandboxHTTPServer(ThreadingHTTPServer):
@@ -283,12 +294,20 @@ class Handler(BaseHTTPRequestHandler):
                 ctype, data = soap.response(call, "<Payments><Payment>")
                 self.send(HTTPStatus.OK, ctype, data[: len(data) // 2])
                 return
-        result = soap.execute(self.sandbox.store, self.sandbox.config, call)
+        try:
+            result = soap.execute(
+                self.sandbox.store, self.sandbox.config, call, self.sandbox.variants
+            )
+        except soap.SoapFault as err:  # an asmx method that throws (nothing was written)
+            status = HTTPStatus.INTERNAL_SERVER_ERROR
+            ctype, data = soap.fault(err)
+        else:
+            status = HTTPStatus.OK
+            ctype, data = soap.response(call, result)
         if fault is not None and fault.mode == "lost_reply":
             self.reset_connection()
             return
-        ctype, data = soap.response(call, result)
-        self.send(HTTPStatus.OK, ctype, data)
+        self.send(status, ctype, data)
 
 
 def make_server(sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0) -> SandboxHTTPServer:

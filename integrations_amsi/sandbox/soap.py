@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from . import books, leasing
-from .codes import ErrorCode, SandboxError
+from .codes import DotNetFault, ErrorCode, SandboxError
 from .edex import check_login, error_document, parse_xmldata
 from .store import Store
+from .variants import defaults
 from .wsdl import TNS, operations
 from .xmlsafe import XmlRejected, escape_text, local, parse_bytes
 
@@ -26,6 +28,12 @@ SUPPORTED = {
     },
     "ledger": {"AddPayment", "ReturnPayment", "UpdateSettlementData"},
 }
+
+
+_XSI_XSD = (
+    'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+    'xmlns:xsd="http://www.w3.org/2001/XMLSchema"'
+)
 
 
 class SoapFault(Exception):
@@ -78,8 +86,15 @@ def parse_call(service: str, body: bytes, soap_action: str | None) -> Call:
     return Call(service, name, version, params)
 
 
-def execute(store: Store, config: dict[str, str], call: Call) -> str:
-    """Run one operation; business refusals become the Result document, never a fault."""
+def execute(
+    store: Store, config: dict[str, str], call: Call, variants: Mapping[str, str] | None = None
+) -> str:
+    """Run one operation; business refusals become the Result document.
+
+    Raises SoapFault (HTTP 500) where an asmx method throws: an id that Int32.Parse refuses
+    (ids=int32) and, with login_error=fault, bad credentials.
+    """
+    values = {**defaults(), **(variants or {})}
     op = call.operation
     p = call.params
     ledger = call.service == "ledger"
@@ -92,11 +107,18 @@ def execute(store: Store, config: dict[str, str], call: Call) -> str:
             prelim = p.get("preliminary", "0").strip()
             if prelim not in ("0", "1", ""):
                 raise SandboxError(ErrorCode.INVALID_FIELD, f"preliminary {prelim!r}")
-            return books.handle(store, config["user"], op, root, prelim == "1")
-        return leasing.handle(store, op, root)
+            validate_only = prelim == "1" and values["preliminary"] == "validate"
+            return books.handle(store, config["user"], op, root, validate_only, values)
+        return leasing.handle(store, op, root, values)
     except SandboxError as err:
+        if err.code == ErrorCode.INVALID_LOGIN and values["login_error"] == "fault":
+            log.info("%s refused with a fault: bad credentials", op)
+            raise SoapFault(str(DotNetFault(err.description)), client=False, version=call.version)
         log.info("%s refused: %s %s", op, int(err.code), err.description)
-        return books.ledger_error(op, err) if ledger else error_document(err)
+        return error_document(err, call.service, op)
+    except DotNetFault as err:
+        log.info("%s faults: %s", op, err.message)
+        raise SoapFault(str(err), client=False, version=call.version) from err
 
 
 def response(call: Call, result: str) -> tuple[str, bytes]:
@@ -104,9 +126,7 @@ def response(call: Call, result: str) -> tuple[str, bytes]:
     ctype = "text/xml" if call.version == SOAP11 else "application/soap+xml"
     text = (
         '<?xml version="1.0" encoding="utf-8"?>'
-        f'<{env}:Envelope xmlns:{env}="{call.version}" '
-        'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
-        'xmlns:xsd="http://www.w3.org/2001/XMLSchema">'
+        f'<{env}:Envelope xmlns:{env}="{call.version}" {_XSI_XSD}>'
         f'<{env}:Body><{call.operation}Response xmlns="{TNS}">'
         f"<{call.operation}Result>{escape_text(result)}</{call.operation}Result>"
         f"</{call.operation}Response></{env}:Body></{env}:Envelope>"
@@ -133,6 +153,7 @@ def fault(err: SoapFault) -> tuple[str, bytes]:
         ctype = "text/xml; charset=utf-8"
     text = (
         '<?xml version="1.0" encoding="utf-8"?>'
-        f'<soap:Envelope xmlns:soap="{err.version}"><soap:Body>{body}</soap:Body></soap:Envelope>'
+        f'<soap:Envelope xmlns:soap="{err.version}" {_XSI_XSD}>'
+        f"<soap:Body>{body}</soap:Body></soap:Envelope>"
     )
     return ctype, text.encode("utf-8")

@@ -12,6 +12,7 @@ import httpx
 from . import DEFAULT_PASSWORD, DEFAULT_PORTFOLIO, DEFAULT_USER
 from .seed import load_demo, load_dir
 from .server import Sandbox, SandboxHTTPServer, make_server
+from .variants import resolve
 
 
 class SandboxServer:
@@ -27,12 +28,14 @@ class SandboxServer:
         seed: str | Path | None = None,
         port: int = 0,
         max_body: int | None = None,
+        variants: dict[str, str] | None = None,
     ) -> None:
         self.state = Path(state)
         self.portfolio, self.user, self.password = portfolio, user, password
         self.seed = seed
         self.port = port
         self.max_body = max_body
+        self.variants = resolve(variants)  # ValueError now rather than at start()
         self.sandbox: Sandbox | None = None
         self._httpd: SandboxHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -42,7 +45,12 @@ class SandboxServer:
         if self.max_body:
             kwargs["max_body"] = self.max_body
         self.sandbox = Sandbox(
-            self.state, portfolio=self.portfolio, user=self.user, password=self.password, **kwargs
+            self.state,
+            portfolio=self.portfolio,
+            user=self.user,
+            password=self.password,
+            variants=dict(self.variants),
+            **kwargs,
         )
         if self.seed == "demo":
             load_demo(self.sandbox.store)
@@ -67,6 +75,8 @@ class SandboxServer:
             self._thread.join(timeout=5)
             self._thread = None
         if self.sandbox is not None:
+            # a restart keeps the variants, including those changed through the control API
+            self.variants = dict(self.sandbox.variants)
             self.sandbox.store.close()
             self.sandbox = None
 
@@ -169,6 +179,14 @@ class SandboxControl:
 
     def clear_faults(self) -> dict:
         return self._ok(self.client.delete("/sandbox/faults"))
+
+    def variants(self) -> dict[str, str]:
+        """The running sandbox's variants, {name: value}."""
+        return self._ok(self.client.get("/sandbox/variants"))["variants"]
+
+    def set_variants(self, **values: str) -> dict[str, str]:
+        """Switch variants, e.g. set_variants(ids="lenient"); returns them all."""
+        return self._ok(self.client.post("/sandbox/variants", json=values))["variants"]
 
     def close(self) -> None:
         self.client.close()

@@ -5,6 +5,7 @@ Examples:
     python manage.py amsi_sandbox --addr 127.0.0.1:8089 --seed demo \
         --state var/sandbox/state.sqlite3
     python manage.py amsi_sandbox --seed var/sandbox/portfolio   # a folder from amsi_sandbox_seed
+    python manage.py amsi_sandbox --seed demo --variant ids=lenient --variant duplicates=accept
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from integrations_amsi.sandbox import (
 )
 from integrations_amsi.sandbox.seed import load_demo, load_dir
 from integrations_amsi.sandbox.server import Sandbox, make_server
+from integrations_amsi.sandbox.variants import help_text, parse_assignments
 
 
 class Command(BaseCommand):
@@ -57,10 +59,23 @@ class Command(BaseCommand):
             help="largest control upload (units/residents XML) in bytes",
         )
 
+        parser.add_argument(
+            "--variant",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="switch a behaviour nothing shows real eSite's choice for (repeatable; "
+            "docs/sandbox.md, Variants). " + help_text().replace("%", "%%"),
+        )
+
     def handle(self, *args: Any, **opts: Any) -> None:
         host, _, port = opts["addr"].rpartition(":")
         if not host or not port.isdigit():
             raise CommandError(f"--addr must be HOST:PORT, got {opts['addr']!r}")
+        try:
+            variants = parse_assignments(opts["variant"] or [])
+        except ValueError as err:
+            raise CommandError(str(err)) from err
         sandbox = Sandbox(
             Path(opts["state"]),
             portfolio=opts["portfolio"],
@@ -68,6 +83,7 @@ class Command(BaseCommand):
             password=opts["password"],
             max_body=opts["max_body"],
             max_load_body=opts["max_load_body"],
+            variants=variants,
         )
         seed = opts["seed"]
         if seed == "demo":
@@ -92,8 +108,12 @@ class Command(BaseCommand):
             "/edexweb/esite/cashbatches",
             "/edexweb/esite/externaldeposits",
             "/sandbox/health",
+            "/sandbox/variants",
         ):
             self.stdout.write(f"  {base}{path}")
+        self.stdout.write(
+            "Variants: " + " ".join(f"{k}={v}" for k, v in sandbox.variants.items()) + "."
+        )
         self.stdout.write(
             f"Portfolio {sandbox.portfolio!r}, user {sandbox.user!r} (password not shown), "
             f"state {sandbox.state}. Ctrl-C to stop."

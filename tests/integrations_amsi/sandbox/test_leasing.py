@@ -32,7 +32,7 @@ def assert_same(a: etree._Element, b: etree._Element, path: str = "") -> None:
 def test_captured_samples_round_trip(amsi_reference, amsi_sandbox, sandbox_control, edex):
     units = (amsi_reference / "GetPropertyUnits.sample.xml").read_bytes()
     residents = (amsi_reference / "GetPropertyResidents.sample.xml").read_bytes()
-    sandbox_control.put_property("001", "Sample", "M1001")
+    sandbox_control.put_property("001", "Sample", "1001")
     assert sandbox_control.load_units("001", units)["units"] == 67
     assert sandbox_control.load_residents("001", residents)["leases"] == 53
     got_units = edex.read(
@@ -81,8 +81,8 @@ def test_units_and_property_list(edex):
 @pytest.mark.parametrize(
     ("creds", "xml", "expected"),
     [
-        ({"Password": "wrong"}, "<EDEX><propertyid>001</propertyid></EDEX>", 100),
-        ({"UserID": "someone"}, "<EDEX><propertyid>001</propertyid></EDEX>", 100),
+        ({"Password": "wrong"}, "<EDEX><propertyid>001</propertyid></EDEX>", 1),
+        ({"UserID": "someone"}, "<EDEX><propertyid>001</propertyid></EDEX>", 1),
         ({"PortfolioName": "OTHER"}, "<EDEX><propertyid>001</propertyid></EDEX>", 101),
         ({}, "<EDEX><propertyid>999</propertyid></EDEX>", 102),
         ({}, "<EDEX><propertyid>001</propertyid><leasestatus>P</leasestatus></EDEX>", 103),

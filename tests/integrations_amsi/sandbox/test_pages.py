@@ -11,12 +11,14 @@ from .edex import DUP_RESI, NORMAL
 
 
 def book(edex):
-    edex.pay(NORMAL, ClientTransactionID="T1", Amount="100.00")
-    edex.pay(DUP_RESI, ClientTransactionID="T2", Amount="250.50", PaymentType="C")
-    edex.ret("T1", "ChargeBack", jnl="5001")
-    edex.pay(NORMAL, ClientTransactionID="T3", Amount="30.00", ClientJnlNo="5002", PaymentType="C")
+    edex.pay(NORMAL, ClientTransactionID="9001", Amount="100.00")
+    edex.pay(DUP_RESI, ClientTransactionID="9002", Amount="250.50", PaymentType="C")
+    edex.ret("9001", "ChargeBack", jnl="5001")
+    edex.pay(
+        NORMAL, ClientTransactionID="9003", Amount="30.00", ClientJnlNo="5002", PaymentType="C"
+    )
     edex.settle("5002", "30.00")
-    edex.ret("T3", "NSF", jnl="5003", description="R01")
+    edex.ret("9003", "NSF", jnl="5003", description="R01")
 
 
 def rows(text: str) -> list[list[str]]:

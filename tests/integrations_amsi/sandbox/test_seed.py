@@ -45,7 +45,7 @@ def test_seed_command_and_load_dir(tmp_path, capsys):
         control = server.control()
         props = control.client.get("/sandbox/properties").json()["properties"]
         assert [p["property_id"] for p in props] == ["001", "002"]
-        assert props[1]["client_merchant_id"] == "M1002"
+        assert props[1]["client_merchant_id"] == "1002"
         control.close()
 
 
@@ -54,7 +54,7 @@ def test_bulk_load_and_read_is_fast(tmp_path):
     units, residents = generate_portfolio(1, 10_000, seed=1)["001"]
     with SandboxServer(tmp_path / "s.sqlite3") as server:
         control = server.control()
-        control.put_property("001", "Big", "M1")
+        control.put_property("001", "Big", "1")
         start = time.monotonic()
         assert control.load_residents("001", residents)["leases"] == 10_000
         loaded = time.monotonic() - start

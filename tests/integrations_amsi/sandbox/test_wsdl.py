@@ -10,6 +10,8 @@ from zeep.transports import Transport
 
 from integrations_amsi.sandbox.wsdl import build_wsdl, signature
 
+from .edex import settle_xml
+
 
 def test_zeep_loads_both_wsdls_from_the_running_sandbox(
     amsi_sandbox, leasing_client, ledger_client
@@ -49,9 +51,9 @@ def test_captured_wsdls_drive_the_sandbox(amsi_sandbox, amsi_reference):
             assert 'PropertyId="001"' in result
         else:  # SOAP 1.2 binding
             result = proxy.UpdateSettlementData(
-                **amsi_sandbox.credentials, preliminary=0, XMLData="<EDEX/>"
+                **amsi_sandbox.credentials, preliminary=0, XMLData=settle_xml("9999", "1.00")
             )
-            assert "<ErrorCode>205</ErrorCode>" in result
+            assert "<ErrorCode>401</ErrorCode>" in result
 
 
 def test_soap12_binding_of_our_wsdl(amsi_sandbox, leasing_client):
