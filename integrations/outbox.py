@@ -126,8 +126,8 @@ def claim(posting_id: int, *, force: bool = False) -> tuple[Posting, PostingAtte
             .filter(pk=posting_id)
             .first()
         )
-        if posting is None or posting.state == PostingState.POSTED:
-            return None
+        if posting is None or posting.state in (PostingState.POSTED, PostingState.UNCONFIRMED):
+            return None  # posted, or waiting for a person to say whether it is there
         if posting.state == PostingState.NEEDS_ATTENTION and not force:
             return None
         if posting.state == PostingState.IN_FLIGHT:

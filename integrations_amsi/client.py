@@ -44,7 +44,13 @@ from integrations.exceptions import (
 from integrations.logging import mask, register_secret
 
 from .conf import AmsiSettings
-from .errors import UNKNOWN_PROPERTY, LoginRefused, error_for, is_error_document
+from .errors import (
+    UNKNOWN_PORTFOLIO,
+    UNKNOWN_PROPERTY,
+    LoginRefused,
+    error_for,
+    is_error_document,
+)
 from .properties import parse_property_list
 from .xmldocs import (
     MAX_DOCUMENT_BYTES,
@@ -302,9 +308,13 @@ class EdexClient:
         try:
             root = self.leasing_document("GetPropertyList", "")
         except LoginRefused as err:
+            if err.code == UNKNOWN_PORTFOLIO:
+                what = f"unknown portfolio {self.settings.portfolio!r}"
+            else:
+                what = "bad login: AMSI refused the UserID or Password"
             raise ConnectionTestFailed(
-                "credentials refused: AMSI refused the UserID, Password or PortfolioName "
-                f"({err.message})",
+                f"{what} (credentials refused: {err.message}); postings for this connection "
+                "wait until a test passes",
                 code="LOGIN",
                 **context,
             ) from err

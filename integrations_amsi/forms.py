@@ -96,18 +96,20 @@ class AmsiConnectionForm(forms.ModelForm):
 
     settlement_lag_days = forms.IntegerField(
         label="Deposit lag (business days)",
+        required=False,
         min_value=0,
         max_value=10,
         initial=DEFAULT_SETTLEMENT_LAG_DAYS,
         help_text="SettlementDate when the bank deposit date is not known yet: the batch's day "
-        "plus this many business days.",
+        f"plus this many business days (blank: {DEFAULT_SETTLEMENT_LAG_DAYS}).",
     )
     approval_code = forms.CharField(
         label="ApprovalCode",
+        required=False,
         max_length=20,
         initial=DEFAULT_APPROVAL_CODE,
         help_text="The short constant sent when a batch is settled (production sent its "
-        "company name).",
+        f"company name; blank: {DEFAULT_APPROVAL_CODE}).",
     )
     duplicates_refused = forms.BooleanField(
         label="Duplicates refused (confirmed on this eSite)",

@@ -20,8 +20,8 @@ class TestFakeProviderContract(ProviderContract):
     def connection(self, lease):
         return Connection.objects.create(property=lease.property, provider="fake")
 
-    def remote_entries(self, connection, key):
-        return FakeRemoteEntry.objects.filter(connection=connection, key=key).count()
+    def remote_entries(self, connection, posting):
+        return FakeRemoteEntry.objects.filter(connection=connection, key=posting.key).count()
 
     def lose_next_reply(self, connection):
         connection.settings = {"fail": {"mode": "lost_reply", "count": 1}}

@@ -70,7 +70,7 @@ def admin_world(world, deliver):
     a settled card batch, a posting needing attention, the connection."""
     with deliver():
         card = world.pay("001-01-101-1", "20.00", "card")
-        world.pay("001-01-102-2", "21.00", "ach")
+        ach = world.pay("001-01-102-2", "21.00", "ach")
     services.settle_payment(card)
     lease = world.lease("001-01-103-3")
     services.block_lease(lease, "old reason")
@@ -81,6 +81,10 @@ def admin_world(world, deliver):
     Connection.objects.create(property=PropertyFactory(), provider="fake")
     Posting.objects.filter(payment=card).update(
         state=PostingState.NEEDS_ATTENTION, last_error="test"
+    )
+    # An unconfirmed posting, for "found" and "not there, post it".
+    Posting.objects.filter(payment=ach).update(
+        state=PostingState.UNCONFIRMED, outcome_unknown=True, last_error="reply lost"
     )
     # A failed django-q2 task, for the "resubmit" action of its Failure admin.
     from django.utils import timezone
@@ -98,7 +102,12 @@ def admin_world(world, deliver):
     return world
 
 
-def _selection(model: type) -> list[str]:
+def _selection(model: type, name: str = "") -> list[str]:
+    if model is Posting and name in ("mark_found", "post_unconfirmed"):
+        return [
+            str(pk)
+            for pk in Posting.objects.filter(state="unconfirmed").values_list("pk", flat=True)
+        ]
     if model is Lease and Lease.objects.filter(platform_blocked=True).exists():
         return [str(Lease.objects.get(platform_blocked=True).pk)]
     if model is Payment and Payment.objects.filter(method="ach").exists():
@@ -135,12 +144,13 @@ def test_action_refused_without_its_permission(request, db, model, name, perms):
     url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
     form = {
         "action": name,
-        ACTION_CHECKBOX_NAME: _selection(model),
+        ACTION_CHECKBOX_NAME: _selection(model, name),
         "index": "0",
         "apply": "1",
         "post": "yes",  # delete_selected's confirmation
         "reason": "forged block",
         "resi_id": "3",
+        "receipt": "4711",  # mark_found's receipt number
     }
     client = Client()
     client.force_login(refused)

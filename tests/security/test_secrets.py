@@ -153,6 +153,7 @@ def test_stored_documents_are_masked(world, deliver, isolated_secrets):
 
 def test_failed_attempts_store_no_password(world, deliver):
     """HTTP 500 and a malformed reply: errors and documents of each attempt hold no password."""
+    world.confirm_duplicates_refused()  # the unknown outcomes are re-sent: two attempts fail
     world.control.add_fault("http500", "AddPayment", count=1)
     world.control.add_fault("malformed", "AddPayment", count=1)
     with deliver():

@@ -94,9 +94,14 @@ class TestAmsiProviderContract(ProviderContract):
     def lease(self, world):
         return world.lease(ALLOWED)
 
-    def remote_entries(self, connection, key):
+    def remote_entries(self, connection, posting):
+        from integrations.models import Posting
+        from integrations_amsi.identifiers import client_transaction_id
         from integrations_amsi.sandbox.testing import SandboxControl
 
+        original = Posting.objects.get(payment=posting.payment, kind="payment")
+        txn = client_transaction_id(original)
+        reversal = posting.kind == "reversal"
         url = connection.settings["url"].split("/edexweb")[0]
         control = SandboxControl(url)
         try:
@@ -104,7 +109,8 @@ class TestAmsiProviderContract(ProviderContract):
                 1
                 for batch in control.ledger()
                 for e in batch["entries"]
-                if e["client_transaction_id"] == key or key in e["description"]
+                if e["client_transaction_id"] == txn
+                and bool(e.get("original_transaction_id")) == reversal
             )
         finally:
             control.close()
@@ -115,3 +121,13 @@ class TestAmsiProviderContract(ProviderContract):
         control = SandboxControl(connection.settings["url"].split("/edexweb")[0])
         control.add_fault("lost_reply", "AddPayment", count=1)
         control.close()
+
+
+class TestAmsiProviderContractAutomatic(TestAmsiProviderContract):
+    """The same contract on a connection whose operator confirmed that this eSite refuses a
+    repeated ClientTransactionID: unknown outcomes are then checked unattended."""
+
+    @pytest.fixture
+    def connection(self, world):
+        world.confirm_duplicates_refused()
+        return world.connection

@@ -112,7 +112,7 @@ def test_admin_form_saves_typed_fields_and_keeps_password(amsi_connection, admin
         "user_id": "edex_demo",
         "password": "",
         "property_id": "001",
-        "merchant_id": "M7",
+        "merchant_id": "7",
         "created_by": "payco",
         "close_cutoff": "21:15",
         "time_zone": "America/Denver",
@@ -122,10 +122,14 @@ def test_admin_form_saves_typed_fields_and_keeps_password(amsi_connection, admin
     assert response.status_code == 302, response.content.decode()[:2000]
     conn = AmsiConnection.objects.get()
     assert conn.credentials == {"password": "sandbox-secret"}
-    assert conn.settings["merchant_id"] == "M7" and conn.settings["close_cutoff"] == "21:15"
+    assert conn.settings["merchant_id"] == "7" and conn.settings["close_cutoff"] == "21:15"
     assert Property.objects.get().time_zone == "America/Denver"
     data |= {"close_cutoff": "25:00"}
     assert admin_client.post(url, data).status_code == 200  # refused, form shown again
+    # eSite reads ClientMerchantID as an integer (production sent one): a letter is refused.
+    data |= {"close_cutoff": "21:15", "merchant_id": "M7"}
+    response = admin_client.post(url, data)
+    assert response.status_code == 200 and "whole number" in response.content.decode()
 
 
 def run_action(user, action: str, pk: int):
