@@ -9,17 +9,23 @@ Design notes:
 - Leases are processed in chunks with bulk writes; an unchanged lease (same content hash) is not
   written at all, so an unchanged re-import writes nothing but its SyncRun row.
 - A lease AMSI no longer lists (full import only) is marked inactive, never deleted.
+- An eDex error document answering a list read (code 103 "no data", or any code but a login
+  refusal or an unknown property) is an empty list, as production clients read it. It is never
+  taken for "no current leases": then nothing is deactivated and the run says why.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable, Iterable, Iterator
 
-from django.db import connections, router, transaction
+from django.db import transaction
 from django.utils import timezone
 
+from integrations.exceptions import IntegrationError, RetryableError
 from integrations.models import SyncKind, SyncRun
+from integrations.services import last_delta_end
 from rentplatform.models import (
     Building,
     Lease,
@@ -29,9 +35,10 @@ from rentplatform.models import (
     Unit,
 )
 
+from .bulk import CHUNK, fast_insert
 from .client import EdexClient
 from .conf import AmsiSettings
-from .errors import NO_DATA
+from .errors import is_error_document
 from .mapping import (
     BadRecord,
     LeaseRecord,
@@ -43,7 +50,8 @@ from .mapping import (
 from .models import AmsiLeaseLink, AmsiOccupantLink
 from .xmldocs import edex, mdy
 
-CHUNK = 500
+log = logging.getLogger(__name__)
+
 LEASE_STATUSES = ("C", "N")  # current and notice: eSite is asked once per status
 
 
@@ -73,6 +81,8 @@ class Importer:
         self.units_created = 0
         self.units_updated = 0
         self.processed = 0
+        self.current_refused: IntegrationError | None = None  # C list: an error document
+        self.notes: list[str] = []
 
     # -- entry points --------------------------------------------------------------------------
     def execute(self, *, lease_id: int | None = None, since: dt.datetime | None = None) -> None:
@@ -84,7 +94,10 @@ class Importer:
                 if kind in (SyncKind.IMPORT, SyncKind.FULL):
                     self._sync_units()
                     self._process(self._all_leases())
-                    self._deactivate_unseen()
+                    if self.current_refused is None:
+                        self._deactivate_unseen()
+                    else:
+                        self._refused_note("no lease was marked inactive")
                 elif kind == SyncKind.DELTA:
                     self._process(self._changed_leases(since))
                 elif kind == SyncKind.LEASE:
@@ -111,34 +124,55 @@ class Importer:
         query = edex(propertyid=self.settings.property_id, includeallstatuses=1)
         yield from self._stream("GetPropertyUnits", query, element="Unit")
 
-    def _stream(self, operation: str, xmldata: str, element: str = "Lease") -> Iterator:
+    def _stream(self, operation: str, xmldata: str, element: str = "Lease", status: str = ""):
         try:
             yield from self.client.stream_elements(operation, xmldata, element)
-        except Exception as err:
-            if getattr(err, "code", "") == NO_DATA:
-                return  # an empty list is not an error
-            raise
+        except IntegrationError as err:
+            if isinstance(err, RetryableError) or not is_error_document(err):
+                raise  # login refused, unknown property, transport, "try again": run fails
+            # Production (RentTrack) read an error document on a list as an empty list: an
+            # alert for current residents, info for the other statuses.
+            log.log(
+                logging.WARNING if status == "C" else logging.INFO,
+                "AMSI answered %s%s for property %s with an error document (code %s: %s); "
+                "read as an empty list",
+                operation,
+                f" (leasestatus {status})" if status else "",
+                self.settings.property_id,
+                err.code,
+                _description(err),
+            )
+            if status == "C":
+                self.current_refused = err
 
     def _all_leases(self) -> Iterator:
         for status in LEASE_STATUSES:
-            yield from self._stream("GetPropertyResidents", self._residents_query(status))
+            query = self._residents_query(status)
+            yield from self._stream("GetPropertyResidents", query, status=status)
 
     def _changed_leases(self, since: dt.datetime | None) -> Iterator:
-        # eDex takes days, not times: ask from the day before the last sync (margin for clock
-        # differences); unchanged leases are skipped by their content hash anyway.
+        # eDex takes days, not times: ask from the day before the last sync to the day after
+        # today (margin for clock differences: eSite stamps changes in its server's local time);
+        # unchanged leases are skipped by their content hash anyway. The requests follow
+        # CoreLogic's client (rps-ms-rentrolldata, AmsiService + AMSIUtil.processHR): every
+        # element in its order, MM/DD/YYYY, a status-change request and a transaction request,
+        # each with the other range sent empty. One <EDEX> root, as in all our reads (RentTrack's
+        # production shape), not CoreLogic's unverified doubled <EDEX><EDEX>.
         tz = self.prop.tz
         start = (since or self.now - dt.timedelta(days=1)).astimezone(tz).date()
         start -= dt.timedelta(days=1)
-        end = self.now.astimezone(tz).date()
-        query = edex(
-            propertyid=self.settings.property_id,
-            statuschangedatefrom=mdy(start),
-            statuschangedateto=mdy(end),
-            transactiondatefrom=mdy(start),
-            transactiondateto=mdy(end),
-        )
+        end = self.now.astimezone(tz).date() + dt.timedelta(days=1)
+        dates, empty = (mdy(start), mdy(end)), ("", "")
         self.run.message = f"changes from {start:%m/%d/%Y} to {end:%m/%d/%Y}"
-        yield from self._stream("GetResidentsByStatusChangeOrTransactionDate", query)
+        for status_range, transaction_range in ((dates, empty), (empty, dates)):
+            query = edex(
+                propertyid=self.settings.property_id,
+                statuschangedatefrom=status_range[0],
+                statuschangedateto=status_range[1],
+                transactiondatefrom=transaction_range[0],
+                transactiondateto=transaction_range[1],
+            )
+            yield from self._stream("GetResidentsByStatusChangeOrTransactionDate", query)
 
     def _sync_one(self, lease_id: int | None) -> None:
         link = AmsiLeaseLink.objects.filter(connection=self.connection, lease_id=lease_id).first()
@@ -153,10 +187,29 @@ class Importer:
             ):
                 found = el
                 break
-        if found is None:
+        if found is not None:
+            self._process([found])
+        elif self.current_refused is not None:
+            self._refused_note(f"lease {link.composite} was not marked inactive")
+        else:
             self._deactivate([link])
-            return
-        self._process([found])
+
+    def _refused_note(self, kept: str) -> None:
+        """The current list came back as an error document: say so where a person looks.
+
+        The run is "finished with errors" (partial), not failed. A failed run would roll back the
+        one transaction, losing the valid units and notice-list updates read in the same run;
+        what it must not do, taking the error for "no current leases", is already prevented.
+        """
+        err = self.current_refused
+        text = (
+            f"AMSI answered the current-residents list with an error (code {err.code}: "
+            f"{_description(err)}); {kept}. Check the property in eSite, then resync."
+        )
+        self.run.record_error(f"property {self.settings.property_id}", text)
+        self.notes.append(text)
+        # The current leases were not read: the next delta starts where the last good run ended.
+        self.run.window_end = last_delta_end(self.connection) or self.run.window_end
 
     # -- units ---------------------------------------------------------------------------------
     def _load_caches(self) -> None:
@@ -285,7 +338,7 @@ class Importer:
                 continue
             pk, content_hash, active = row
             self.seen_links.add(pk)
-            if content_hash == digest and active:
+            if content_hash == digest and (active or not rec.payable):
                 self.run.unchanged += 1
                 continue
             changed.append((pk, rec, digest))
@@ -310,7 +363,7 @@ class Importer:
             lease_rows.append(
                 {
                     "unit_id": self._unit(rec.bldg_id, rec.unit_id),
-                    "status": rec.lease_status,
+                    "status": rec.lease_status or LeaseStatus.ACTIVE,
                     "start_date": rec.start_date,
                     "end_date": rec.end_date,
                     "balance": rec.balance,
@@ -394,7 +447,7 @@ class Importer:
         lease = link.lease
         changes = []
         fields = {
-            "status": rec.lease_status,
+            "status": rec.lease_status or lease.status,  # another AMSI status: left as it is
             "start_date": rec.start_date,
             "end_date": rec.end_date,
             "balance": rec.balance,
@@ -409,7 +462,7 @@ class Importer:
         if set_accounting_access(lease, access, reason, now=self.now):
             changes.append(f"payment access -> {access}" + (f" ({reason})" if reason else ""))
         changes += self._sync_occupants(link, rec.occupants)
-        if not link.active:
+        if not link.active and rec.payable:
             changes.append("listed again by AMSI: reactivated")
         link.credit_status = rec.credit_status
         link.block_payment_access = rec.block_payment_access
@@ -417,7 +470,7 @@ class Importer:
         link.external_reference = rec.external_reference
         link.raw = rec.raw
         link.content_hash = digest
-        link.active = True
+        link.active = link.active or rec.payable  # only the C and N lists reactivate a link
         link.last_synced_at = self.now
         link.save()
         self.run.updated += 1
@@ -535,80 +588,9 @@ class Importer:
         parts = [self.run.message] if self.run.message else []
         if self.units_created or self.units_updated:
             parts.append(f"units: {self.units_created} new, {self.units_updated} updated")
-        self.run.message = "; ".join(parts)
+        self.run.message = "; ".join(parts + self.notes)
 
 
-# Field types whose Python values the database drivers take as they are.
-_PLAIN_TYPES = {
-    "AutoField",
-    "BigAutoField",
-    "BigIntegerField",
-    "BooleanField",
-    "CharField",
-    "EmailField",
-    "ForeignKey",
-    "IntegerField",
-    "OneToOneField",
-    "PositiveIntegerField",
-    "SlugField",
-    "TextField",
-}
-
-
-def fast_insert(model, rows: list[dict], now, *, returning: bool = True) -> list[int]:
-    """Insert rows (dicts of attnames) in multi-row INSERTs; return their new ids, in order.
-
-    What bulk_create does, minus the model instances: every concrete column is written, those
-    a row leaves out get the field's default (auto_now/auto_now_add fields get ``now``), and
-    values are prepared by the field only where the type needs it (dates, decimals, JSON).
-    Falls back to bulk_create where the database cannot return the ids of a multi-row insert.
-    """
-    if not rows:
-        return []
-    db = connections[router.db_for_write(model)]
-    if returning and not db.features.can_return_rows_from_bulk_insert:
-        objs = model.objects.bulk_create([model(**row) for row in rows])
-        return [o.pk for o in objs]
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    given = rows[0].keys()
-    columns, getters = [], []
-    for f in fields:
-        if f.attname in given:
-            default = None
-        elif getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
-            default = now
-        else:
-            default = f.get_default()
-        plain = f.get_internal_type() in _PLAIN_TYPES
-        prepared_default = default if plain else f.get_db_prep_save(default, db)
-        columns.append(db.ops.quote_name(f.column))
-        getters.append((f.attname in given, f.attname, plain, f, prepared_default))
-    values = []
-    for row in rows:
-        for present, attname, plain, f, prepared_default in getters:
-            if not present:
-                values.append(prepared_default)
-            elif plain:
-                values.append(row[attname])
-            else:
-                values.append(f.get_db_prep_save(row[attname], db))
-    width = len(columns)
-    # SQLite declares its limit; PostgreSQL declares none but its protocol caps one statement
-    # at 65,535 parameters.
-    limit = db.features.max_query_params or 65535
-    per_batch = max(1, min(CHUNK, limit // width))
-    table = db.ops.quote_name(model._meta.db_table)
-    pk = db.ops.quote_name(model._meta.pk.column)
-    ids: list[int] = []
-    with db.cursor() as cursor:
-        for start in range(0, len(rows), per_batch):
-            n = min(per_batch, len(rows) - start)
-            placeholders = ", ".join(["(" + ", ".join(["%s"] * width) + ")"] * n)
-            sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {placeholders}"
-            params = values[start * width : (start + n) * width]
-            if returning:
-                cursor.execute(sql + f" RETURNING {pk}", params)
-                ids.extend(r[0] for r in cursor.fetchall())
-            else:
-                cursor.execute(sql, params)
-    return ids
+def _description(err: IntegrationError) -> str:
+    """eSite's ErrorDescription (error_for puts it after the message's prefix)."""
+    return getattr(err, "description", "") or err.message.split(": ", 1)[-1]

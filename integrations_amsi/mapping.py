@@ -19,6 +19,9 @@ from .xmldocs import local
 CREDIT_STATUS_TEXT = {"N": "Normal", "C": "No Checks", "H": "Hold", "R": "Restricted"}
 # ResponsibleFlag: "Responsible", "Non-Responsible", "G" (guarantor: financially responsible).
 RESPONSIBLE_FLAGS = {"responsible", "g", "guarantor", "y"}
+# occustatuscode: C current and N notice are the leases residents pay on (the only statuses
+# production clients read). Any other code (the delta query returns every status; the amsi gem
+# lists A I L P T V X) is kept with its code but blocked; an empty code counts as current.
 LEASE_STATUS = {"C": "active", "N": "notice"}
 
 
@@ -70,14 +73,27 @@ class LeaseRecord:
         return "-".join(self.key)
 
     @property
+    def payable(self) -> bool:
+        """Current or on notice in AMSI: the only leases residents may pay on."""
+        return not self.status_code or self.status_code.upper() in LEASE_STATUS
+
+    @property
     def lease_status(self) -> str:
-        return LEASE_STATUS.get(self.status_code.upper(), "active")
+        """The platform status; "" for another AMSI status: leave the lease's status as it is
+        (such a lease is blocked by access(), never deactivated by its code alone)."""
+        if not self.status_code:
+            return "active"
+        return LEASE_STATUS.get(self.status_code.upper(), "")
 
     def access(self) -> tuple[str, str]:
         """(payment access, reason) as AMSI sees it; the stricter rule wins."""
         status = self.credit_status.upper()
         if self.block_payment_access:
             return "blocked", "Block Payment Access is set in AMSI"
+        if not self.payable:
+            text = self.raw.get("occustatuscodedescription", "").strip()
+            named = f"{self.status_code} ({text})" if text else self.status_code
+            return "blocked", f"lease status {named} in AMSI: neither current nor on notice"[:200]
         if status in ("H", "R"):
             return "blocked", f"credit status {CREDIT_STATUS_TEXT[status]} in AMSI"
         if status == "C":

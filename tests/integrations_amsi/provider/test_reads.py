@@ -1,0 +1,298 @@
+"""Reads that survive a real eSite (real loopback HTTP against the sandbox).
+
+eSite answers a list read with nothing in it either with an error document (InternetTrafficResponse,
+code 103 in the sandbox) or with an empty result root: the sandbox's ``empty_list`` variant picks
+one. Production clients read an error document on a resident list as an empty list; this
+integration does too, but never takes it for "no current leases": a full resync whose current
+list is an error document deactivates nothing and says why. Leases of another AMSI status (the
+delta query returns every status) are kept with their code and blocked.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import pytest
+from lxml import etree
+
+from integrations.models import SyncRun, SyncStatus
+from integrations.services import run_sync
+from integrations_amsi.conf import settings_for
+from integrations_amsi.importer import Importer
+from integrations_amsi.mapping import lease_record
+from integrations_amsi.models import AmsiLeaseLink
+from rentplatform.models import Lease, LeaseStatus
+
+pytestmark = pytest.mark.django_db
+
+EMPTY_LIST = pytest.mark.parametrize("empty_list", ["error", "empty"])
+REFUSED_TEXT = "AMSI answered the current-residents list with an error (code 103: No data found"
+
+
+def patch(control, link: AmsiLeaseLink, **changes: str) -> dict:
+    return control.patch_lease(
+        link.property_id, link.bldg_id, link.unit_id, link.resi_id, **changes
+    )
+
+
+def links(status: str | None = None) -> list[AmsiLeaseLink]:
+    qs = AmsiLeaseLink.objects.select_related("lease").order_by("pk")
+    if status:
+        qs = qs.filter(lease__status=status)
+    return list(qs)
+
+
+def sandbox_keys(server, occustatuscode: str) -> list[tuple[str, str, str, str]]:
+    with server.sandbox.store.read() as c:
+        return [
+            tuple(row)
+            for row in c.execute(
+                "SELECT property_id, bldg_id, unit_id, resi_id FROM leases "
+                "WHERE occustatuscode=? ORDER BY seq",
+                (occustatuscode,),
+            )
+        ]
+
+
+def age_sandbox_changes(server) -> None:
+    """Every status change the sandbox knows happened long ago: the delta finds nothing."""
+    with server.sandbox.store.tx() as c:
+        c.execute("UPDATE status_changes SET changed_at='2001-01-01T00:00:00.000000'")
+
+
+def imported(connection) -> SyncRun:
+    run = run_sync(connection, "import")
+    assert run.status == SyncStatus.SUCCEEDED, run.message
+    return run
+
+
+# -- a property with no notice leases ------------------------------------------------------------
+@EMPTY_LIST
+def test_a_property_with_no_notice_leases_imports(
+    amsi_sandbox, amsi_connection, control, caplog, empty_list
+):
+    control.set_variants(empty_list=empty_list)
+    for key in sandbox_keys(amsi_sandbox, "N"):
+        control.patch_lease(*key, occustatuscode="C")
+    caplog.set_level(logging.INFO, logger="integrations_amsi.importer")
+    run = run_sync(amsi_connection, "import")
+    assert run.status == SyncStatus.SUCCEEDED, run.message
+    assert (run.created, run.errors, run.deactivated) == (24, 0, 0)
+    assert not Lease.objects.filter(status=LeaseStatus.NOTICE).exists()
+    refused = [r for r in caplog.records if "error document" in r.getMessage()]
+    if empty_list == "error":
+        (record,) = refused
+        assert record.levelno == logging.INFO  # the notice list: info, not an alert
+        assert "leasestatus N" in record.getMessage() and "001" in record.getMessage()
+        assert "103" in record.getMessage()
+    else:
+        assert refused == []
+
+
+# -- the delta query ------------------------------------------------------------------------------
+@EMPTY_LIST
+def test_a_delta_with_nothing_changed_succeeds_with_no_changes(
+    amsi_sandbox, amsi_connection, control, empty_list
+):
+    imported(amsi_connection)
+    control.set_variants(empty_list=empty_list)
+    # Right after the import: the leases loaded today come back, unchanged; no transactions.
+    run = run_sync(amsi_connection, "delta")
+    assert run.status == SyncStatus.SUCCEEDED, run.message
+    assert (run.total_changes, run.errors) == (0, 0)
+    # Nothing at all in the window: both requests answer "nothing".
+    age_sandbox_changes(amsi_sandbox)
+    run = run_sync(amsi_connection, "delta")
+    assert run.status == SyncStatus.SUCCEEDED, run.message
+    assert (run.total_changes, run.unchanged, run.errors) == (0, 0, 0)
+    assert "nothing changed" in run.summary()
+    assert all(link.active for link in links())
+
+
+class RecordingClient:
+    def __init__(self):
+        self.calls: list[tuple[str, etree._Element]] = []
+
+    def stream_elements(self, operation, xmldata, element):
+        self.calls.append((operation, etree.fromstring(xmldata)))
+        return iter(())
+
+
+def test_the_delta_sends_what_corelogic_sent(amsi_connection):
+    """Every element present, in CoreLogic's order, MM/DD/YYYY; one range per request and the
+    other sent empty (AMSIUtil.processHR); a day of margin either side."""
+    run = SyncRun.objects.create(connection=amsi_connection, kind="delta")
+    client = RecordingClient()
+    importer = Importer(amsi_connection, run, client, settings_for(amsi_connection))
+    tz = amsi_connection.property.tz
+    since = dt.datetime(2024, 3, 10, 7, 30, tzinfo=dt.UTC)  # 03/09 evening in Los Angeles
+    importer.execute(since=since)
+    start = "03/08/2024"
+    end = (importer.now.astimezone(tz).date() + dt.timedelta(days=1)).strftime("%m/%d/%Y")
+    names = [
+        "propertyid",
+        "statuschangedatefrom",
+        "statuschangedateto",
+        "transactiondatefrom",
+        "transactiondateto",
+    ]
+    got = [(op, [(c.tag, c.text or "") for c in root]) for op, root in client.calls]
+    operation = "GetResidentsByStatusChangeOrTransactionDate"
+    assert got == [
+        (operation, list(zip(names, ["001", start, end, "", ""], strict=True))),
+        (operation, list(zip(names, ["001", "", "", start, end], strict=True))),
+    ]
+    assert run.message == f"changes from {start} to {end}"
+
+
+# -- the current list answered with an error document ---------------------------------------------
+@EMPTY_LIST
+def test_a_full_resync_whose_current_list_fails_deactivates_nothing(
+    amsi_connection, control, caplog, empty_list
+):
+    import_run = imported(amsi_connection)
+    current, notice = links(LeaseStatus.ACTIVE), links(LeaseStatus.NOTICE)
+    assert current and notice
+    # A valid change on the notice list must land even when the current list fails.
+    patch(control, notice[0], BlockPaymentAccess="Y")
+    # Nothing of status C left: eSite answers the current list with nothing.
+    for link in current:
+        patch(control, link, occustatuscode="P")
+    control.set_variants(empty_list=empty_list)
+    caplog.set_level(logging.INFO, logger="integrations_amsi.importer")
+    run = run_sync(amsi_connection, "full")
+    notice_lease = Lease.objects.get(pk=notice[0].lease_id)
+    assert notice_lease.accounting_access == "blocked"
+    assert "Block Payment Access" in notice_lease.accounting_access_reason
+    if empty_list == "error":
+        assert run.status == SyncStatus.PARTIAL  # "finished with errors": a person must look
+        assert run.deactivated == 0
+        assert all(link.active for link in links())
+        assert not Lease.objects.filter(status=LeaseStatus.INACTIVE).exists()
+        assert REFUSED_TEXT in run.message
+        assert "no lease was marked inactive" in run.message
+        assert "Check the property in eSite, then resync." in run.message
+        (error,) = run.error_list
+        assert error["record"] == "property 001" and error["message"].startswith(REFUSED_TEXT)
+        assert run.message.endswith(error["message"])
+        assert REFUSED_TEXT in run.summary()
+        # The next delta starts where the last complete read ended, not at this run.
+        assert run.window_end == import_run.window_end
+        alerts = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(alerts) == 1 and "leasestatus C" in alerts[0].getMessage()
+    else:
+        # A valid, empty current list is AMSI saying there are no current leases.
+        assert run.status == SyncStatus.SUCCEEDED, run.message
+        assert run.deactivated == len(current)
+        assert Lease.objects.filter(status=LeaseStatus.INACTIVE).count() == len(current)
+    # Fixed in eSite, then resynced: every lease is current again.
+    for link in current:
+        patch(control, link, occustatuscode="C")
+    run = run_sync(amsi_connection, "full")
+    assert run.status == SyncStatus.SUCCEEDED, run.message
+    assert run.deactivated == 0 and all(link.active for link in links())
+    assert Lease.objects.filter(status=LeaseStatus.ACTIVE).count() == len(current)
+
+
+def test_a_lease_sync_whose_current_list_fails_keeps_the_lease(amsi_connection, control):
+    imported(amsi_connection)
+    current = links(LeaseStatus.ACTIVE)
+    for link in current:
+        patch(control, link, occustatuscode="P")
+    run = run_sync(amsi_connection, "lease", lease_id=current[0].lease_id)
+    assert run.status == SyncStatus.PARTIAL
+    assert REFUSED_TEXT in run.message
+    assert f"lease {current[0].composite} was not marked inactive" in run.message
+    assert run.deactivated == 0
+    assert AmsiLeaseLink.objects.get(pk=current[0].pk).active
+
+
+# -- leases of another AMSI status -----------------------------------------------------------------
+def test_a_lease_of_another_status_arriving_by_delta_is_blocked(amsi_connection, control):
+    imported(amsi_connection)
+    link = next(
+        x for x in links(LeaseStatus.ACTIVE) if x.lease.effective_access.access == "allowed"
+    )
+    patch(control, link, occustatuscode="P")
+    run = run_sync(amsi_connection, "delta")
+    assert run.status == SyncStatus.SUCCEEDED, run.message
+    assert run.updated == 1 and run.deactivated == 0
+    lease = Lease.objects.get(pk=link.lease_id)
+    access = lease.effective_access
+    assert access.access == "blocked" and access.source == "accounting"
+    assert "lease status P (Past) in AMSI" in access.reason
+    assert not access.allows("card") and not access.allows("ach")
+    assert lease.status == LeaseStatus.ACTIVE  # kept: never deactivated by its code alone
+    link.refresh_from_db()
+    assert link.active and link.raw["occustatuscode"] == "P"
+    # Current again in AMSI: payable again.
+    patch(control, link, occustatuscode="C")
+    run = run_sync(amsi_connection, "delta")
+    lease.refresh_from_db()
+    assert lease.effective_access.access == "allowed"
+    assert lease.accounting_access_reason == ""
+
+
+def test_a_new_lease_of_another_status_arrives_blocked(amsi_connection, control):
+    imported(amsi_connection)
+    control.add_lease(
+        "001",
+        b'<Lease PropertyId="001" BldgID="01" UnitID="101" ResiID="900" Name="Future Tenant" '
+        b'occustatuscode="F" occustatuscodedescription="Future" CreditStatus="N" '
+        b'BlockPaymentAccess="N" EndBalance="0">'
+        b'<Occupant OccuSeqNo="1" OccuFirstName="Fay" OccuLastName="Future" '
+        b'ResponsibleFlag="Responsible"/></Lease>',
+    )
+    run = run_sync(amsi_connection, "delta")
+    assert run.status == SyncStatus.SUCCEEDED, run.message
+    assert run.created == 1
+    link = AmsiLeaseLink.objects.select_related("lease").get(resi_id="900", unit_id="101")
+    assert link.raw["occustatuscode"] == "F"
+    assert link.lease.accounting_access == "blocked"
+    assert "lease status F (Future)" in link.lease.accounting_access_reason
+    assert link.lease.accounting_access_since is not None
+
+
+def test_lease_status_codes_map_to_access():
+    def record(**attrs: str):
+        base = {"PropertyId": "001", "BldgID": "01", "UnitID": "101", "ResiID": "1"}
+        return lease_record(etree.Element("Lease", {**base, **attrs}))
+
+    for code, status in (("C", "active"), ("N", "notice"), ("c", "active"), ("", "active")):
+        rec = record(occustatuscode=code) if code else record()
+        assert rec.payable and rec.lease_status == status and rec.access()[0] == "allowed"
+    rec = record(occustatuscode="P")
+    assert not rec.payable and rec.lease_status == ""
+    assert rec.access() == ("blocked", "lease status P in AMSI: neither current nor on notice")
+    # The stricter and more specific AMSI block keeps its own reason.
+    rec = record(occustatuscode="P", BlockPaymentAccess="Y")
+    assert rec.access() == ("blocked", "Block Payment Access is set in AMSI")
+    # A No Checks lease of another status is not "cards only": it is blocked.
+    assert record(occustatuscode="A", CreditStatus="C").access()[0] == "blocked"
+
+
+# -- refusals that still fail the run --------------------------------------------------------------
+@pytest.mark.parametrize("login_error", ["document", "fault"])
+@pytest.mark.parametrize("kind", ["import", "full", "delta"])
+def test_a_login_refusal_still_fails_the_run(amsi_connection, control, kind, login_error):
+    if kind != "import":
+        imported(amsi_connection)
+    control.set_variants(login_error=login_error, empty_list="error")
+    amsi_connection.credentials = {"password": "not-the-password"}
+    amsi_connection.save()
+    run = run_sync(amsi_connection, kind)
+    assert run.status == SyncStatus.FAILED
+    assert "refused the login" in run.message
+    assert "not-the-password" not in run.message
+    assert (run.created, run.updated, run.deactivated) == (0, 0, 0)
+    assert all(link.active for link in links())
+
+
+@pytest.mark.parametrize("kind", ["import", "delta"])
+def test_an_unknown_property_still_fails_the_run(amsi_connection, kind):
+    amsi_connection.settings["property_id"] = "999"
+    amsi_connection.save()
+    run = run_sync(amsi_connection, kind)
+    assert run.status == SyncStatus.FAILED
+    assert "102" in run.message
