@@ -60,7 +60,7 @@ class AmsiConnectionAdmin(admin.ModelAdmin):
         (
             "Unknown outcomes",
             {
-                "fields": ["duplicates_refused"],
+                "fields": ["duplicates_refused", "duplicates_refused_code"],
                 "description": "Whether a payment whose reply was lost may be sent again "
                 "automatically. Leave unticked until this eSite has been seen to refuse a "
                 "repeated ClientTransactionID.",

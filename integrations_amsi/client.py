@@ -308,7 +308,7 @@ class EdexClient:
         try:
             root = self.leasing_document("GetPropertyList", "")
         except LoginRefused as err:
-            if err.code == UNKNOWN_PORTFOLIO:
+            if err.code == UNKNOWN_PORTFOLIO or "portfolio" in err.message.lower():
                 what = f"unknown portfolio {self.settings.portfolio!r}"
             else:
                 what = "bad login: AMSI refused the UserID or Password"
@@ -347,6 +347,14 @@ class EdexClient:
                     ) from err
                 if not is_error_document(err):
                     raise
+                # Nothing confirmed the portfolio or the property: never say "connected".
+                raise ConnectionTestFailed(
+                    "could not confirm the portfolio and property: GetPropertyList listed "
+                    f"nothing and GetPropertyUnits for {self.settings.property_id!r} answered "
+                    f"error code {err.code}: {err.message}. Check the PortfolioName and the "
+                    "PropertyId with AMSI",
+                    **context,
+                ) from err
         return (
             f"connected to {self.settings.base_url} as {self.settings.user_id}, portfolio "
             f"{self.settings.portfolio}, property {self.settings.property_id}"

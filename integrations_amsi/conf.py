@@ -35,6 +35,7 @@ SETTING_KEYS = (
     "approval_code",
     "duplicates_refused_by",
     "duplicates_refused_at",
+    "duplicates_refused_code",
 )
 
 
@@ -56,6 +57,9 @@ class AmsiSettings:
     # automatically. Empty: every unknown outcome waits for a person.
     duplicates_refused_by: str = ""
     duplicates_refused_at: str = ""
+    # The ErrorCode this eSite answered when it refused the repeat: that code, on AddPayment,
+    # means "already posted" for this connection.
+    duplicates_refused_code: str = ""
 
     @property
     def duplicates_refused(self) -> bool:
@@ -128,4 +132,5 @@ def settings_for(connection) -> AmsiSettings:
         approval_code=str(s.get("approval_code") or DEFAULT_APPROVAL_CODE)[:20],
         duplicates_refused_by=str(s.get("duplicates_refused_by") or ""),
         duplicates_refused_at=str(s.get("duplicates_refused_at") or ""),
+        duplicates_refused_code=str(s.get("duplicates_refused_code") or "").strip(),
     )

@@ -10,6 +10,7 @@ table is never guessed at: it raises UnknownRemoteError, and the posting waits f
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from integrations.exceptions import (
@@ -71,6 +72,9 @@ ALREADY_RETURNED = "301"
 UNKNOWN_BATCH = "401"
 
 
+_PORTFOLIO_REFUSED = re.compile(r"verify portfolio name", re.IGNORECASE)
+
+
 def classify(code: str) -> KnownError | None:
     return KNOWN_ERRORS.get(str(code).strip())
 
@@ -97,6 +101,9 @@ def error_for(
         "remote_reference": remote_reference,
     }
     text = description or (known.meaning if known else "")
+    if known is None and _PORTFOLIO_REFUSED.search(text):
+        # The text a production client met for a bad PortfolioName; its code is not known.
+        return LoginRefused(f"AMSI refused the portfolio: {text}", **context)
     if known is None:
         return UnknownRemoteError(
             f"AMSI answered an error code this integration does not know: {text or 'no text'}",

@@ -37,6 +37,7 @@ SETTINGS_FIELDS = {
     "timeout": "timeout",
     "settlement_lag_days": "settlement_lag_days",
     "approval_code": "approval_code",
+    "duplicates_refused_code": "duplicates_refused_code",
 }
 
 
@@ -121,6 +122,14 @@ class AmsiConnectionForm(forms.ModelForm):
         "a person to look in eSite. Who ticked it and when is recorded.",
     )
 
+    duplicates_refused_code = forms.CharField(
+        label="ErrorCode of the refusal",
+        max_length=10,
+        required=False,
+        help_text="The ErrorCode this eSite answered when it refused the repeated "
+        "ClientTransactionID (the sandbox answers 206). Required with the box above.",
+    )
+
     class Meta:
         model = AmsiConnection
         fields = ["property", "enabled"]
@@ -154,6 +163,17 @@ class AmsiConnectionForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        if (
+            data.get("duplicates_refused")
+            and not (data.get("duplicates_refused_code") or "").strip()
+        ):
+            self.add_error(
+                "duplicates_refused_code",
+                ValidationError(
+                    "Give the ErrorCode eSite answered for the repeat: without it a refused "
+                    "repeat could not be told from any other refusal."
+                ),
+            )
         has_password = bool((self.instance.credentials or {}).get("password"))
         if not data.get("password") and not has_password:
             self.add_error("password", ValidationError("A password is required."))

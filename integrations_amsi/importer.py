@@ -94,10 +94,12 @@ class Importer:
                 if kind in (SyncKind.IMPORT, SyncKind.FULL):
                     self._sync_units()
                     self._process(self._all_leases())
-                    if self.current_refused is None:
-                        self._deactivate_unseen()
-                    else:
+                    if self.current_refused is not None:
                         self._refused_note("no lease was marked inactive")
+                    elif not self.seen_links and self._has_active_links():
+                        self._nothing_listed_note()
+                    else:
+                        self._deactivate_unseen()
                 elif kind == SyncKind.DELTA:
                     self._process(self._changed_leases(since))
                 elif kind == SyncKind.LEASE:
@@ -210,6 +212,22 @@ class Importer:
         self.notes.append(text)
         # The current leases were not read: the next delta starts where the last good run ended.
         self.run.window_end = last_delta_end(self.connection) or self.run.window_end
+
+    def _has_active_links(self) -> bool:
+        return AmsiLeaseLink.objects.filter(connection=self.connection, active=True).exists()
+
+    def _nothing_listed_note(self) -> None:
+        """Neither the current nor the notice list held a single lease, while leases are
+        linked: more likely a wrong property or a permission than a property emptied overnight.
+        RentTrack's production client aborted here; this run deactivates nothing and says so."""
+        text = (
+            "AMSI listed no current and no notice lease for this property, while leases are "
+            "linked to it; no lease was marked inactive. If the property really is empty, "
+            "mark its leases inactive by hand; otherwise check the property in eSite, then "
+            "resync."
+        )
+        self.run.record_error(f"property {self.settings.property_id}", text)
+        self.notes.append(text)
 
     # -- units ---------------------------------------------------------------------------------
     def _load_caches(self) -> None:

@@ -179,7 +179,10 @@ class AmsiProvider(AccountingProvider):
 
     def post_payment(self, posting) -> Delivered:
         doc = self._payment_doc(posting)
-        return self._write(posting, "AddPayment", doc.xml(), {errors.DUPLICATE_TRANSACTION})
+        # "Already posted": the code this eSite was seen to answer for a repeat (recorded with
+        # the duplicates-refused confirmation), else the sandbox's.
+        already = {self.settings.duplicates_refused_code or errors.DUPLICATE_TRANSACTION}
+        return self._write(posting, "AddPayment", doc.xml(), already)
 
     def post_reversal(self, posting) -> Delivered:
         doc = self._return_doc(posting)

@@ -15,7 +15,14 @@ class ErrorCode(models.IntegerChoices):
 
     SUCCESS = 0, "Success"
     INVALID_LOGIN = 1, "Validation of user credentials failed."
-    UNKNOWN_PORTFOLIO = 101, "Unknown PortfolioName"
+    # The text is the one a production client met for a bad portfolio (its code is not known).
+    UNKNOWN_PORTFOLIO = (
+        101,
+        (
+            "An error occured while creating webservice objects to start the process. "
+            "Please verify portfolio name. There is no row at position 0."
+        ),
+    )
     UNKNOWN_PROPERTY = 102, "Unknown property"
     NO_DATA = 103, "No data found"
     MALFORMED_XMLDATA = 104, "XMLData is not a well-formed document"

@@ -62,7 +62,7 @@ def check_login(
     if (user or "") != config["user"] or (password or "") != config["password"]:
         raise SandboxError(ErrorCode.INVALID_LOGIN)
     if (portfolio or "").strip().lower() != config["portfolio"].lower():
-        raise SandboxError(ErrorCode.UNKNOWN_PORTFOLIO, portfolio or "")
+        raise SandboxError(ErrorCode.UNKNOWN_PORTFOLIO)
 
 
 # .NET Int32.Parse(s) with NumberStyles.Integer: optional white space (U+0009-U+000D, U+0020)

@@ -74,6 +74,7 @@ class AmsiWorld:
             **self.connection.settings,
             "duplicates_refused_by": who,
             "duplicates_refused_at": timezone.now().isoformat(timespec="seconds"),
+            "duplicates_refused_code": "206",  # what the sandbox answers for a repeat
         }
         self.connection.save(update_fields=["settings"])
         from integrations_amsi.client import clear_clients

@@ -210,3 +210,41 @@ def test_lease_admin_link_action(amsi_connection):
     done = lease_action(user, "link_to_amsi", lease.pk, apply="1", resi_id="-".join(key))
     assert any("took its last part" in m for m in messages_of(done))
     assert AmsiLeaseLink.objects.get(lease=lease).linked_by_hand
+
+
+def test_duplicates_refused_confirmation_records_who_when_and_the_code(
+    amsi_connection, admin_client, admin_user
+):
+    url = reverse("admin:integrations_amsi_amsiconnection_change", args=[amsi_connection.pk])
+    data = {
+        "property": amsi_connection.property_id,
+        "enabled": "on",
+        "url": amsi_connection.settings["url"],
+        "portfolio": "DEMO",
+        "user_id": "edex_demo",
+        "password": "",
+        "property_id": "001",
+        "merchant_id": "1001",
+        "close_cutoff": "22:00",
+        "time_zone": "America/Chicago",
+        "timeout": "4",
+        "duplicates_refused": "on",
+    }
+    response = admin_client.post(url, data)
+    assert response.status_code == 200  # the refusal's code is required with the box
+    assert "Give the ErrorCode" in response.content.decode()
+    assert not amsi_connection.get_provider().checks_unknown_outcomes()
+
+    assert admin_client.post(url, data | {"duplicates_refused_code": "206"}).status_code == 302
+    conn = AmsiConnection.objects.get()
+    assert conn.settings["duplicates_refused_by"] == admin_user.get_username()
+    assert conn.settings["duplicates_refused_at"]
+    assert conn.get_provider().checks_unknown_outcomes()
+    page = admin_client.get(url).content.decode()
+    assert f"Confirmed by {admin_user.get_username()}" in page
+
+    data.pop("duplicates_refused")
+    assert admin_client.post(url, data | {"duplicates_refused_code": "206"}).status_code == 302
+    conn = AmsiConnection.objects.get()
+    assert "duplicates_refused_at" not in conn.settings
+    assert not conn.get_provider().checks_unknown_outcomes()

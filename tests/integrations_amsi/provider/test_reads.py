@@ -195,6 +195,24 @@ def test_a_full_resync_whose_current_list_fails_deactivates_nothing(
     assert Lease.objects.filter(status=LeaseStatus.ACTIVE).count() == len(current)
 
 
+@EMPTY_LIST
+def test_a_property_listed_with_no_lease_at_all_deactivates_nothing(
+    amsi_connection, control, empty_list
+):
+    """Both lists empty while leases are linked: a wrong property or permission is likelier
+    than a property emptied overnight (RentTrack's production client aborted here)."""
+    imported(amsi_connection)
+    linked = links()
+    for link in linked:
+        patch(control, link, occustatuscode="P")
+    control.set_variants(empty_list=empty_list)
+    run = run_sync(amsi_connection, "full")
+    assert run.status == SyncStatus.PARTIAL, run.message
+    assert run.deactivated == 0 and all(link.active for link in links())
+    assert not Lease.objects.filter(status=LeaseStatus.INACTIVE).exists()
+    assert "no lease was marked inactive" in run.message
+
+
 def test_a_lease_sync_whose_current_list_fails_keeps_the_lease(amsi_connection, control):
     imported(amsi_connection)
     current = links(LeaseStatus.ACTIVE)
