@@ -48,7 +48,7 @@ from .mapping import (
     unit_record,
 )
 from .models import AmsiLeaseLink, AmsiOccupantLink
-from .xmldocs import edex, mdy
+from .queries import DELTA_OPERATION, delta_queries, residents_query, units_query
 
 log = logging.getLogger(__name__)
 
@@ -113,17 +113,8 @@ class Importer:
             pass
 
     # -- reads ---------------------------------------------------------------------------------
-    def _residents_query(self, status: str) -> str:
-        return edex(
-            propertyid=self.settings.property_id,
-            leasestatus=status,
-            includeprimaryaddress=0,
-            includecontactdetails=1,
-            includerecurringcharges=0,
-        )
-
     def _stream_units(self) -> Iterator:
-        query = edex(propertyid=self.settings.property_id, includeallstatuses=1)
+        query = units_query(self.settings.property_id)
         yield from self._stream("GetPropertyUnits", query, element="Unit")
 
     def _stream(self, operation: str, xmldata: str, element: str = "Lease", status: str = ""):
@@ -149,32 +140,21 @@ class Importer:
 
     def _all_leases(self) -> Iterator:
         for status in LEASE_STATUSES:
-            query = self._residents_query(status)
+            query = residents_query(self.settings.property_id, status)
             yield from self._stream("GetPropertyResidents", query, status=status)
 
     def _changed_leases(self, since: dt.datetime | None) -> Iterator:
         # eDex takes days, not times: ask from the day before the last sync to the day after
         # today (margin for clock differences: eSite stamps changes in its server's local time);
-        # unchanged leases are skipped by their content hash anyway. The requests follow
-        # CoreLogic's client (rps-ms-rentrolldata, AmsiService + AMSIUtil.processHR): every
-        # element in its order, MM/DD/YYYY, a status-change request and a transaction request,
-        # each with the other range sent empty. One <EDEX> root, as in all our reads (RentTrack's
-        # production shape), not CoreLogic's unverified doubled <EDEX><EDEX>.
+        # unchanged leases are skipped by their content hash anyway. The requests:
+        # queries.delta_queries (what production clients sent).
         tz = self.prop.tz
         start = (since or self.now - dt.timedelta(days=1)).astimezone(tz).date()
         start -= dt.timedelta(days=1)
         end = self.now.astimezone(tz).date() + dt.timedelta(days=1)
-        dates, empty = (mdy(start), mdy(end)), ("", "")
         self.run.message = f"changes from {start:%m/%d/%Y} to {end:%m/%d/%Y}"
-        for status_range, transaction_range in ((dates, empty), (empty, dates)):
-            query = edex(
-                propertyid=self.settings.property_id,
-                statuschangedatefrom=status_range[0],
-                statuschangedateto=status_range[1],
-                transactiondatefrom=transaction_range[0],
-                transactiondateto=transaction_range[1],
-            )
-            yield from self._stream("GetResidentsByStatusChangeOrTransactionDate", query)
+        for _what, query in delta_queries(self.settings.property_id, start, end):
+            yield from self._stream(DELTA_OPERATION, query)
 
     def _sync_one(self, lease_id: int | None) -> None:
         link = AmsiLeaseLink.objects.filter(connection=self.connection, lease_id=lease_id).first()

@@ -42,7 +42,8 @@ from .conf import AmsiSettings
 from .errors import LoginRefused
 from .identifiers import is_edex_int
 from .properties import PropertyInfo, parse_property_list
-from .xmldocs import UnsafeXml, edex, local, mdy, parse_document
+from .queries import DELTA_OPERATION, delta_queries, residents_query, units_query
+from .xmldocs import UnsafeXml, local, mdy, parse_document
 
 OK, WARN, FAIL, SKIP = "OK", "WARN", "FAIL", "SKIP"
 CONFIRMED, NOT_SEEN = "confirmed", "not seen"
@@ -675,7 +676,7 @@ class _Probe:
             "units",
             "Units",
             "GetPropertyUnits",
-            edex(propertyid=pid, includeallstatuses=1),
+            units_query(pid),
             "Unit",
             what="GetPropertyUnits, all statuses",
             noun="unit",
@@ -705,20 +706,25 @@ class _Probe:
     def step_delta(self, n: int) -> str:
         start = self.today - dt.timedelta(days=self.days)
         span = f"{mdy(start)} to {mdy(self.today)}"
-        operation = "GetResidentsByStatusChangeOrTransactionDate"
-        stop, step = self._list_step(
-            n,
-            "delta",
-            _TITLES[n],
-            operation,
-            delta_query(self.settings.property_id, start, self.today),
-            "Lease",
-            what=f"{operation}, changed from {span}",
-            empty_status=OK,
-        )
-        if step.status == OK:
-            self.see("delta query", f"answered for {span}: {self.last_list}")
-        return stop
+        seen = []
+        for what, query in delta_queries(self.settings.property_id, start, self.today):
+            stop, step = self._list_step(
+                n,
+                "delta",
+                _TITLES[n],
+                DELTA_OPERATION,
+                query,
+                "Lease",
+                what=f"{DELTA_OPERATION}, {what} from {span}",
+                empty_status=OK,
+            )
+            if stop:
+                return stop
+            if step.status != OK:
+                return ""
+            seen.append(f"{what}: {self.last_list}")
+        self.see("delta query", f"answered for {span} ({'; '.join(seen)})")
+        return ""
 
     # 7 ---------------------------------------------------------------------------------------
     def _evidence(self) -> None:
@@ -753,28 +759,6 @@ _TITLES = {
     5: "Units and residents",
     6: "Delta query",
 }
-
-
-def residents_query(property_id: str, status: str) -> str:
-    """GetPropertyResidents' XMLData, as the importer sends it."""
-    return edex(
-        propertyid=property_id,
-        leasestatus=status,
-        includeprimaryaddress=0,
-        includecontactdetails=1,
-        includerecurringcharges=0,
-    )
-
-
-def delta_query(property_id: str, start: dt.date, end: dt.date) -> str:
-    """GetResidentsByStatusChangeOrTransactionDate's XMLData, as the importer sends it."""
-    return edex(
-        propertyid=property_id,
-        statuschangedatefrom=mdy(start),
-        statuschangedateto=mdy(end),
-        transactiondatefrom=mdy(start),
-        transactiondateto=mdy(end),
-    )
 
 
 def probe(

@@ -157,7 +157,7 @@ def test_good_probe_reports_every_step_ok(esite, request):
     assert "26 units (GetPropertyUnits, all statuses)" in text
     assert "23 leases (GetPropertyResidents leasestatus=C)" in text
     assert "1 lease (GetPropertyResidents leasestatus=N)" in text
-    assert "changed from" in text
+    assert "status changes from" in text and "transactions from" in text
     # the evidence rows this eSite confirmed, by their stable names
     assert f"confirmed  GetPropertyList shape: {variants['property_list']}" in text
     assert "confirmed  ClientMerchantID type: GetPropertyList carries '1001' (an integer)" in text
@@ -210,7 +210,7 @@ def test_probe_without_a_saved_connection(esite, monkeypatch):
     assert error == ""
     data = json.loads(text)
     assert data["ok"] is True and data["read_only"] is True and data["fix"] == ""
-    assert [s["status"] for s in data["steps"]] == [OK] * 8
+    assert [s["status"] for s in data["steps"]] == [OK] * 9  # two delta requests
     assert data["target"]["property_id"] == "001" and data["target"]["merchant_id"] == MERCHANT
     rows = {e["row"]: e for e in data["evidence"]}
     assert rows["GetPropertyList shape"] == {
@@ -361,7 +361,7 @@ def test_empty_property_list_cannot_confirm_and_goes_on(esite):
     statuses = [(s.title, s.status) for s in report.steps]
     assert statuses[2] == ("Property in GetPropertyList", WARN)
     assert "cannot confirm '001' from the list" in report.steps[2].detail
-    assert report.ok and [s.status for s in report.steps[4:]] == [OK] * 4
+    assert report.ok and [s.status for s in report.steps[4:]] == [OK] * 5
 
 
 def test_unknown_property_found_by_the_counts(esite):
