@@ -17,7 +17,7 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	rm -rf var/demo
-	RENTPLATFORM_VAR_DIR=$(CURDIR)/var/demo $(BIN)/python manage.py demo
+	RENTPLATFORM_VAR_DIR=$(CURDIR)/var/demo $(BIN)/python manage.py demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -79,10 +79,12 @@ def _manage(*args: str, log: Path | None = None, env: dict | None = None) -> sub
     )
 
 
-def start_sandbox(port: int, *, seed: bool) -> subprocess.Popen:
+def start_sandbox(port: int, *, seed: bool, variants: list[str] = ()) -> subprocess.Popen:
     args = ["amsi_sandbox", "--addr", f"127.0.0.1:{port}", "--state", str(sandbox_state())]
     if seed:
         args += ["--seed", "demo"]
+    for variant in variants:
+        args += ["--variant", variant]
     proc = _manage(*args, log=demo_dir() / "sandbox.log")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -113,3 +115,47 @@ def stop(proc: subprocess.Popen | None, timeout: float = 20) -> None:
         proc.wait(timeout=5)
     except ProcessLookupError:
         pass
+
+
+def look_in_sandbox(control) -> list[str]:
+    """Play the person for every unconfirmed posting: look it up in the sandbox's books (what a
+    manager does in eSite's Cash Batches) and say "found" with its receipt, or "not there,
+    post it". ``control`` is a SandboxControl. Returns a line per posting resolved.
+
+    A posting is looked at only once the wait for a slow write is over (the outbox refuses
+    "not there, post it" before that: ``NotAllowed``); such a posting is left for next time.
+    """
+    from integrations import outbox
+    from integrations.models import Posting, PostingKind, PostingState
+
+    from .identifiers import client_transaction_id
+
+    entries = [e for batch in control.ledger() for e in batch["entries"]]
+    lines = []
+    for posting in Posting.objects.filter(state=PostingState.UNCONFIRMED).order_by("pk"):
+        original = (
+            posting
+            if posting.kind == PostingKind.PAYMENT
+            else Posting.objects.filter(payment=posting.payment, kind=PostingKind.PAYMENT).first()
+        )
+        txn = client_transaction_id(original)
+        reversal = posting.kind == PostingKind.REVERSAL
+        found = [
+            e
+            for e in entries
+            if e["client_transaction_id"] == txn
+            and bool(e.get("original_transaction_id")) == reversal
+        ]
+        try:
+            if found:
+                outbox.mark_found(posting, receipt=found[0]["evolution_reference"], who="demo")
+                lines.append(
+                    f"{posting.get_kind_display().lower()} {txn}: found in eSite batch "
+                    f"{found[0]['client_jnl_no']}, receipt {found[0]['evolution_reference']}"
+                )
+            else:
+                outbox.post_unconfirmed(posting, who="demo")
+                lines.append(f"{posting.get_kind_display().lower()} {txn}: not in eSite, posted")
+        except outbox.NotAllowed:
+            continue
+    return lines

@@ -30,6 +30,7 @@ from integrations.reconciliation import reconcile
 from integrations.reports import build_report
 from integrations_amsi import demo
 from integrations_amsi.models import AmsiBatchLink, AmsiLeaseLink
+from integrations_amsi.sandbox.testing import SandboxControl
 from rentplatform import services
 from rentplatform.models import DepositBatch, Payment, Property
 
@@ -53,6 +54,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=8089, help="sandbox port (if free)")
         parser.add_argument("--timeout", type=float, default=90.0)
+        parser.add_argument(
+            "--variant",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="run the sandbox with this variant of an unknown eSite behaviour (repeatable; "
+            "see amsi_sandbox --help), e.g. duplicates=accept",
+        )
 
     def handle(self, *args, **options):
         import logging
@@ -65,26 +74,37 @@ class Command(BaseCommand):
         call_command("migrate", verbosity=0)
         call_command("integrations_schedule", stdout=io.StringIO())
         port = demo.free_port(options["port"])
-        sandbox = worker = None
+        sandbox = worker = control = None
         demo.stop_children_on_sigterm()
         try:
-            sandbox = demo.start_sandbox(port, seed=True)
+            sandbox = demo.start_sandbox(port, seed=True, variants=options["variant"])
             self.out(
                 f"1. Sandbox eSite running on http://127.0.0.1:{port}/ "
                 f"(state {demo.sandbox_state()})"
+                + (f", variants {', '.join(options['variant'])}" if options["variant"] else "")
             )
             connection = self._connect(port)
             self._import(connection)
             worker = demo.start_worker()
             self.out("4. django-q2 cluster started (python manage.py qcluster)")
+            control = SandboxControl(f"http://127.0.0.1:{port}")
+            # One reply is lost on purpose: the write lands in eSite, the answer never comes.
+            control.add_fault("lost_reply", "AddPayment", count=1)
             payments = self._take_payments()
             self._wait(options["timeout"])
+            self._unconfirmed(control, options["timeout"])
             self._day(connection, payments)
             self._wait(options["timeout"])
-            self._close(connection)
+            self._close(connection, "7. The cutoff: AMSI batches closed by the integration")
+            self._deposit(connection, payments)
+            self._wait(options["timeout"])
+            self._close(connection, "   and the returns' own eSite batches settled")
+            self._close_reversal_batches(connection)
             self._reports(connection)
             ok = self._reconcile(connection)
         finally:
+            if control is not None:
+                control.close()
             demo.stop(worker)
             demo.stop(sandbox)
         self._where(port)
@@ -185,13 +205,30 @@ class Command(BaseCommand):
 
     def _wait(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
+        done = [PostingState.POSTED, PostingState.NEEDS_ATTENTION, PostingState.UNCONFIRMED]
         while time.monotonic() < deadline:
-            if not Posting.objects.exclude(
-                state__in=[PostingState.POSTED, PostingState.NEEDS_ATTENTION]
-            ).exists():
+            if not Posting.objects.exclude(state__in=done).exists():
                 return
             time.sleep(0.25)
         raise CommandError("postings did not reach AMSI in time; see var/demo/worker.log")
+
+    def _unconfirmed(self, control: SandboxControl, timeout: float) -> None:
+        """The lost reply: the posting waits as unconfirmed and the demo plays the manager."""
+        waiting = Posting.objects.filter(state=PostingState.UNCONFIRMED)
+        if not waiting.exists():
+            return
+        provider = waiting.first().connection.get_provider()
+        self.out(
+            f"   {waiting.count()} reply lost on the way back (injected): the posting waits as "
+            "'unconfirmed', never re-sent blindly. What the console tells the manager:"
+        )
+        self.out(f"     {provider.where_to_look(waiting.first())}")
+        deadline = time.monotonic() + timeout
+        while waiting.exists() and time.monotonic() < deadline:
+            for line in demo.look_in_sandbox(control):
+                self.out(f"   the manager looked in eSite: {line}")
+            time.sleep(0.5)
+        self._wait(timeout)
 
     def _day(self, connection: Connection, taken: dict[str, list[Payment]]) -> None:
         self.out("6. The rest of the day:")
@@ -201,6 +238,9 @@ class Command(BaseCommand):
         hugo = taken["hugo"][0]
         services.return_payment(hugo, "R01")
         self.out(f"   hugo's ACH {hugo.amount} returned R01 before deposit (original batch)")
+
+    def _deposit(self, connection: Connection, taken: dict[str, list[Payment]]) -> None:
+        self.out("8. The bank deposits the batches; reversals after deposit:")
         now = timezone.now()
         for batch in DepositBatch.objects.filter(property=connection.property, kind="payments"):
             for payment in batch.payments.filter(state="processing"):
@@ -216,18 +256,24 @@ class Command(BaseCommand):
         gia = taken["gia"][0]
         services.return_payment(gia, "R09")
         self.out(f"   gia's ACH payment {gia.amount} returned R09 after deposit (reversals batch)")
+        self.out(
+            "   each names the original ClientTransactionID and batch (as production did); "
+            "eSite books it in a separate batch with a negative amount"
+        )
 
-    def _close(self, connection: Connection) -> None:
+    def _close(self, connection: Connection, title: str) -> None:
         lines = connection.get_provider().close_batches()
-        self.out("7. AMSI batches closed by the integration (UpdateSettlementData):")
+        self.out(f"{title} (UpdateSettlementData):")
         for line in lines:
             self.out(f"   {line}")
+
+    def _close_reversal_batches(self, connection: Connection) -> None:
         for batch in DepositBatch.objects.filter(property=connection.property, kind="reversals"):
             services.close_batch(batch)
             services.deposit_batch(batch)
 
     def _reports(self, connection: Connection) -> None:
-        self.out("8. Batch Deposit Reports (also emailed to the managers; var/demo/mail/):")
+        self.out("9. Batch Deposit Reports (also emailed to the managers; var/demo/mail/):")
         for batch in DepositBatch.objects.filter(property=connection.property).order_by("batch_id"):
             report = build_report(batch)
             self.out("")
@@ -238,7 +284,7 @@ class Command(BaseCommand):
     def _reconcile(self, connection: Connection) -> bool:
         result = reconcile(connection, timezone.localdate().replace(day=1))
         style = self.style.SUCCESS if result.ok else self.style.ERROR
-        self.out("9. Reconciliation with AMSI's External Deposits report:")
+        self.out("10. Reconciliation with AMSI's External Deposits report:")
         self.out(style(f"   {result.summary()}"))
         for d in result.differences:
             self.out(f"   batch {d.batch_id}: {d.kind}: {d.message}")
