@@ -208,7 +208,9 @@ class PostingAdmin(ReadOnlyAdmin):
             except outbox.NotAllowed as err:
                 self.message_user(request, str(err), messages.ERROR)
                 return None
-            self.message_user(request, f"{posting.key}: marked posted by you (receipt recorded)")
+            self.message_user(
+                request, f"Posting {posting.key} marked posted by you (receipt recorded)"
+            )
             return None
         provider = posting.connection.get_provider()
         return TemplateResponse(
