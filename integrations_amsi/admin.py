@@ -190,17 +190,53 @@ class AmsiLeaseLinkAdmin(ReadOnlyAdmin):
 
 @admin.register(AmsiBatchLink)
 class AmsiBatchLinkAdmin(ReadOnlyAdmin):
+    """eSite External batches: payments batches (external number = our batch id) and return
+    batches (external number = the original ClientTransactionID), with what landed in each."""
+
     list_display = [
         "client_jnl_no",
+        "kind",
+        "host_batch",
         "esite_batch_no",
         "bank_book",
         "settled_amount",
+        "settlement_date",
         "settled_at",
         "needs_attention",
     ]
-    list_filter = ["needs_attention", "connection__property"]
-    search_fields = ["client_jnl_no", "esite_batch_no"]
-    readonly_fields = [f.name for f in AmsiBatchLink._meta.fields]
+    list_filter = ["kind", "needs_attention", "connection__property"]
+    search_fields = ["client_jnl_no", "esite_batch_no", "batch__batch_id"]
+    list_select_related = ["batch"]
+    readonly_fields = [f.name for f in AmsiBatchLink._meta.fields] + ["landed"]
+
+    @admin.display(description="reports under", ordering="batch__batch_id")
+    def host_batch(self, obj: AmsiBatchLink) -> str:
+        return obj.batch.batch_id
+
+    @admin.display(description="landed in this eSite batch")
+    def landed(self, obj: AmsiBatchLink) -> str:
+        from django.utils.html import format_html_join
+
+        entries = list(obj.entries.select_related("posting").order_by("pk"))
+        if not entries:
+            return "nothing yet"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td style='text-align:right'>{}</td></tr>",
+            (
+                (
+                    e.posting.get_kind_display(),
+                    e.posting.key,
+                    e.posting.get_state_display(),
+                    e.amount,
+                )
+                for e in entries
+            ),
+        )
+        return format_html(
+            "<table><tr><th>Posting</th><th>Key</th><th>State</th><th>Amount</th></tr>{}</table>",
+            rows,
+        )
 
 
 _LINK_PAGE = engines["django"].from_string(

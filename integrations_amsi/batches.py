@@ -1,35 +1,220 @@
-"""Closing AMSI cash batches: nobody closes batches by hand.
+"""Where postings land in eSite, and closing the eSite batches: nobody closes batches by hand.
 
-Each eSite External batch opened by a ClientJnlNo is settled (UpdateSettlementData with its
-total) on the day its transactions posted, from the connection's cutoff in the property's time
-zone on, and settled again whenever its total moved since (a reversal or a late payment reopens
-a settled batch in eSite). A batch is only settled once every posting in it has landed: a
-settlement total that AMSI refuses is "needs attention", never retried blindly.
+Landing. Every AddPayment / ReturnPayment that succeeded (or that eSite says is already there)
+is recorded by ``record_landing`` as an ``AmsiBatchEntry``: which eSite External batch took it
+and its signed amount. A payment lands in the batch opened by its host batch id (ClientJnlNo).
+A return names the original payment's ClientTransactionID and the original batch's ClientJnlNo,
+as the production client sent it; eSite books it into that batch while the batch is open, and
+once that batch is settled either reopens it or books the return into a batch of its own whose
+external number is the original ClientTransactionID (which of the two a real eSite does is not
+public: the reply's eSiteBatchNo says, and the client follows it).
+
+Closing. Each eSite batch is settled with UpdateSettlementData at the sum of its entries whose
+posting is posted, and settled again when that sum moved since. A payments batch is settled
+from the connection's cutoff on its host batch's day (the property's time zone), once every
+posting that could still land in it has finished; a return batch as soon as it exists, with a
+positive SettlementAmount (its total is negative), ExternalJnlNo = the original
+ClientTransactionID, as production did. SettlementDate is the bank deposit date: the host
+batch's deposit day, or while it is not deposited its business day plus the connection's lag
+in business days (weekends skipped; ``settlement_lag_days``, default 3). A settlement AMSI
+refuses is "needs attention"; a transport failure is tried again on the next run.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from decimal import Decimal
 
-from django.db.models import Q
+from django.db import transaction
+from django.db.models import DecimalField, F, Q, QuerySet, Sum, Value
+from django.db.models.functions import Abs, Coalesce
 from django.utils import timezone
 
 from integrations.exceptions import IntegrationError, PermanentError
 from integrations.logging import mask
-from integrations.models import Posting, PostingState
+from integrations.models import Posting, PostingKind, PostingState
 from rentplatform.models import DepositBatch
-from rentplatform.services.batches import batch_totals
 
-from .models import AmsiBatchLink
+from .identifiers import client_transaction_id
+from .models import AmsiBatchEntry, AmsiBatchKind, AmsiBatchLink
 from .xmldocs import settlement_xml
 
 log = logging.getLogger(__name__)
 
+ZERO = Decimal("0.00")
+CENT = Decimal("0.01")
+DEFAULT_SETTLEMENT_LAG_DAYS = 3  # production: "Amount of days to get payment deposited = 3"
+DEFAULT_APPROVAL_CODE = "RentPlatform"  # production sent its company name
+APPROVAL_CODE_MAX = 12
+# Postings that wait for a person, not for the outbox.
+WAITING_FOR_A_PERSON = (PostingState.NEEDS_ATTENTION, "unconfirmed")
 
-def batch_postings(batch: DepositBatch):
-    return Posting.objects.filter(
-        Q(kind="payment", payment__batch=batch) | Q(kind="reversal", reversal__batch=batch)
+
+# -- settlement dates ---------------------------------------------------------------------------
+
+
+def add_business_days(day: dt.date, days: int) -> dt.date:
+    """``day`` plus ``days`` business days, skipping Saturdays and Sundays only (holidays count
+    as business days, as in the production client: Friday + 3 = Wednesday)."""
+    while days > 0:
+        day += dt.timedelta(days=1)
+        if day.weekday() < 5:
+            days -= 1
+    return day
+
+
+def settlement_lag_days(connection) -> int:
+    value = connection.setting("settlement_lag_days", DEFAULT_SETTLEMENT_LAG_DAYS)
+    try:
+        return max(int(value), 0)
+    except (TypeError, ValueError):
+        return DEFAULT_SETTLEMENT_LAG_DAYS
+
+
+def approval_code(connection) -> str:
+    value = connection.setting("approval_code", DEFAULT_APPROVAL_CODE)
+    return (str(value or "").strip() or DEFAULT_APPROVAL_CODE)[:APPROVAL_CODE_MAX]
+
+
+def deposit_date(batch: DepositBatch, lag_days: int = DEFAULT_SETTLEMENT_LAG_DAYS) -> dt.date:
+    """The bank deposit date of a host batch: the property's day it was deposited, or while it
+    is not deposited yet, its business day plus ``lag_days`` business days."""
+    if batch.deposited_at is not None:
+        return batch.deposited_at.astimezone(batch.property.tz).date()
+    return add_business_days(batch.business_day, lag_days)
+
+
+# -- where a posting landed ---------------------------------------------------------------------
+
+
+def _remember_reply(link: AmsiBatchLink, reply) -> None:
+    changed = []
+    if reply.batch_no and link.esite_batch_no != reply.batch_no:
+        link.esite_batch_no = reply.batch_no
+        changed.append("esite_batch_no")
+    if reply.bank_book and link.bank_book != reply.bank_book:
+        link.bank_book = reply.bank_book
+        changed.append("bank_book")
+    if changed:
+        link.save(update_fields=changed)
+
+
+def _payments_link(connection, batch: DepositBatch) -> AmsiBatchLink:
+    link, _ = AmsiBatchLink.objects.get_or_create(
+        connection=connection,
+        client_jnl_no=batch.batch_id,
+        defaults={"batch": batch, "kind": AmsiBatchKind.PAYMENTS},
+    )
+    return link
+
+
+def _is_open(link: AmsiBatchLink) -> bool:
+    """Whether eSite holds the batch open as far as we know: never settled, or something
+    landed in it since its last settlement (which reopens an eSite batch)."""
+    if link.settled_amount is None:
+        return True
+    landed = link.entries.aggregate(total=Sum("amount"))["total"] or ZERO
+    return landed.quantize(CENT) != link.settled_amount
+
+
+def _reversal_link(connection, posting, reply) -> AmsiBatchLink:
+    payment = posting.payment
+    original = AmsiBatchLink.objects.filter(
+        connection=connection, client_jnl_no=payment.batch.batch_id
+    ).first()
+    if original is not None and original.esite_batch_no and reply.batch_no:
+        in_original = reply.batch_no == original.esite_batch_no
+    else:
+        # No batch number to compare: the return went where it was sent (the original batch)
+        # unless that batch was settled, when eSite books it apart. A landing recorded before
+        # (the same posting recorded again) stays where it was.
+        known = AmsiBatchEntry.objects.filter(posting=posting).select_related("link").first()
+        if known is not None and not reply.batch_no:
+            return known.link
+        in_original = original is None or _is_open(original)
+    if in_original:
+        return original or _payments_link(connection, payment.batch)
+    payment_posting = Posting.objects.get(payment=payment, kind=PostingKind.PAYMENT)
+    link, _ = AmsiBatchLink.objects.get_or_create(
+        connection=connection,
+        client_jnl_no=client_transaction_id(payment_posting),
+        defaults={"batch": posting.reversal.batch, "kind": AmsiBatchKind.RETURN},
+    )
+    return link
+
+
+def record_landing(provider, posting, reply) -> AmsiBatchEntry:
+    """Record which eSite batch took ``posting`` (after a successful or already-there
+    AddPayment / ReturnPayment). Idempotent: recording again updates the posting's entry."""
+    connection = provider.connection
+    with transaction.atomic():
+        if posting.kind == PostingKind.PAYMENT:
+            link = _payments_link(connection, posting.payment.batch)
+            amount = posting.payment.amount
+        else:
+            link = _reversal_link(connection, posting, reply)
+            amount = -posting.reversal.amount
+        _remember_reply(link, reply)
+        entry, created = AmsiBatchEntry.objects.get_or_create(
+            posting=posting, defaults={"link": link, "amount": amount}
+        )
+        if not created and (entry.link_id != link.pk or entry.amount != amount):
+            entry.link, entry.amount = link, amount
+            entry.save(update_fields=["link", "amount", "recorded_at"])
+    log.info(
+        "%s %s landed in eSite batch %s (external %s)",
+        posting.kind,
+        posting.key,
+        link.esite_batch_no or "?",
+        link.client_jnl_no,
+    )
+    return entry
+
+
+# -- closing ------------------------------------------------------------------------------------
+
+
+def _posted_total():
+    return Coalesce(
+        Sum("entries__amount", filter=Q(entries__posting__state=PostingState.POSTED)),
+        Value(ZERO),
+        output_field=DecimalField(max_digits=12, decimal_places=2),
+    )
+
+
+def expected_total(link: AmsiBatchLink) -> Decimal:
+    """What the eSite batch should total: its entries whose posting is posted."""
+    total = link.entries.filter(posting__state=PostingState.POSTED).aggregate(t=Sum("amount"))["t"]
+    return (total or ZERO).quantize(CENT)
+
+
+def unfinished_postings(link: AmsiBatchLink) -> QuerySet[Posting]:
+    """Postings that are in this eSite batch, or could still land in it, and are not posted."""
+    could_land = Q(amsi_entry__link=link)
+    if link.kind == AmsiBatchKind.PAYMENTS:
+        could_land |= Q(kind=PostingKind.PAYMENT, payment__batch_id=link.batch_id)
+        could_land |= Q(
+            kind=PostingKind.REVERSAL, payment__batch_id=link.batch_id, amsi_entry__isnull=True
+        )
+    return (
+        Posting.objects.filter(connection_id=link.connection_id)
+        .filter(could_land)
+        .exclude(state=PostingState.POSTED)
+        .distinct()
+    )
+
+
+def links_to_settle(connection) -> QuerySet[AmsiBatchLink]:
+    """eSite batches never settled or whose total moved since: one aggregate query (a settled
+    batch that did not move is not looked at again)."""
+    return (
+        AmsiBatchLink.objects.filter(connection=connection)
+        .annotate(expected=_posted_total())
+        .annotate(gap=Abs(F("expected") - F("settled_amount")))
+        # Half a cent, not zero: SQLite sums decimals as floats.
+        .filter(Q(settled_amount__isnull=True) | Q(gap__gte=Decimal("0.005")))
+        .select_related("batch__property")
     )
 
 
@@ -40,13 +225,18 @@ def is_due(batch: DepositBatch, cutoff: dt.time, now: dt.datetime) -> bool:
     )
 
 
+def _label(link: AmsiBatchLink) -> str:
+    if link.kind == AmsiBatchKind.RETURN:
+        return f"{link.client_jnl_no} (return batch, under our batch {link.batch.batch_id})"
+    return link.client_jnl_no
+
+
 def settle_batch(provider, link: AmsiBatchLink, *, now: dt.datetime) -> str:
-    """Settle one batch if it is ready; returns a line saying what happened."""
-    batch = link.batch
-    postings = batch_postings(batch)
-    unfinished = postings.exclude(state=PostingState.POSTED)
+    """Settle one eSite batch if it is ready; returns a line saying what happened."""
+    label = _label(link)
+    unfinished = unfinished_postings(link)
     if unfinished.exists():
-        attention = unfinished.filter(state=PostingState.NEEDS_ATTENTION).count()
+        attention = unfinished.filter(state__in=WAITING_FOR_A_PERSON).count()
         if attention:
             link.needs_attention = True
             link.settle_error = (
@@ -54,25 +244,26 @@ def settle_batch(provider, link: AmsiBatchLink, *, now: dt.datetime) -> str:
                 "once they are posted"
             )
             link.save(update_fields=["needs_attention", "settle_error"])
-            return f"{batch.batch_id}: waiting, {attention} posting(s) need attention"
-        return f"{batch.batch_id}: waiting for {unfinished.count()} posting(s)"
-    total = batch_totals(batch)["net"]
+            return f"{label}: waiting, {attention} posting(s) need attention"
+        return f"{label}: waiting for {unfinished.count()} posting(s)"
+    total = expected_total(link)
     if link.settled_amount == total:
         return ""
-    settings = provider.settings
+    if not link.entries.exists():
+        return ""  # nothing of ours landed in it: nothing to settle
+    connection = provider.connection
+    # A return batch totals negative; production settled it with a positive amount.
+    amount = abs(total) if link.kind == AmsiBatchKind.RETURN else total
+    day = deposit_date(link.batch, settlement_lag_days(connection))
     xml = settlement_xml(
-        batch.batch_id,
-        settings.merchant_id,
-        total,
-        batch.business_day,
-        approval=f"AUTO{now:%Y%m%d%H%M}",
+        link.client_jnl_no, provider.settings.merchant_id, amount, day, approval_code(connection)
     )
     try:
-        reply, text = provider.client.ledger("UpdateSettlementData", xml, record=batch.batch_id)
+        reply, text = provider.client.ledger("UpdateSettlementData", xml, record=link.client_jnl_no)
     except IntegrationError as err:
         link.settle_error = mask(str(err))
         link.save(update_fields=["settle_error"])
-        return f"{batch.batch_id}: will retry settling: {err.message}"
+        return f"{label}: will retry settling: {err.message}"
     if not reply.ok:
         from .errors import error_for
 
@@ -80,43 +271,41 @@ def settle_batch(provider, link: AmsiBatchLink, *, now: dt.datetime) -> str:
             reply.error_code,
             reply.error_description,
             operation="UpdateSettlementData",
-            record=batch.batch_id,
+            record=link.client_jnl_no,
             response=text,
         )
         link.settle_error = mask(str(err))
         link.needs_attention = isinstance(err, PermanentError)
         link.save(update_fields=["settle_error", "needs_attention"])
-        log.warning("settling batch %s refused: %s", batch.batch_id, err)
-        return (
-            f"{batch.batch_id}: AMSI refused the settlement of {total}: {reply.error_description}"
-        )
+        log.warning("settling batch %s refused: %s", link.client_jnl_no, err)
+        return f"{label}: AMSI refused the settlement of {amount}: {reply.error_description}"
     link.settled_amount = total
     link.settled_at = now
+    link.settlement_date = day
     link.settle_error = ""
     link.needs_attention = False
     if reply.batch_no:
         link.esite_batch_no = reply.batch_no
     link.save()
     log.info(
-        "settled AMSI batch %s (ClientJnlNo %s) at %s", link.esite_batch_no, batch.batch_id, total
+        "settled AMSI batch %s (external %s) at %s, SettlementDate %s",
+        link.esite_batch_no,
+        link.client_jnl_no,
+        amount,
+        day,
     )
-    return f"{batch.batch_id}: settled at {total} (eSite batch {link.esite_batch_no})"
+    return f"{label}: settled at {amount} for {day:%m/%d/%Y} (eSite batch {link.esite_batch_no})"
 
 
 def close_due_batches(provider, *, now: dt.datetime | None = None) -> list[str]:
     now = now or timezone.now()
     cutoff = provider.settings.close_cutoff
     lines = []
-    links = AmsiBatchLink.objects.filter(connection=provider.connection).select_related(
-        "batch__property"
+    links = links_to_settle(provider.connection).order_by(
+        "batch__business_day", "kind", "client_jnl_no"
     )
-    for link in links.order_by("batch__business_day", "client_jnl_no"):
-        if not is_due(link.batch, cutoff, now):
-            continue
-        if (
-            link.settled_amount is not None
-            and link.settled_amount == batch_totals(link.batch)["net"]
-        ):
+    for link in links:
+        if link.kind == AmsiBatchKind.PAYMENTS and not is_due(link.batch, cutoff, now):
             continue
         line = settle_batch(provider, link, now=now)
         if line:

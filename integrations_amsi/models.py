@@ -81,28 +81,86 @@ class AmsiOccupantLink(models.Model):
         return f"{self.lease_link} occupant {self.occu_seq_no}"
 
 
+class AmsiBatchKind(models.TextChoices):
+    PAYMENTS = "payments", "Payments (ClientJnlNo = our batch id)"
+    RETURN = "return", "Return (ExternalJnlNo = the original ClientTransactionID)"
+
+
 class AmsiBatchLink(models.Model):
-    """Our deposit batch <-> the eSite cash batch it opened (ClientJnlNo = our batch id)."""
+    """An eSite External cash batch we know of, and how far we settled it.
+
+    eSite opens an External batch for each external number it is given: our deposit batch id
+    (the ClientJnlNo of AddPayment and ReturnPayment), or, for a return booked after the batch
+    it names was settled, the original payment's ClientTransactionID (the number production
+    settled such a return under). ``batch`` is the host deposit batch the eSite batch reports
+    under: for a payments batch the batch whose id it carries, for a return batch the host
+    batch of the reversal; a host reversals batch can hold several return batches.
+
+    ``settled_amount`` is the batch's signed total at its last accepted settlement (a return
+    batch totals negative; UpdateSettlementData was sent its absolute value, as production
+    did). What landed where is in ``AmsiBatchEntry``.
+    """
 
     connection = models.ForeignKey(
         "integrations.Connection", on_delete=models.CASCADE, related_name="amsi_batches"
     )
-    batch = models.OneToOneField(
-        "rentplatform.DepositBatch", on_delete=models.PROTECT, related_name="amsi_link"
+    batch = models.ForeignKey(
+        "rentplatform.DepositBatch",
+        on_delete=models.PROTECT,
+        related_name="amsi_links",
+        verbose_name="reports under (our batch)",
     )
-    client_jnl_no = models.CharField("ClientJnlNo", max_length=20, unique=True)
+    kind = models.CharField(
+        max_length=10, choices=AmsiBatchKind.choices, default=AmsiBatchKind.PAYMENTS
+    )
+    client_jnl_no = models.CharField(
+        "external number",
+        max_length=20,
+        help_text="ClientJnlNo / ExternalJnlNo: our batch id, or for a return batch the "
+        "original ClientTransactionID.",
+    )
     esite_batch_no = models.CharField("eSite batch", max_length=20, blank=True)
     bank_book = models.CharField(max_length=20, blank=True)
     settled_amount = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     settled_at = models.DateTimeField(null=True, blank=True)
+    settlement_date = models.DateField(
+        "SettlementDate", null=True, blank=True, help_text="The bank deposit date last sent."
+    )
     settle_error = models.TextField(blank=True)
     needs_attention = models.BooleanField(default=False)
 
     class Meta:
         verbose_name = "AMSI batch link"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "client_jnl_no"], name="amsi_batch_external_number"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["connection", "esite_batch_no"], name="amsi_batch_esite_no")
+        ]
 
     def __str__(self) -> str:
         return f"{self.client_jnl_no} -> eSite batch {self.esite_batch_no or '?'}"
+
+
+class AmsiBatchEntry(models.Model):
+    """Which eSite batch one posting landed in, with its signed amount (payments +,
+    reversals -). One row per posting: recording a landing again updates it."""
+
+    posting = models.OneToOneField(
+        "integrations.Posting", on_delete=models.CASCADE, related_name="amsi_entry"
+    )
+    link = models.ForeignKey(AmsiBatchLink, on_delete=models.PROTECT, related_name="entries")
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    recorded_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "AMSI batch entry"
+        verbose_name_plural = "AMSI batch entries"
+
+    def __str__(self) -> str:
+        return f"posting #{self.posting_id} {self.amount} in {self.link}"
 
 
 from .proxy_models import AmsiConnection  # noqa: E402,F401  (proxy; admin in admin.py)

@@ -1,5 +1,11 @@
 """Rule 5 (reversals), rule 3 (batches closed by the integration), rule 7 (same-day voids),
-the Batch Deposit Report and reconciliation, each checked against the sandbox's ledger."""
+the Batch Deposit Report and reconciliation, each checked against the sandbox's ledger.
+
+Every reversal is sent as production sent it: ReturnPayment naming the original payment's
+ClientTransactionID and the original batch's ClientJnlNo. eSite books it into that batch while
+the batch is open; once the integration has settled it (the cutoff), into a batch of its own
+numbered by the ClientTransactionID (the sandbox's default ``return_batch=separate``), or into
+the reopened batch (``return_batch=original``). test_settlement.py covers both in depth."""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from django.core import mail
 from integrations.models import Posting, PostingState
 from integrations.reconciliation import reconcile
 from integrations.reports import build_report
+from integrations_amsi.identifiers import client_transaction_id
 from rentplatform import services
 from rentplatform.models import BatchKind
 
@@ -21,11 +28,16 @@ THIRD = "001-01-103-3"
 DAY = dt.date(2026, 11, 20)
 
 
-def _entry(world, jnl, txn, negative):
+def _txn(payment) -> str:
+    """The ClientTransactionID the payment (and its reversal) was sent with."""
+    return client_transaction_id(Posting.objects.get(payment=payment, kind="payment"))
+
+
+def _entry(world, jnl, payment, negative):
     return [
         e
         for e in world.entries(jnl)
-        if e["client_transaction_id"] == txn and (Decimal(e["amount"]) < 0) == negative
+        if e["client_transaction_id"] == _txn(payment) and (Decimal(e["amount"]) < 0) == negative
     ]
 
 
@@ -35,7 +47,7 @@ def test_card_chargeback_before_deposit_is_negative_charge_back_in_original_batc
         services.settle_payment(payment)
         reversal = services.charge_back_payment(payment, now=world.at(DAY, 15))
     assert reversal.batch_id == payment.batch_id
-    (entry,) = _entry(world, payment.batch.batch_id, payment.reference.hex, negative=True)
+    (entry,) = _entry(world, payment.batch.batch_id, payment, negative=True)
     assert entry["entry_type"] == "Payment"
     assert entry["reason"] == "CHARGE BACK"
     assert Decimal(entry["amount"]) == Decimal("-500.00")
@@ -46,17 +58,20 @@ def test_card_chargeback_before_deposit_is_negative_charge_back_in_original_batc
 def test_ach_refund_after_deposit_goes_to_a_negative_reversals_batch(world, deliver):
     with deliver():
         payment = world.pay(OTHER, "800.00", "ach", when=world.at(DAY))
-        world.settle_and_deposit(payment, when=world.at(DAY, 18))
+    world.close_batches(now=world.at(DAY, 22))  # the original batch is settled at the cutoff
+    with deliver():
+        world.settle_and_deposit(payment, when=world.at(DAY + dt.timedelta(days=1), 18))
         reversal = services.refund_payment(payment, now=world.at(DAY + dt.timedelta(days=2)))
     assert reversal.batch.kind == BatchKind.REVERSALS
     assert reversal.batch_id != payment.batch_id
     ledger = world.ledger()
     assert Decimal(ledger[payment.batch.batch_id]["total"]) == Decimal("800.00")
-    rev_batch = ledger[reversal.batch.batch_id]
+    # In eSite: a batch of its own, numbered by the original ClientTransactionID.
+    rev_batch = ledger[_txn(payment)]
     assert Decimal(rev_batch["total"]) == Decimal("-800.00")
     (entry,) = rev_batch["entries"]
     assert entry["reason"] == "REFUNDED"
-    assert entry["client_transaction_id"] == payment.reference.hex
+    assert entry["client_transaction_id"] == _txn(payment)
 
 
 def test_ach_void_same_day_reaches_amsi_and_nets_the_batch(world, deliver):
@@ -65,7 +80,7 @@ def test_ach_void_same_day_reaches_amsi_and_nets_the_batch(world, deliver):
         payment = world.pay(OTHER, "250.00", "ach", when=world.at(DAY, 10))
         reversal = services.void_payment(payment, now=world.at(DAY, 20))
     assert reversal.batch_id == payment.batch_id == keep.batch_id
-    (entry,) = _entry(world, payment.batch.batch_id, payment.reference.hex, negative=True)
+    (entry,) = _entry(world, payment.batch.batch_id, payment, negative=True)
     assert entry["reason"] == "VOIDED"
     assert Decimal(world.ledger()[payment.batch.batch_id]["total"]) == Decimal("100.00")
 
@@ -84,11 +99,11 @@ def test_ach_return_before_deposit_is_nsf_return_in_original_batch_with_r_code(w
         payment = world.pay(OTHER, "640.00", "ach", when=world.at(DAY))
         reversal = services.return_payment(payment, "R01", now=world.at(DAY + dt.timedelta(days=1)))
     assert reversal.batch_id == payment.batch_id
-    (entry,) = _entry(world, payment.batch.batch_id, payment.reference.hex, negative=True)
+    (entry,) = _entry(world, payment.batch.batch_id, payment, negative=True)
     assert entry["entry_type"] == "Return"
     assert entry["reason"] == "NSF"
     assert entry["r_code"] == "R01"
-    assert "Insufficient funds" in entry["description"]
+    assert entry["description"].startswith("NSF R01 ")  # the R-code travels in Description
     lease = world.control.lease("001", "01", "102", "2")
     assert lease["nsf_count"] == 1
 
@@ -96,10 +111,12 @@ def test_ach_return_before_deposit_is_nsf_return_in_original_batch_with_r_code(w
 def test_ach_return_after_deposit_goes_to_a_separate_negative_batch(world, deliver):
     with deliver():
         payment = world.pay(THIRD, "720.00", "ach", when=world.at(DAY))
-        world.settle_and_deposit(payment, when=world.at(DAY, 18))
+    world.close_batches(now=world.at(DAY, 22))
+    with deliver():
+        world.settle_and_deposit(payment, when=world.at(DAY + dt.timedelta(days=1), 18))
         reversal = services.return_payment(payment, "R02", now=world.at(DAY + dt.timedelta(days=3)))
     assert reversal.batch.kind == BatchKind.REVERSALS
-    rev = world.ledger()[reversal.batch.batch_id]
+    rev = world.ledger()[_txn(payment)]
     assert Decimal(rev["total"]) == Decimal("-720.00")
     assert rev["entries"][0]["entry_type"] == "Return"
     assert rev["entries"][0]["r_code"] == "R02"
@@ -127,6 +144,7 @@ def test_batches_are_settled_by_the_integration_after_the_cutoff(world, deliver)
 
 
 def test_a_reversal_reopens_a_settled_batch_and_it_is_settled_again(world, deliver):
+    world.control.set_variants(return_batch="original")  # eSite reopens the named batch
     with deliver():
         payment = world.pay(ALLOWED, "100.00", "card", when=world.at(DAY, 9))
         other = world.pay(OTHER, "50.00", "card", when=world.at(DAY, 10))
@@ -169,8 +187,8 @@ def test_refused_settlement_total_needs_attention(world, deliver):
         "01",
         "103",
         "3",
-        "M1001",
-        "manual-1",
+        "1001",
+        "999999001",
         DAY,
         Decimal("5.00"),
         payment.batch.batch_id,
@@ -178,7 +196,7 @@ def test_refused_settlement_total_needs_attention(world, deliver):
         "P",
     )
     get_client(settings_for(world.connection), key=world.connection.pk).ledger(
-        "AddPayment", doc.xml(), record="manual-1"
+        "AddPayment", doc.xml(), record="999999001"
     )
     assert etree  # lxml imported for the document builder
     lines = world.close_batches(now=world.at(DAY, 23))
