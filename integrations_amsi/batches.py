@@ -36,6 +36,7 @@ from integrations.logging import mask
 from integrations.models import Posting, PostingKind, PostingState
 from rentplatform.models import DepositBatch
 
+from .conf import DEFAULT_SETTLEMENT_LAG_DAYS
 from .identifiers import client_transaction_id
 from .models import AmsiBatchEntry, AmsiBatchKind, AmsiBatchLink
 from .xmldocs import settlement_xml
@@ -44,9 +45,6 @@ log = logging.getLogger(__name__)
 
 ZERO = Decimal("0.00")
 CENT = Decimal("0.01")
-DEFAULT_SETTLEMENT_LAG_DAYS = 3  # production: "Amount of days to get payment deposited = 3"
-DEFAULT_APPROVAL_CODE = "RentPlatform"  # production sent its company name
-APPROVAL_CODE_MAX = 12
 # Postings that wait for a person, not for the outbox.
 WAITING_FOR_A_PERSON = (PostingState.NEEDS_ATTENTION, "unconfirmed")
 
@@ -62,19 +60,6 @@ def add_business_days(day: dt.date, days: int) -> dt.date:
         if day.weekday() < 5:
             days -= 1
     return day
-
-
-def settlement_lag_days(connection) -> int:
-    value = connection.setting("settlement_lag_days", DEFAULT_SETTLEMENT_LAG_DAYS)
-    try:
-        return max(int(value), 0)
-    except (TypeError, ValueError):
-        return DEFAULT_SETTLEMENT_LAG_DAYS
-
-
-def approval_code(connection) -> str:
-    value = connection.setting("approval_code", DEFAULT_APPROVAL_CODE)
-    return (str(value or "").strip() or DEFAULT_APPROVAL_CODE)[:APPROVAL_CODE_MAX]
 
 
 def deposit_date(batch: DepositBatch, lag_days: int = DEFAULT_SETTLEMENT_LAG_DAYS) -> dt.date:
@@ -251,12 +236,15 @@ def settle_batch(provider, link: AmsiBatchLink, *, now: dt.datetime) -> str:
         return ""
     if not link.entries.exists():
         return ""  # nothing of ours landed in it: nothing to settle
-    connection = provider.connection
     # A return batch totals negative; production settled it with a positive amount.
     amount = abs(total) if link.kind == AmsiBatchKind.RETURN else total
-    day = deposit_date(link.batch, settlement_lag_days(connection))
+    day = deposit_date(link.batch, provider.settings.settlement_lag_days)
     xml = settlement_xml(
-        link.client_jnl_no, provider.settings.merchant_id, amount, day, approval_code(connection)
+        link.client_jnl_no,
+        provider.settings.merchant_id,
+        amount,
+        day,
+        provider.settings.approval_code,
     )
     try:
         reply, text = provider.client.ledger("UpdateSettlementData", xml, record=link.client_jnl_no)

@@ -21,6 +21,7 @@ DEFAULT_CUTOFF = "22:00"  # batches of a day are settled from this local time on
 DEFAULT_SETTLEMENT_LAG_DAYS = 3
 # UpdateSettlementData's ApprovalCode: production sent a short constant (its company name).
 DEFAULT_APPROVAL_CODE = "RentPlatform"
+APPROVAL_CODE_MAX = 12  # production's was 9 characters; eSite's limit is not known
 
 SETTING_KEYS = (
     "url",
@@ -95,6 +96,14 @@ def validate_url(value: str) -> None:
         raise ValidationError(f"{value!r} is not an http(s) URL of the eDex services")
 
 
+def _lag_days(value) -> int:
+    """The deposit lag in business days: 0 is honoured, anything unreadable is the default."""
+    try:
+        return max(int(value), 0)
+    except (TypeError, ValueError):
+        return DEFAULT_SETTLEMENT_LAG_DAYS
+
+
 def validate_merchant_id(value: str) -> None:
     """ClientMerchantID: production sent an integer (its own group id), so this does too."""
     from .identifiers import is_edex_int
@@ -128,8 +137,10 @@ def settings_for(connection) -> AmsiSettings:
         created_by=s.get("created_by") or s["user_id"],
         close_cutoff=parse_cutoff(s.get("close_cutoff") or DEFAULT_CUTOFF),
         timeout=float(s.get("timeout") or DEFAULT_TIMEOUT),
-        settlement_lag_days=int(s.get("settlement_lag_days") or DEFAULT_SETTLEMENT_LAG_DAYS),
-        approval_code=str(s.get("approval_code") or DEFAULT_APPROVAL_CODE)[:20],
+        settlement_lag_days=_lag_days(s.get("settlement_lag_days")),
+        approval_code=(str(s.get("approval_code") or "").strip() or DEFAULT_APPROVAL_CODE)[
+            :APPROVAL_CODE_MAX
+        ],
         duplicates_refused_by=str(s.get("duplicates_refused_by") or ""),
         duplicates_refused_at=str(s.get("duplicates_refused_at") or ""),
         duplicates_refused_code=str(s.get("duplicates_refused_code") or "").strip(),

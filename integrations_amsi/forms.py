@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from rentplatform.models.property import validate_time_zone
 
 from .conf import (
+    APPROVAL_CODE_MAX,
     DEFAULT_APPROVAL_CODE,
     DEFAULT_CUTOFF,
     DEFAULT_SETTLEMENT_LAG_DAYS,
@@ -107,7 +108,7 @@ class AmsiConnectionForm(forms.ModelForm):
     approval_code = forms.CharField(
         label="ApprovalCode",
         required=False,
-        max_length=20,
+        max_length=APPROVAL_CODE_MAX,
         initial=DEFAULT_APPROVAL_CODE,
         help_text="The short constant sent when a batch is settled (production sent its "
         f"company name; blank: {DEFAULT_APPROVAL_CODE}).",

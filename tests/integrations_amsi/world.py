@@ -155,7 +155,8 @@ class AmsiWorld:
         return self.ledger()[jnl]["entries"]
 
     def batch_link(self, batch) -> AmsiBatchLink:
-        return AmsiBatchLink.objects.get(batch=batch)
+        """The payments batch eSite opened for our batch id (returns have their own)."""
+        return AmsiBatchLink.objects.get(batch=batch, client_jnl_no=batch.batch_id)
 
     def states(self) -> dict[str, int]:
         out: dict[str, int] = {}

@@ -27,13 +27,12 @@ from integrations.models import Connection, Posting, PostingState
 from integrations.reconciliation import reconcile
 from integrations_amsi.batches import (
     add_business_days,
-    approval_code,
     close_due_batches,
     deposit_date,
     links_to_settle,
     record_landing,
-    settlement_lag_days,
 )
+from integrations_amsi.conf import settings_for
 from integrations_amsi.identifiers import client_transaction_id
 from integrations_amsi.models import AmsiBatchEntry, AmsiBatchKind, AmsiBatchLink
 from integrations_amsi.xmldocs import LedgerReply
@@ -101,15 +100,19 @@ def test_deposit_date_is_the_property_day_of_the_deposit_else_the_lag():
 
 
 def test_lag_and_approval_code_come_from_the_connection_settings():
-    conn = Connection(provider="amsi", settings={})
-    assert settlement_lag_days(conn) == 3
-    assert approval_code(conn) == "RentPlatform"
-    conn.settings = {"settlement_lag_days": "2", "approval_code": "Maple Payments Inc"}
-    assert settlement_lag_days(conn) == 2
-    assert approval_code(conn) == "Maple Paymen"  # at most 12 characters
-    conn.settings = {"settlement_lag_days": "soon", "approval_code": "  "}
-    assert settlement_lag_days(conn) == 3
-    assert approval_code(conn) == "RentPlatform"
+    prop = Property(code="x", time_zone="America/Chicago")
+    base = {"url": "http://h/e", "portfolio": "P", "user_id": "u", "property_id": "001"}
+    conn = Connection(property=prop, provider="amsi", settings=base, credentials={"password": "p"})
+    assert settings_for(conn).settlement_lag_days == 3
+    assert settings_for(conn).approval_code == "RentPlatform"
+    conn.settings = base | {"settlement_lag_days": "2", "approval_code": "Maple Payments Inc"}
+    assert settings_for(conn).settlement_lag_days == 2
+    assert settings_for(conn).approval_code == "Maple Paymen"  # at most 12 characters
+    conn.settings = base | {"settlement_lag_days": 0}
+    assert settings_for(conn).settlement_lag_days == 0  # "deposited the same day" is honoured
+    conn.settings = base | {"settlement_lag_days": "soon", "approval_code": "  "}
+    assert settings_for(conn).settlement_lag_days == 3
+    assert settings_for(conn).approval_code == "RentPlatform"
 
 
 # -- where a posting landed (no eDex call: replies made by hand) ----------------------------------
