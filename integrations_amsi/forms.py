@@ -93,7 +93,7 @@ class AmsiConnectionForm(forms.ModelForm):
         min_value=1,
         max_value=55,
         initial=DEFAULT_TIMEOUT,
-        help_text="Per SOAP call; stays below the task timeout (60 s).",
+        help_text="Per SOAP call; 2 x this + 15 s stays below the task timeout (90 s).",
     )
 
     settlement_lag_days = forms.IntegerField(
