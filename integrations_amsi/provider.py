@@ -127,6 +127,16 @@ class AmsiProvider(AccountingProvider):
             payment_type=PAYMENT_TYPE[payment.method],
         )
 
+    def payment_document(self, posting) -> str:
+        """The AddPayment XMLData this provider sends for a payment posting."""
+        return self._payment_doc(posting).xml()
+
+    def transaction_id(self, posting) -> str:
+        """The ClientTransactionID a posting is known by in eSite (a reversal: its payment's)."""
+        if posting.kind == "reversal":
+            return client_transaction_id(self._payment_posting(posting))
+        return client_transaction_id(posting)
+
     def _payment_posting(self, posting):
         """The payment posting a reversal refers to (it carries the ClientTransactionID)."""
         from integrations.models import Posting, PostingKind
