@@ -5,6 +5,7 @@ while random faults fire; then compare the sandbox's ledger with ours, batch by 
     python bench/chaos.py --payments 500 --reversals 50 --fault-rate 0.3 --workers 4
     python bench/chaos.py --short                           # 60 / 8: what CI runs
     python bench/chaos.py --database-url postgres://postgres@127.0.0.1:5432/postgres
+    python bench/chaos.py --short --variant duplicates=accept   # the person settles unknowns
 
 A fresh database every run: a SQLite file in a temporary folder by default; with a PostgreSQL
 URL, a new database ``chaos_<time>_<pid>`` on that server (dropped afterwards). The sandbox runs
@@ -15,6 +16,14 @@ call, split evenly across the modes; midway the sandbox process is killed and re
 worker is killed with SIGKILL. Then the script waits until every posting is posted or needs
 attention, closes the day's batches (as of tomorrow noon, faults still on), prints the tally
 table and one summary line (``FAULTS chaos ...``), and exits 1 on any difference.
+
+``--variant NAME=VALUE`` (repeatable) is passed to the sandbox (``amsi_sandbox --variant``).
+Under ``duplicates=refuse`` (the default) the connection checks unknown outcomes unattended (the
+operator's "duplicates refused" confirmation: re-send, eSite's refusal of the repeat proves it
+landed). Under ``duplicates=accept`` a repeat would be booked twice, so no operator would
+confirm that: unknown outcomes leave postings "unconfirmed" and the script plays the person,
+who looks each one up in the sandbox's ledger once no slow write can still land, and says
+"found" (with its receipt) or "not there, post it".
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 MODES = ("lost_reply", "latency", "http500", "reset", "malformed")
+LATENCY_SECONDS = 1.5  # a slow write: past the client's timeout, lands while it is unconfirmed
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -49,7 +59,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=0, help="seconds to wait for postings")
     parser.add_argument("--no-disruptions", action="store_true", help="no restart, no SIGKILL")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a sandbox variant (repeatable), e.g. duplicates=accept (see amsi_sandbox --help)",
+    )
     args = parser.parse_args(argv)
+    args.variants = {}
+    for item in args.variant:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            parser.error(f"--variant takes NAME=VALUE, got {item!r}")
+        args.variants[name.strip()] = value.strip()
     if args.short:
         args.payments, args.reversals = 60, 8
     if not args.timeout:
@@ -109,12 +132,17 @@ def main(argv=None) -> int:
     print(f"chaos: database {db_url.rsplit('@', 1)[-1]}, work folder {workdir}", flush=True)
     call_command("migrate", verbosity=0)
 
-    sandbox = SandboxProcess(workdir, db_url, seed=args.portfolio)
+    sandbox = SandboxProcess(workdir, db_url, seed=args.portfolio, variants=args.variants)
     cluster = Cluster(workdir, db_url, name="chaos", workers=args.workers)
     code = 1
     try:
         sandbox.start()
-        platform = Platform(sandbox)
+        running = sandbox.running_variants()
+        # Automatic checking only where eSite refuses a repeat; otherwise a person (played here).
+        platform = Platform(sandbox, max_write_delay=LATENCY_SECONDS)
+        who = "automatic checking" if platform.automatic else "a person (this script)"
+        variants = " ".join(f"{k}={v}" for k, v in sorted(running.items()))
+        print(f"chaos: sandbox variants {variants}; unknown outcomes settled by {who}", flush=True)
         platform.import_property()
         rng = random.Random(args.seed)
 
@@ -123,7 +151,7 @@ def main(argv=None) -> int:
                 return
             share = args.fault_rate / len(MODES)
             for i, mode in enumerate(MODES):
-                options = {"seconds": 1.5} if mode == "latency" else {}
+                options = {"seconds": LATENCY_SECONDS} if mode == "latency" else {}
                 sandbox.add_fault(
                     mode, "*", ratio=share, seed=args.seed + 10 * round_ + i, **options
                 )
@@ -153,6 +181,13 @@ def main(argv=None) -> int:
             f"{args.fault_rate:g}, {args.workers} workers, {connections['default'].vendor}, "
             f"{time.monotonic() - started:.0f} s"
         )
+        if platform.person_log:
+            found = sum(what.startswith("found") for _, what in platform.person_log)
+            print(
+                f"chaos: the person looked at {len(platform.person_log)} unconfirmed posting(s): "
+                f"{found} found in the ledger, {len(platform.person_log) - found} not there "
+                "(posted)"
+            )
         print(tally.line(), flush=True)
         code = 0 if tally.ok and tally.payments == args.payments else 1
     except Exception as err:  # noqa: BLE001  (say what broke, then clean up)

@@ -10,6 +10,11 @@ must be one they can open, and what a test writes must be committed:
 - PostgreSQL: the test database ``test_<name>`` is a real database; the workers get its URL.
 - Every test is ``django_db(transaction=True)``: its writes are committed, and the database is
   flushed after it, once the test's processes are stopped (the fixtures below stop them first).
+
+The sandbox refuses a repeated ClientTransactionID unless a test parametrizes ``duplicates``
+(``@pytest.mark.parametrize("duplicates", BOTH_DUPLICATES)``): under ``accept`` the platform
+does not check unknown outcomes unattended and the harness plays the person
+(tests/faults/harness.py).
 """
 
 from __future__ import annotations
@@ -46,9 +51,15 @@ def run_env(transactional_db, async_delivery, tmp_path):
 
 
 @pytest.fixture
-def sandbox(run_env):
+def duplicates() -> str:
+    """The sandbox's ``duplicates`` variant (tests parametrize it to run under both)."""
+    return "refuse"
+
+
+@pytest.fixture
+def sandbox(run_env, duplicates):
     workdir, url = run_env
-    proc = SandboxProcess(workdir, url).start()
+    proc = SandboxProcess(workdir, url, variants={"duplicates": duplicates}).start()
     yield proc
     proc.kill()
 

@@ -7,6 +7,17 @@
 - ``Platform``: the property connected to the sandbox, imported; payments, reversals, a driver
   that stands in for the retry-sweep schedule, batch closing, and the ledger comparison.
 
+Two ways an unknown outcome (a reply lost, a timeout, a worker killed mid-call) is settled,
+following the sandbox's ``duplicates`` variant:
+
+- ``duplicates=refuse``: the platform runs automatic checking (the operator's "duplicates
+  refused" confirmation is on the connection): the write is re-sent and eSite's refusal of the
+  repeated ClientTransactionID proves it landed (attempt outcome ``found_posted``).
+- ``duplicates=accept``: a repeat would be booked again, so no operator would confirm that; the
+  posting becomes "unconfirmed" and the harness plays the person: once no slow write can still
+  land, it looks the posting up in the sandbox's ledger and says "found" (with the receipt) or
+  "not there, post it".
+
 Every process is started in a new session and stopped by its own process group id.
 """
 
@@ -46,6 +57,9 @@ TIMINGS = {
 # A write that lands this long after it was sent: longer than the client's timeout, shorter than
 # the timeout + the unknown-outcome delay (so the check after it finds it).
 SLOW_WRITE_SECONDS = 1.5
+# The sandbox's answers to a repeated ClientTransactionID: refused (the platform then checks
+# unknown outcomes unattended) or booked again (a person settles them; the harness plays one).
+BOTH_DUPLICATES = ("refuse", "accept")
 
 
 def free_port() -> int:
@@ -110,13 +124,22 @@ def _stop_group(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, wait: 
 
 
 class SandboxProcess:
-    """``manage.py amsi_sandbox`` on a fixed loopback port; restarts keep the state file."""
+    """``manage.py amsi_sandbox`` on a fixed loopback port; restarts keep the state file and
+    the variants (``--variant NAME=VALUE``, e.g. ``{"duplicates": "accept"}``)."""
 
-    def __init__(self, workdir: Path, db_url: str, *, seed: str | None = "demo") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        db_url: str,
+        *,
+        seed: str | None = "demo",
+        variants: dict[str, str] | None = None,
+    ) -> None:
         self.workdir = Path(workdir)
         self.state = self.workdir / "esite.sqlite3"
         self.port = free_port()
         self.seed = seed
+        self.variants = dict(variants or {})
         self.env = child_env(self.workdir, db_url)
         self.proc: subprocess.Popen | None = None
         self.starts = 0
@@ -131,6 +154,8 @@ class SandboxProcess:
         args += ["--state", str(self.state)]
         if self.seed and self.starts == 0:
             args += ["--seed", self.seed]
+        for name, value in sorted(self.variants.items()):
+            args += ["--variant", f"{name}={value}"]
         log = open(self.workdir / "sandbox.log", "ab")  # noqa: SIM115 (the child owns it)
         self.proc = subprocess.Popen(
             args, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
@@ -216,6 +241,16 @@ class SandboxProcess:
     def ledger(self) -> list[dict]:
         return self._control("GET", "/sandbox/ledger")["batches"]
 
+    def running_variants(self) -> dict[str, str]:
+        """The variants the running sandbox reports (all of them, defaults included)."""
+        return self._control("GET", "/sandbox/variants")["variants"]
+
+    @property
+    def duplicates(self) -> str:
+        """What this eSite does with a repeated ClientTransactionID: refuse (the default) or
+        accept (book it again)."""
+        return self.variants.get("duplicates", "refuse")
+
 
 class Cluster:
     """``manage.py qcluster`` in its own process group."""
@@ -276,10 +311,14 @@ class Tally:
     vendor: str
     payments: int = 0
     reversals: int = 0
+    duplicates_variant: str = "refuse"
+    automatic: bool = True
     posted: int = 0
     needs_attention: dict[str, str] = field(default_factory=dict)
     unfinished: int = 0
-    batches: list[tuple] = field(default_factory=list)  # (jnl, ours n, ours total, sb n, sb total)
+    still_unconfirmed: int = 0  # part of unfinished: waiting for a person at the end
+    # One row per eSite batch (client_jnl_no): (jnl, kind, ours n, ours total, sb n, sb total)
+    batches: list[tuple] = field(default_factory=list)
     sandbox_payments: int = 0
     sandbox_reversals: int = 0
     duplicates: int = 0
@@ -288,6 +327,9 @@ class Tally:
     mismatched_batches: int = 0
     unsettled: list[str] = field(default_factory=list)
     found_after_unknown: int = 0
+    went_unconfirmed: int = 0
+    found_by_person: int = 0
+    posted_by_person: int = 0
     attempts: int = 0
     overlapping_attempts: int = 0
     faults_fired: dict[str, int] = field(default_factory=dict)
@@ -305,10 +347,14 @@ class Tally:
             and all(self.needs_attention.values())
         )
 
+    @property
+    def mode(self) -> str:
+        return f"duplicates={self.duplicates_variant} {'automatic' if self.automatic else 'person'}"
+
     def line(self) -> str:
         fired = ",".join(f"{k}={v}" for k, v in sorted(self.faults_fired.items())) or "none"
         return (
-            f"FAULTS {self.scenario} [{self.vendor}] payments={self.payments} "
+            f"FAULTS {self.scenario} [{self.vendor} {self.mode}] payments={self.payments} "
             f"reversals={self.reversals} | sandbox: payments={self.sandbox_payments} "
             f"reversals={self.sandbox_reversals} | batches={len(self.batches)} "
             f"mismatched={self.mismatched_batches} unsettled={len(self.unsettled)} | "
@@ -316,31 +362,83 @@ class Tally:
             f"unfinished={self.unfinished} duplicates={self.duplicates} lost={self.lost} "
             f"extra={self.extra} overlapping={self.overlapping_attempts} | "
             f"attempts={self.attempts} found_after_unknown={self.found_after_unknown} "
+            f"went_unconfirmed={self.went_unconfirmed} found_by_person={self.found_by_person} "
+            f"posted_by_person={self.posted_by_person} "
             f"faults_fired={fired} | {'OK' if self.ok else 'DIFFERENCES'}"
         )
 
     def table(self) -> str:
-        rows = [f"{'batch':<24} {'ours n':>7} {'ours total':>12} {'AMSI n':>7} {'AMSI total':>12}"]
-        for jnl, n, total, sn, stotal in self.batches:
+        rows = [
+            f"{'eSite batch (external no.)':<28} {'kind':<9} {'ours n':>7} {'ours total':>12} "
+            f"{'AMSI n':>7} {'AMSI total':>12}"
+        ]
+        for jnl, kind, n, total, sn, stotal in self.batches:
             mark = "" if (n, total) == (sn, stotal) else "  <-- differs"
-            rows.append(f"{jnl:<24} {n:>7} {total!s:>12} {sn:>7} {stotal!s:>12}{mark}")
+            rows.append(f"{jnl:<28} {kind:<9} {n:>7} {total!s:>12} {sn:>7} {stotal!s:>12}{mark}")
         for key, reason in sorted(self.needs_attention.items()):
             rows.append(f"needs attention {key[:12]}: {reason[:160] or '(NO REASON)'}")
         for jnl in self.unsettled:
             rows.append(f"not settled: {jnl}")
+        if self.still_unconfirmed:
+            rows.append(f"still unconfirmed (waiting for a person): {self.still_unconfirmed}")
         return "\n".join(rows)
 
 
 class Platform:
-    """The platform side of a run, in this process (the workers are other processes)."""
+    """The platform side of a run, in this process (the workers are other processes).
 
-    def __init__(self, sandbox: SandboxProcess, *, timeout: float = CLIENT_TIMEOUT) -> None:
+    ``automatic``: whether the connection checks unknown outcomes unattended (the operator's
+    "duplicates refused" confirmation). By default it follows the sandbox: on when it refuses
+    duplicates, off when it accepts them (no operator would confirm that; the harness then
+    plays the person in ``wait_until_done``). ``max_write_delay``: the longest a write may take
+    to land after it was sent in this run (the slowest latency fault in play); the person looks
+    at an unconfirmed posting only once it has been unconfirmed for longer than that.
+    """
+
+    def __init__(
+        self,
+        sandbox: SandboxProcess,
+        *,
+        timeout: float = CLIENT_TIMEOUT,
+        automatic: bool | None = None,
+        max_write_delay: float = SLOW_WRITE_SECONDS,
+    ) -> None:
         from tests.integrations_amsi.world import connect_to_sandbox
 
+        if automatic is None:
+            automatic = sandbox.duplicates == "refuse"
+        if automatic and sandbox.duplicates != "refuse":
+            raise ValueError(
+                "automatic checking re-sends after an unknown outcome and relies on eSite "
+                f"refusing the repeat; this sandbox runs duplicates={sandbox.duplicates}"
+            )
         self.sandbox = sandbox
+        self.automatic = automatic
+        self.max_write_delay = max_write_delay
         self.property, self.connection = connect_to_sandbox(sandbox.base_url, timeout=timeout)
+        if automatic:
+            self.confirm_duplicates_refused()
         self.payments: list = []
         self.reversals: list = []
+        self.person_log: list[tuple[str, str]] = []  # (posting key, "found" / "not found")
+
+    def confirm_duplicates_refused(self, who: str = "ops@example.test") -> None:
+        """What an operator records after seeing this eSite refuse a repeated
+        ClientTransactionID, with the ErrorCode it answered (the workers read the connection
+        from the database)."""
+        from django.utils import timezone
+
+        from integrations_amsi.client import clear_clients
+
+        self.connection.refresh_from_db()
+        self.connection.settings = {
+            **self.connection.settings,
+            "duplicates_refused_by": who,
+            "duplicates_refused_at": timezone.now().isoformat(timespec="seconds"),
+            "duplicates_refused_code": "206",  # what the sandbox answered for the repeat
+        }
+        self.connection.save(update_fields=["settings"])
+        clear_clients()
 
     def import_property(self) -> None:
         from integrations.services import run_sync
@@ -433,23 +531,122 @@ class Platform:
         return outbox.sweep(grace=float(TIMINGS["INTEGRATIONS_QUEUE_GRACE_SECONDS"]))
 
     def open_count(self) -> int:
+        """Postings not finished: waiting for the outbox, or unconfirmed (waiting for a
+        person)."""
         from integrations.models import Posting, PostingState
 
         return Posting.objects.filter(
-            state__in=[PostingState.PENDING, PostingState.RETRYING, PostingState.IN_FLIGHT]
+            connection=self.connection,
+            state__in=[
+                PostingState.PENDING,
+                PostingState.RETRYING,
+                PostingState.IN_FLIGHT,
+                PostingState.UNCONFIRMED,
+            ],
         ).count()
 
-    def wait_until_done(self, timeout: float = 90, sweep_every: float = 2.0) -> None:
+    def state_counts(self) -> dict[str, int]:
+        from django.db.models import Count
+
+        from integrations.models import Posting
+
+        rows = (
+            Posting.objects.filter(connection=self.connection)
+            .values("state")
+            .annotate(n=Count("pk"))
+            .order_by("state")
+        )
+        return {r["state"]: r["n"] for r in rows}
+
+    def wait_until_done(
+        self, timeout: float = 90, sweep_every: float = 2.0, look_every: float = 1.0
+    ) -> None:
+        """Sweep until no posting is open; when not automatic, play the person meanwhile."""
         deadline = time.monotonic() + timeout
         next_sweep = time.monotonic() + sweep_every
+        next_look = time.monotonic() + look_every
         while time.monotonic() < deadline:
             if self.open_count() == 0:
                 return
             if time.monotonic() >= next_sweep:
                 self.sweep()
                 next_sweep = time.monotonic() + sweep_every
+            if not self.automatic and time.monotonic() >= next_look:
+                self.resolve_unconfirmed()
+                next_look = time.monotonic() + look_every
             time.sleep(0.2)
-        raise TimeoutError(f"{self.open_count()} posting(s) still open after {timeout:.0f} s")
+        states = self.state_counts()
+        raise TimeoutError(
+            f"{self.open_count()} posting(s) still open after {timeout:.0f} s: {states}"
+        )
+
+    # -- the person ------------------------------------------------------------------------------
+    def person_wait(self) -> dt.timedelta:
+        """How long a posting must have been unconfirmed before the person looks: longer than
+        any write still on its way could take to land (plus a margin for a loaded machine)."""
+        return dt.timedelta(seconds=self.max_write_delay + 1.0)
+
+    def resolve_unconfirmed(self) -> int:
+        """Play the person: for each posting unconfirmed long enough, look it up in the
+        sandbox's ledger and say "found" (with the entry's receipt) or "not there, post it".
+
+        "Long enough" counts from the end of the posting's last attempt: a slow write sent by
+        that attempt (or one before it) may land after the posting became unconfirmed, and a
+        person who looked too early would post it twice. The ledger is read after the postings
+        were picked, so whatever it shows is all that will ever land for them. The outbox may
+        still refuse (``NotAllowed``: a stray queued task holds the posting for a moment, or
+        its own unknown-outcome delay has not passed): such a posting is looked at again on
+        the next round. Returns how many were resolved.
+        """
+        from django.db.models import Max
+        from django.utils import timezone
+
+        from integrations import outbox
+        from integrations.models import Posting, PostingState
+
+        cutoff = timezone.now() - self.person_wait()
+        ready = list(
+            Posting.objects.filter(connection=self.connection, state=PostingState.UNCONFIRMED)
+            .annotate(last_finished=Max("attempt_log__finished_at"))
+            .filter(last_finished__lt=cutoff)
+            .order_by("pk")
+        )
+        if not ready:
+            return 0
+        entries = [e for b in self.sandbox.ledger() for e in b["entries"]]
+        resolved = 0
+        for posting in ready:
+            txn = self.transaction_id(posting)
+            if posting.kind == "payment":
+                found = [
+                    e
+                    for e in entries
+                    if e["client_transaction_id"] == txn and not e.get("original_transaction_id")
+                ]
+            else:
+                found = [e for e in entries if e.get("original_transaction_id") == txn]
+            try:
+                if found:
+                    receipt = found[0]["evolution_reference"]
+                    outbox.mark_found(posting, receipt=receipt, who="harness")
+                    self.person_log.append((posting.key, f"found {receipt}"))
+                else:
+                    outbox.post_unconfirmed(posting, who="harness")
+                    self.person_log.append((posting.key, "not found"))
+            except outbox.NotAllowed:
+                continue
+            resolved += 1
+        return resolved
+
+    def transaction_id(self, posting) -> str:
+        """The ClientTransactionID AMSI knows a posting by: a payment's own, a reversal's
+        original payment's (ReturnPayment names it)."""
+        from integrations.models import Posting
+        from integrations_amsi.identifiers import client_transaction_id
+
+        if posting.kind == "payment":
+            return client_transaction_id(posting)
+        return client_transaction_id(Posting.objects.get(payment=posting.payment, kind="payment"))
 
     def close_batches(self, rounds: int = 5) -> list[str]:
         """The close-batches job, run as of tomorrow noon (after every cutoff of today)."""
@@ -466,36 +663,67 @@ class Platform:
 
     # -- the comparison --------------------------------------------------------------------------
     def tally(self, scenario: str) -> Tally:
+        """Our books against the sandbox's ledger.
+
+        - Entries are matched to postings by ClientTransactionID: a payment's own, a reversal's
+          original payment's (the sandbox books a return or negative payment with
+          client_transaction_id = original_transaction_id = the original's id). A
+          (transaction id, negative) pair seen more than once is a duplicate.
+        - Lost: a posting we think posted that the sandbox lacks, or a payment or reversal we
+          made that has no posting. Extra: in the sandbox but not posted on our side.
+        - Per eSite batch (its external number, client_jnl_no): entry count and total equal
+          what our AmsiBatchEntry rows say landed in the AmsiBatchLink with that number
+          (posted postings only); every batch whose postings are all posted is settled in the
+          sandbox and in our link, at its total (a return batch's settlement may be stored as
+          its absolute value).
+        """
         from django.db import connection
 
         from integrations.models import Posting, PostingAttempt, PostingState
-        from integrations_amsi.models import AmsiBatchLink
-        from rentplatform.models import DepositBatch
+        from integrations_amsi.models import AmsiBatchEntry, AmsiBatchLink
 
-        t = Tally(scenario, connection.vendor, len(self.payments), len(self.reversals))
+        POSTED = PostingState.POSTED
+        t = Tally(
+            scenario,
+            connection.vendor,
+            len(self.payments),
+            len(self.reversals),
+            duplicates_variant=self.sandbox.duplicates,
+            automatic=self.automatic,
+        )
         postings = list(
             Posting.objects.select_related("payment", "reversal").filter(connection=self.connection)
         )
-        t.posted = sum(p.state == PostingState.POSTED for p in postings)
-        t.unfinished = sum(
-            p.state not in (PostingState.POSTED, PostingState.NEEDS_ATTENTION) for p in postings
-        )
+        t.posted = sum(p.state == POSTED for p in postings)
+        t.unfinished = sum(p.state not in (POSTED, PostingState.NEEDS_ATTENTION) for p in postings)
+        t.still_unconfirmed = sum(p.state == PostingState.UNCONFIRMED for p in postings)
         t.needs_attention = {
             p.key: p.last_error for p in postings if p.state == PostingState.NEEDS_ATTENTION
         }
         attempts = list(PostingAttempt.objects.filter(posting__connection=self.connection))
-        t.attempts = len(attempts)
+        t.attempts = sum(not a.worker.startswith("person:") for a in attempts)
         t.found_after_unknown = sum(a.outcome == "found_posted" for a in attempts)
+        t.went_unconfirmed = sum(a.outcome == "unconfirmed" for a in attempts)
+        t.found_by_person = sum(a.outcome == "found_by_person" for a in attempts)
+        t.posted_by_person = sum(a.outcome == "not_found_by_person" for a in attempts)
         t.overlapping_attempts = _overlaps(attempts)
-        # Postings that must not be missing: every payment and reversal we made has a posting.
-        expected_postings = len(self.payments) + len(self.reversals)
-        t.lost += max(expected_postings - len(postings), 0)
 
-        sandbox = {b["client_jnl_no"]: b for b in self.sandbox.ledger()}
+        # Every payment and reversal we made has its posting.
+        payment_postings = {p.payment_id: p for p in postings if p.kind == "payment"}
+        reversal_postings = {p.reversal_id for p in postings if p.kind == "reversal"}
+        t.lost += sum(p.pk not in payment_postings for p in self.payments)
+        t.lost += sum(r.pk not in reversal_postings for r in self.reversals)
+
+        # The sandbox's entries by (ClientTransactionID, negative).
+        ledger = self.sandbox.ledger()
         seen: dict[tuple[str, bool], int] = {}
-        for b in sandbox.values():
+        for b in ledger:
             for e in b["entries"]:
-                negative = Decimal(e["amount"]) < 0 or e.get("entry_type") == "Return"
+                negative = (
+                    Decimal(e["amount"]) < 0
+                    or e.get("entry_type") == "Return"
+                    or bool(e.get("original_transaction_id"))
+                )
                 key = (e["client_transaction_id"], negative)
                 seen[key] = seen.get(key, 0) + 1
                 if negative:
@@ -504,43 +732,84 @@ class Platform:
                     t.sandbox_payments += 1
         t.duplicates = sum(n - 1 for n in seen.values() if n > 1)
 
-        ours_keys = set()
+        posted_keys: set[tuple[str, bool]] = set()
         for p in postings:
-            txn = p.payment.reference.hex
-            key = (txn, p.kind == "reversal")
-            ours_keys.add(key)
-            if p.state == PostingState.POSTED and key not in seen:
-                t.lost += 1
-            if p.state != PostingState.POSTED and key in seen:
-                t.extra += 1  # landed in AMSI but we think it did not
-        t.extra += sum(1 for key in seen if key not in ours_keys)
+            original = payment_postings.get(p.payment_id)
+            if original is None:  # a reversal whose payment has no posting: counted above
+                continue
+            key = (self.transaction_id(original), p.kind == "reversal")
+            if p.state == POSTED:
+                posted_keys.add(key)
+                if key not in seen:
+                    t.lost += 1
+        t.extra += sum(1 for key in seen if key not in posted_keys)
 
-        for batch in DepositBatch.objects.filter(property=self.property).order_by("batch_id"):
-            n, total = 0, Decimal("0.00")
-            for p in batch.payments.all():
-                if Posting.objects.filter(payment=p, kind="payment", state="posted").exists():
-                    n, total = n + 1, total + p.amount
-            for r in batch.reversals.all():
-                if Posting.objects.filter(reversal=r, state="posted").exists():
-                    n, total = n + 1, total - r.amount
-            sb = sandbox.get(batch.batch_id)
-            sn = len(sb["entries"]) if sb else 0
-            stotal = Decimal(sb["total"]) if sb else Decimal("0.00")
-            t.batches.append((batch.batch_id, n, total, sn, stotal))
-            if (n, total) != (sn, stotal):
+        # Per eSite batch.
+        by_jnl: dict[str, list[dict]] = {}
+        for b in ledger:
+            by_jnl.setdefault(str(b["client_jnl_no"]), []).append(b)
+        links = {
+            link.client_jnl_no: link
+            for link in AmsiBatchLink.objects.filter(connection=self.connection).select_related(
+                "batch"
+            )
+        }
+        ours: dict[str, tuple[int, Decimal]] = {jnl: (0, Decimal("0.00")) for jnl in links}
+        for entry in AmsiBatchEntry.objects.filter(
+            link__connection=self.connection, posting__state=POSTED
+        ).select_related("link"):
+            n, total = ours[entry.link.client_jnl_no]
+            ours[entry.link.client_jnl_no] = (n + 1, total + entry.amount)
+        waiting = [p for p in postings if p.state != POSTED]
+        for jnl in sorted(set(ours) | set(by_jnl)):
+            link = links.get(jnl)
+            n, total = ours.get(jnl, (0, Decimal("0.00")))
+            total = total.quantize(Decimal("0.01"))
+            batches = by_jnl.get(jnl, [])
+            sn = sum(len(b["entries"]) for b in batches)
+            stotal = sum((Decimal(b["total"]) for b in batches), Decimal("0.00"))
+            kind = link.kind if link else "(none)"
+            t.batches.append((jnl, kind, n, total, sn, stotal))
+            if (n, total) != (sn, stotal) or len(batches) > 1 or link is None:
                 t.mismatched_batches += 1
-            if (
+            if link is None or n == 0 or _could_land(link, waiting):
+                continue
+            is_return = link.kind == "return"
+            sb = batches[0] if batches else None
+            if not (
                 sb
-                and not Posting.objects.filter(
-                    state=PostingState.NEEDS_ATTENTION, payment__batch=batch
-                ).exists()
+                and sb.get("settled")
+                and _same_amount(Decimal(sb.get("settled_amount") or "0"), stotal, is_return)
+                and link.settled_amount is not None
+                and _same_amount(link.settled_amount, total, is_return)
             ):
-                link = AmsiBatchLink.objects.filter(batch=batch).first()
-                if not sb.get("settled") or link is None or link.settled_amount != total:
-                    t.unsettled.append(batch.batch_id)
-        t.mismatched_batches += sum(1 for jnl in sandbox if jnl not in {b[0] for b in t.batches})
+                t.unsettled.append(jnl)
+        # A posting posted on our side but recorded in no eSite batch cannot be settled.
+        landed = set(
+            AmsiBatchEntry.objects.filter(link__connection=self.connection).values_list(
+                "posting_id", flat=True
+            )
+        )
+        t.mismatched_batches += sum(p.state == POSTED and p.pk not in landed for p in postings)
         t.faults_fired = self.sandbox.note_fired()
         return t
+
+
+def _same_amount(settled: Decimal, total: Decimal, is_return: bool) -> bool:
+    return settled == total or (is_return and abs(settled) == abs(total))
+
+
+def _could_land(link, waiting) -> bool:
+    """Whether a posting that is not posted is in this eSite batch or could still land in it
+    (then the batch is not expected to be settled): one recorded in it, or for a payments
+    batch a payment of its host batch or a reversal of one not recorded anywhere yet."""
+    for p in waiting:
+        entry = getattr(p, "amsi_entry", None)  # RelatedObjectDoesNotExist is an AttributeError
+        if entry is not None and entry.link_id == link.pk:
+            return True
+        if link.kind == "payments" and entry is None and p.payment.batch_id == link.batch_id:
+            return True
+    return False
 
 
 def _overlaps(attempts) -> int:

@@ -6,6 +6,12 @@ real cluster (``manage.py qcluster``) delivers them to the sandbox (``manage.py 
 while a fault is injected, and then the sandbox's ledger is compared with ours per batch: count
 and total, no duplicates, nothing lost, every posting posted (or needing attention with a
 reason), every batch of the day settled. The summary line is printed for CI's log.
+
+The scenarios that leave a write's outcome unknown (write faults, a worker killed mid-call) run
+twice: against an eSite that refuses a repeated ClientTransactionID, with the platform checking
+unknown outcomes unattended (re-send; the refusal proves it landed), and against one that would
+book it again, where the posting waits "unconfirmed" and the harness plays the person who looks
+in the ledger ("found" / "not there, post it").
 """
 
 from __future__ import annotations
@@ -19,7 +25,13 @@ import pytest
 from django.db import connection
 
 from integrations.models import Posting, PostingAttempt, PostingState
-from tests.faults.harness import CLIENT_TIMEOUT, SLOW_WRITE_SECONDS, Platform, Tally
+from tests.faults.harness import (
+    BOTH_DUPLICATES,
+    CLIENT_TIMEOUT,
+    SLOW_WRITE_SECONDS,
+    Platform,
+    Tally,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -61,8 +73,13 @@ WRITE_FAULTS = {
 }
 
 
+# Which write faults surely leave a write that landed without a reply.
+LANDED_WITHOUT_REPLY = ("lost_reply", "latency")
+
+
 @pytest.mark.parametrize("mode", list(WRITE_FAULTS))
-def test_write_faults_land_exactly_once(mode, platform, clusters, capsys):
+@pytest.mark.parametrize("duplicates", BOTH_DUPLICATES)
+def test_write_faults_land_exactly_once(mode, duplicates, platform, clusters, capsys):
     assert SLOW_WRITE_SECONDS > CLIENT_TIMEOUT
     sandbox = platform.sandbox
     sandbox.add_fault(mode, "AddPayment", count=2, **WRITE_FAULTS[mode])
@@ -75,10 +92,25 @@ def test_write_faults_land_exactly_once(mode, platform, clusters, capsys):
     tally = finish(platform, f"write-{mode}", capsys)
     assert_exact(tally)
     assert tally.faults_fired.get(mode, 0) >= 3
-    if mode in ("lost_reply", "latency"):
-        # The write landed without a reply: the next attempt found it and wrote nothing.
-        assert tally.found_after_unknown >= 1
-        assert PostingAttempt.objects.filter(outcome="found_posted", checked_first=True).exists()
+    if duplicates == "refuse":
+        assert platform.automatic
+        assert tally.went_unconfirmed == tally.found_by_person == tally.posted_by_person == 0
+        if mode in LANDED_WITHOUT_REPLY:
+            # The write landed without a reply: the next attempt re-sent it, eSite refused
+            # the repeat, and that refusal proved it landed (nothing written twice).
+            assert tally.found_after_unknown >= 1
+            assert PostingAttempt.objects.filter(
+                outcome="found_posted", checked_first=True
+            ).exists()
+    else:
+        # Nothing is re-sent unattended: every unknown outcome waited for the person.
+        assert not platform.automatic
+        assert tally.found_after_unknown == 0
+        assert tally.went_unconfirmed >= 1
+        if mode in LANDED_WITHOUT_REPLY:
+            assert tally.found_by_person >= 1  # it was there: marked found, not posted again
+        else:
+            assert tally.posted_by_person >= 1  # nothing was written: the person posted it
 
 
 def test_amsi_down_for_a_while_and_back(platform, clusters, capsys):
@@ -131,7 +163,8 @@ def test_sandbox_process_killed_and_restarted_mid_run(platform, clusters, capsys
     assert_exact(tally)
 
 
-def test_worker_killed_with_sigkill_mid_posting(platform, clusters, capsys):
+@pytest.mark.parametrize("duplicates", BOTH_DUPLICATES)
+def test_worker_killed_with_sigkill_mid_posting(duplicates, platform, clusters, capsys):
     sandbox = platform.sandbox
     # AddPayment takes a while (within the client's timeout); a worker making one is killed
     # meanwhile; the sandbox still books it.
@@ -153,7 +186,13 @@ def test_worker_killed_with_sigkill_mid_posting(platform, clusters, capsys):
     assert log[0].finished_at is None  # the killed attempt never recorded an outcome
     later = [a for a in log[1:] if a.outcome]
     assert later and later[0].checked_first, "the next attempt must check AMSI first"
-    assert later[-1].outcome == "found_posted"  # it had landed: found, not written again
+    if duplicates == "refuse":
+        assert later[-1].outcome == "found_posted"  # it had landed: found, not written again
+    else:
+        # Not re-sent: unconfirmed until the person found it in the ledger.
+        assert later[0].outcome == "unconfirmed"
+        assert later[-1].outcome == "found_by_person"
+        assert victim.remote_reference
     assert victim.state == PostingState.POSTED
 
 
