@@ -165,6 +165,12 @@ def main(argv=None) -> int:
             disrupt(platform, cluster, sandbox)
             add_faults(1)
         platform.pay(args.payments - half, rng=rng)
+        # The cutoff settles the day's eSite batches before the reversals: each return then
+        # names a settled batch (eSite's own batch under return_batch=separate, the original
+        # reopened under return_batch=original). Reversals into open batches: tests/faults.
+        platform.wait_until_done(timeout=args.timeout)
+        platform.close_batches(rounds=20)
+        print(f"chaos: cutoff: batches settled ({time.monotonic() - started:.0f} s)", flush=True)
         platform.reverse(args.reversals, rng=rng)
         print(
             f"chaos: {len(platform.payments)} payments, {len(platform.reversals)} reversals "
