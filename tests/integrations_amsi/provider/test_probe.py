@@ -24,6 +24,7 @@ from integrations_amsi.conf import settings_for
 from integrations_amsi.probe import FAIL, OK, SKIP, WARN, network_reason, probe
 from integrations_amsi.sandbox.soap import SUPPORTED
 from integrations_amsi.sandbox.testing import SandboxControl, SandboxServer
+from integrations_amsi.sandbox.variants import VARIANTS
 
 from .conftest import PASSWORD, connect
 
@@ -120,6 +121,22 @@ def ad_hoc(server: SandboxServer, **extra: str) -> list[str]:
 
 
 # -- the good probe ----------------------------------------------------------------------------
+
+_EVERY_VARIANT = [{name: value} for name, v in VARIANTS.items() for value in v.allowed]
+
+
+@pytest.mark.parametrize(
+    "esite", _EVERY_VARIANT, indirect=True, ids=lambda v: "{}={}".format(*next(iter(v.items())))
+)
+def test_the_probe_passes_against_every_variant(esite):
+    """Every plausible eSite the sandbox offers (variants.py): the read-only probe passes and
+    names each evidence row it could confirm."""
+    connect(esite.server.base_url)
+    text, error = run_probe("maple")
+    assert error == "", text
+    assert set(step_lines(text).values()) <= {OK, WARN}, text
+    for row in ("GetPropertyList shape", "login error reply", "delta query"):
+        assert row in text, row
 
 
 @pytest.mark.parametrize(
