@@ -288,14 +288,88 @@ class ReconcileForm(forms.Form):
         return upload.read().decode("utf-8-sig", errors="replace")
 
 
+class ReportEmailFilter(admin.SimpleListFilter):
+    """Which Batch Deposit Reports reached the managers (integrations.reports)."""
+
+    title = "report email"
+    parameter_name = "report_email"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("sent", "Sent"),
+            ("pending", "Pending or sending"),
+            ("failing", "Failing, will retry"),
+            ("failed", "Failed"),
+            ("not_sent", "Not sent (failing, failed or none)"),
+        ]
+
+    def queryset(self, request, queryset):
+        from django.db.models import Q
+
+        from integrations.models.posting import ReportDeliveryState as S
+
+        value = self.value()
+        if value == "sent":
+            return queryset.filter(report_delivery__state=S.SENT)
+        if value == "pending":
+            return queryset.filter(report_delivery__state__in=[S.PENDING, S.SENDING])
+        if value == "failing":
+            return queryset.filter(report_delivery__state=S.RETRYING)
+        if value == "failed":
+            return queryset.filter(report_delivery__state=S.FAILED)
+        if value == "not_sent":
+            return queryset.filter(status="deposited").filter(
+                Q(report_delivery__isnull=True)
+                | Q(report_delivery__state__in=[S.RETRYING, S.FAILED])
+            )
+        return queryset
+
+
 @admin.register(DepositReport)
 class DepositReportAdmin(ReadOnlyAdmin):
-    """Batch Deposit Reports (one per our batch id), their CSV, and reconciliation."""
+    """Batch Deposit Reports (one per our batch id), their CSV, their email, reconciliation."""
 
-    list_display = ["batch_id", "property", "stream", "kind", "business_day", "status", "net"]
-    list_filter = ["status", "stream", "kind", "property"]
+    list_display = [
+        "batch_id",
+        "property",
+        "stream",
+        "kind",
+        "business_day",
+        "status",
+        "net",
+        "report_email",
+    ]
+    list_filter = ["status", ReportEmailFilter, "stream", "kind", "property"]
+    list_select_related = ["property", "report_delivery"]
     search_fields = ["batch_id"]
     date_hierarchy = "business_day"
+    actions = ["send_again"]
+
+    @admin.display(description="Report email")
+    def report_email(self, obj):
+        delivery = getattr(obj, "report_delivery", None)
+        if delivery is not None:
+            return delivery.status_text[:200]
+        return "not sent" if obj.status == "deposited" else "-"
+
+    def has_resend_report_permission(self, request):
+        return request.user.has_perm("integrations.resend_report")
+
+    @admin.action(description="Send the report email again", permissions=["resend_report"])
+    def send_again(self, request, queryset):
+        from integrations.reports import NotAllowed, resend
+
+        n = 0
+        for batch in queryset.filter(status="deposited"):
+            try:
+                resend(batch)
+            except NotAllowed as err:
+                self.message_user(request, str(err), messages.WARNING)
+                continue
+            n += 1
+        skipped = queryset.exclude(status="deposited").count()
+        note = f"; {skipped} not deposited yet, left alone" if skipped else ""
+        self.message_user(request, f"{n} report(s) queued to be sent again{note}")
 
     def has_view_permission(self, request, obj=None):
         return request.user.has_perm("integrations.view_depositreport") or request.user.has_perm(

@@ -1,23 +1,48 @@
 """Batch Deposit Reports: one per our batch id, to check against eSite's External Deposits.
 
 A report is derived from the batch's rows and the postings' remote references each time it is
-shown (no copy to go stale); sending it by email is recorded once per batch, so a repeated
-task sends nothing twice.
+shown (no copy to go stale).
+
+Its email is delivered **at least once** (``ReportDelivery``, one row per batch):
+
+- the deposit's on-commit task (``integrations.tasks.send_deposit_report``) sends it at once;
+- a failed send (SMTP refused, timed out, server down) is retried by the schedule
+  ``integrations.report_delivery`` (``report_sweep``, every ``REPORT_SWEEP_MINUTES``, 5), with
+  backoff, up to ``REPORT_MAX_ATTEMPTS`` (8); then the delivery is "failed" with its last
+  error, shown in the Batch Deposit Reports list, and a person can "send again";
+- the sweep also writes the row for a deposited batch whose on-commit task was lost
+  (deposited within ``REPORT_BACKFILL_DAYS``, 3);
+- a sender **claims** the row before sending (a conditional UPDATE to "sending" with a claim
+  deadline longer than the task timeout), so two workers never send one report at once, and
+  ``sent_at`` is written after the mail server accepted the message. A worker killed between
+  the two leaves an expired claim and the report is sent again: the managers may then get it
+  twice (at least once, not exactly once: SMTP gives no idempotency key to make it otherwise).
+
+Every send opens its connection with a timeout (``settings.EMAIL_TIMEOUT`` when set, else
+``REPORT_EMAIL_TIMEOUT_SECONDS``, 30), so a silent mail server cannot hold a worker until the
+task is killed. The CSV goes through ``rentplatform.csvsafe`` (no spreadsheet formulas from
+outside data).
 """
 
 from __future__ import annotations
 
-import csv
+import datetime as dt
 import io
+import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.core.mail import EmailMessage
-from django.db import IntegrityError, transaction
+from django.conf import settings
+from django.core.mail import EmailMessage, get_connection
+from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from integrations.models import Connection, Posting
+from rentplatform import csvsafe
 from rentplatform.models import DepositBatch
+
+log = logging.getLogger(__name__)
 
 ZERO = Decimal("0.00")
 
@@ -62,8 +87,10 @@ class DepositReport:
         )
 
     def as_csv(self) -> str:
+        """The report as CSV; every cell neutralised against spreadsheet formulas (resident
+        names, units and notes come from outside; amounts stay plain numbers: csvsafe)."""
         buf = io.StringIO()
-        w = csv.writer(buf)
+        w = csvsafe.writer(buf)
         b = self.batch
         w.writerow(["Batch Deposit Report", b.batch_id])
         w.writerow(["Property", b.property.code, b.property.name])
@@ -184,30 +211,239 @@ def build_report(batch: DepositBatch) -> DepositReport:
     return report
 
 
-def send_report(batch_id: int) -> bool:
-    """Email the report to the property's managers, once per batch. True when sent now."""
-    from integrations.models import ReportDelivery
+# --- email delivery ----------------------------------------------------------------------------
 
-    batch = DepositBatch.objects.select_related("property").get(pk=batch_id)
+REPORT_DEFAULTS = {
+    "REPORT_MAX_ATTEMPTS": 8,
+    # Seconds before attempt n+1 (the last value repeats): about 6 hours from first to last.
+    "REPORT_RETRY_BACKOFF_SECONDS": [60, 300, 900, 1800, 3600, 7200, 7200],
+    "REPORT_SWEEP_MINUTES": 5,
+    "REPORT_EMAIL_TIMEOUT_SECONDS": 30,
+    "REPORT_BACKFILL_DAYS": 3,
+}
+
+
+def report_setting(name: str):
+    """``settings.INTEGRATIONS[name]``, else the default above (read at call time)."""
+    configured = getattr(settings, "INTEGRATIONS", {}) or {}
+    return configured.get(name, REPORT_DEFAULTS[name])
+
+
+def email_timeout() -> float:
+    """settings.EMAIL_TIMEOUT when the project sets one, else REPORT_EMAIL_TIMEOUT_SECONDS."""
+    return getattr(settings, "EMAIL_TIMEOUT", None) or report_setting(
+        "REPORT_EMAIL_TIMEOUT_SECONDS"
+    )
+
+
+def _claim_seconds() -> float:
+    # The postings' claim: longer than django-q2's task timeout, so a claim never expires while
+    # its task may still be talking to the mail server (docs/reliability.md, the timing chain).
+    from integrations.conf import get_setting
+
+    return float(get_setting("CLAIM_SECONDS"))
+
+
+def _backoff(attempts: int) -> dt.timedelta:
+    steps = list(report_setting("REPORT_RETRY_BACKOFF_SECONDS")) or [60]
+    return dt.timedelta(seconds=steps[min(attempts, len(steps)) - 1])
+
+
+NO_RECIPIENTS = "the property has no manager emails: add them, then use Send again"
+
+
+def ensure_delivery(batch: DepositBatch):
+    """The batch's delivery row, written once (a concurrent writer's row is returned)."""
+    from integrations.models.posting import ReportDelivery, ReportDeliveryState
+
     recipients = batch.property.manager_email_list
+    now = timezone.now()
+    defaults = {"recipients": ", ".join(recipients), "next_attempt_at": now}
     if not recipients:
+        defaults.update(state=ReportDeliveryState.FAILED, last_error=NO_RECIPIENTS)
+    delivery, _ = ReportDelivery.objects.get_or_create(batch=batch, defaults=defaults)
+    return delivery
+
+
+def _claimable(now: dt.datetime) -> Q:
+    state = _states()
+    due = Q(state__in=[state.PENDING, state.RETRYING]) & (
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    )
+    # A claim past its deadline: the worker died (or was killed) mid-send.
+    abandoned = Q(
+        state=state.SENDING,
+        claimed_until__lt=now,
+        attempts__lt=int(report_setting("REPORT_MAX_ATTEMPTS")),
+    )
+    return (due | abandoned) & Q(sent_at__isnull=True)
+
+
+def _states():
+    from integrations.models.posting import ReportDeliveryState
+
+    return ReportDeliveryState
+
+
+def claim(delivery_id: int) -> bool:
+    """Take the delivery for one attempt: True for exactly one of any number of concurrent
+    callers (the UPDATE's WHERE is re-checked under the row's write lock)."""
+    from integrations.models.posting import ReportDelivery
+
+    now = timezone.now()
+    taken = ReportDelivery.objects.filter(_claimable(now), pk=delivery_id).update(
+        state=_states().SENDING,
+        claimed_until=now + dt.timedelta(seconds=_claim_seconds()),
+        attempts=F("attempts") + 1,
+        last_attempt_at=now,
+    )
+    return taken == 1
+
+
+def _error_text(err: BaseException) -> str:
+    from integrations.logging import mask
+
+    return mask(f"{type(err).__name__}: {err}")[:1000]
+
+
+def deliver(delivery_id: int) -> bool:
+    """One attempt at sending the report, if it is ours to send now. True when sent now.
+
+    A failure is recorded (attempts, last error, next attempt) and not raised: the schedule
+    retries it. Only an exception that is not an ``Exception`` (the worker being stopped)
+    leaves the claim in place, to expire and be retried.
+    """
+    if not claim(delivery_id):
+        return False
+    return send_claimed(delivery_id)
+
+
+def send_claimed(delivery_id: int) -> bool:
+    """Send a delivery this caller has claimed (``claim`` returned True); see ``deliver``."""
+    from integrations.models.posting import ReportDelivery
+
+    state = _states()
+    delivery = ReportDelivery.objects.select_related("batch__property").get(pk=delivery_id)
+    batch = delivery.batch
+    recipients = batch.property.manager_email_list  # as the managers are now
+    mine = ReportDelivery.objects.filter(pk=delivery_id, state=state.SENDING)
+    if not recipients:
+        mine.update(state=state.FAILED, last_error=NO_RECIPIENTS, claimed_until=None)
         return False
     try:
-        with transaction.atomic():
-            delivery = ReportDelivery.objects.create(batch=batch, recipients=", ".join(recipients))
-    except IntegrityError:
-        return False  # already sent (a repeated task)
-    report = build_report(batch)
-    message = EmailMessage(
-        subject=report.title,
-        body=report.as_text(),
-        to=recipients,
-    )
-    message.attach(f"batch-deposit-report-{batch.batch_id}.csv", report.as_csv(), "text/csv")
-    try:
+        report = build_report(batch)
+        message = EmailMessage(
+            subject=report.title,
+            body=report.as_text(),
+            to=recipients,
+            connection=get_connection(timeout=email_timeout()),
+        )
+        message.attach(f"batch-deposit-report-{batch.batch_id}.csv", report.as_csv(), "text/csv")
         message.send()
-    except Exception:
-        delivery.delete()  # let a retry send it
-        raise
-    ReportDelivery.objects.filter(pk=delivery.pk).update(sent_at=timezone.now())
+    except Exception as err:  # noqa: BLE001  (any failure is recorded and retried)
+        error = _error_text(err)
+        now = timezone.now()
+        if delivery.attempts >= int(report_setting("REPORT_MAX_ATTEMPTS")):
+            mine.update(
+                state=state.FAILED,
+                last_error=f"gave up after {delivery.attempts} attempts: {error}",
+                next_attempt_at=None,
+                claimed_until=None,
+            )
+        else:
+            mine.update(
+                state=state.RETRYING,
+                last_error=error,
+                next_attempt_at=now + _backoff(delivery.attempts),
+                claimed_until=None,
+            )
+        log.warning("Batch Deposit Report %s not sent: %s", batch.batch_id, error)
+        return False
+    mine.update(
+        state=state.SENT,
+        sent_at=timezone.now(),
+        recipients=", ".join(recipients),
+        last_error="",
+        next_attempt_at=None,
+        claimed_until=None,
+    )
     return True
+
+
+def deliver_report(delivery_id: int) -> bool:
+    """django-q2 task: one attempt at one delivery (queued by ``report_sweep``)."""
+    return deliver(delivery_id)
+
+
+def send_report(batch_id: int) -> bool:
+    """Email the batch's report to the property's managers unless it was sent already (the
+    deposit's task). True when sent now; a failure is left to the schedule to retry."""
+    batch = DepositBatch.objects.select_related("property").get(pk=batch_id)
+    return deliver(ensure_delivery(batch).pk)
+
+
+def report_sweep() -> int:
+    """The schedule's task: write missing deliveries, give up on abandoned last attempts, and
+    queue one attempt per due delivery. Returns how many were queued."""
+    from integrations import outbox
+    from integrations.models.posting import ReportDelivery
+    from rentplatform.models import BatchStatus
+
+    state = _states()
+    now = timezone.now()
+    since = now - dt.timedelta(days=float(report_setting("REPORT_BACKFILL_DAYS")))
+    for batch in DepositBatch.objects.select_related("property").filter(
+        status=BatchStatus.DEPOSITED, deposited_at__gte=since, report_delivery__isnull=True
+    ):
+        ensure_delivery(batch)
+    ReportDelivery.objects.filter(
+        state=state.SENDING,
+        claimed_until__lt=now,
+        attempts__gte=int(report_setting("REPORT_MAX_ATTEMPTS")),
+    ).update(
+        state=state.FAILED,
+        last_error="gave up: the worker stopped during the last attempt (the managers may or "
+        "may not have received it)",
+        claimed_until=None,
+    )
+    due = list(
+        ReportDelivery.objects.filter(_claimable(timezone.now())).values_list("pk", flat=True)
+    )
+    for pk in due:
+        outbox.enqueue_task("integrations.reports.deliver_report", pk, group="reports")
+    return len(due)
+
+
+class NotAllowed(Exception):
+    """A person's request that does not fit the delivery's state; the message says why."""
+
+
+def resend(batch: DepositBatch) -> None:
+    """A person's "send again": queue a fresh round of attempts (sent or not before)."""
+    from integrations import outbox
+    from integrations.models.posting import ReportDelivery
+
+    state = _states()
+    delivery = ensure_delivery(batch)
+    now = timezone.now()
+    reset = (
+        ReportDelivery.objects.filter(pk=delivery.pk)
+        .exclude(state=state.SENDING, claimed_until__gte=now)
+        .update(
+            state=state.PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            sent_at=None,
+            last_error="",
+            claimed_until=None,
+        )
+    )
+    if not reset:
+        raise NotAllowed(f"report {batch.batch_id} is being sent right now")
+    # After the reset is committed (a worker must see it); if this task is lost, the schedule
+    # finds the delivery due.
+    transaction.on_commit(
+        lambda: outbox.enqueue_task(
+            "integrations.reports.deliver_report", delivery.pk, group="reports"
+        )
+    )

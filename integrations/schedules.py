@@ -10,6 +10,8 @@ from integrations.conf import get_setting
 
 
 def wanted() -> list[dict]:
+    from integrations.reports import report_setting
+
     now = timezone.now()
     nightly = now.replace(
         hour=int(get_setting("FULL_SYNC_HOUR_UTC")), minute=0, second=0, microsecond=0
@@ -31,6 +33,12 @@ def wanted() -> list[dict]:
             "name": "integrations.close_batches",
             "func": "integrations.tasks.close_batches_all",
             "minutes": int(get_setting("CLOSE_BATCHES_MINUTES")),
+        },
+        {
+            # Batch Deposit Report emails that failed or were interrupted (integrations.reports).
+            "name": "integrations.report_delivery",
+            "func": "integrations.reports.report_sweep",
+            "minutes": int(report_setting("REPORT_SWEEP_MINUTES")),
         },
         {
             "name": "integrations.full_sync",

@@ -18,6 +18,7 @@ from django.template.response import TemplateResponse
 from import_export import resources
 from import_export.admin import ImportExportModelAdmin
 
+from rentplatform.csvsafe import neutralise_dataset
 from rentplatform.models import (
     Building,
     DepositBatch,
@@ -53,6 +54,17 @@ class ReadOnlyAdminMixin:
         return False
 
 
+class SafeImportExportModelAdmin(ImportExportModelAdmin):
+    """Every django-import-export export (any resource, CSV/TSV/XLSX/...) is neutralised
+    against spreadsheet formulas before it is written: names, addresses and emails come from
+    outside (AMSI, residents). Plain numbers such as a balance of -35.00 stay numbers
+    (rentplatform.csvsafe). Hooked on the admin's dataset, so a resource added later is
+    covered too."""
+
+    def get_data_for_export(self, request, queryset, **kwargs):
+        return neutralise_dataset(super().get_data_for_export(request, queryset, **kwargs))
+
+
 # --- real estate -----------------------------------------------------------------------------
 
 
@@ -63,7 +75,7 @@ class BuildingInline(admin.TabularInline):
 
 
 @admin.register(Property)
-class PropertyAdmin(ImportExportModelAdmin):
+class PropertyAdmin(SafeImportExportModelAdmin):
     list_display = ["code", "name", "time_zone", "manager_emails", "created_at"]
     list_filter = ["time_zone"]
     search_fields = ["code", "name", "manager_emails"]
@@ -71,7 +83,7 @@ class PropertyAdmin(ImportExportModelAdmin):
 
 
 @admin.register(Building)
-class BuildingAdmin(ImportExportModelAdmin):
+class BuildingAdmin(SafeImportExportModelAdmin):
     list_display = ["__str__", "name", "property"]
     list_filter = ["property"]
     search_fields = ["code", "name", "property__code", "property__name"]
@@ -79,7 +91,7 @@ class BuildingAdmin(ImportExportModelAdmin):
 
 
 @admin.register(Unit)
-class UnitAdmin(ImportExportModelAdmin):
+class UnitAdmin(SafeImportExportModelAdmin):
     list_display = ["__str__", "unit_type", "address"]
     list_filter = ["building__property", "unit_type"]
     search_fields = ["code", "address", "building__code", "building__property__code"]
@@ -94,7 +106,7 @@ class MembershipInline(admin.TabularInline):
 
 
 @admin.register(Resident)
-class ResidentAdmin(ImportExportModelAdmin):
+class ResidentAdmin(SafeImportExportModelAdmin):
     list_display = ["__str__", "email", "phone", "user"]
     search_fields = ["first_name", "last_name", "email", "phone", "user__username"]
     autocomplete_fields = ["user"]
@@ -129,7 +141,7 @@ class BlockPaymentsForm(forms.Form):
 
 
 @admin.register(Lease)
-class LeaseAdmin(ImportExportModelAdmin):
+class LeaseAdmin(SafeImportExportModelAdmin):
     resource_classes = [LeaseResource]
     list_display = ["__str__", "status", "balance", "access_display", "residents_display"]
     list_filter = ["status", "accounting_access", "platform_blocked", "unit__building__property"]

@@ -124,15 +124,64 @@ class PostingAttempt(models.Model):
         return f"attempt {self.number} of {self.posting.key}: {self.outcome or 'running'}"
 
 
+class ReportDeliveryState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    RETRYING = "retrying", "Failing, will retry"
+    FAILED = "failed", "Failed: send it again by hand"
+
+
 class ReportDelivery(models.Model):
-    """A Batch Deposit Report sent by email: once per batch."""
+    """A Batch Deposit Report's email: at least once per batch, retried until sent.
+
+    A sender claims the row first (a conditional UPDATE to "sending" with ``claimed_until``,
+    ``integrations.reports.deliver``), so two workers never send one report at once; ``sent_at``
+    is written after the mail server accepted the message. A worker that dies between the two
+    leaves an expired claim, and the report is sent again: at least once, not exactly once.
+    """
 
     batch = models.OneToOneField(
         "rentplatform.DepositBatch", on_delete=models.CASCADE, related_name="report_delivery"
     )
-    recipients = models.TextField()
+    recipients = models.TextField(blank=True)
+    state = models.CharField(
+        max_length=10,
+        choices=ReportDeliveryState.choices,
+        default=ReportDeliveryState.PENDING,
+        db_index=True,
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
 
+    class Meta:
+        verbose_name_plural = "report deliveries"
+        permissions = [("resend_report", "Can send a Batch Deposit Report again")]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(state="sent") | Q(sent_at__isnull=False),
+                name="sent_report_has_time",
+            ),
+        ]
+
     def __str__(self) -> str:
         return f"report {self.batch.batch_id} to {self.recipients}"
+
+    @property
+    def status_text(self) -> str:
+        """What the admin list shows: sent / pending / failing: last error / failed."""
+        state = ReportDeliveryState
+        if self.state == state.SENT:
+            return f"sent {self.sent_at:%Y-%m-%d %H:%M} UTC"
+        if self.state == state.RETRYING:
+            return f"failing (attempt {self.attempts}, retried by schedule): {self.last_error}"
+        if self.state == state.FAILED:
+            return f"FAILED: {self.last_error}"
+        if self.state == state.SENDING:
+            return f"sending (attempt {self.attempts})"
+        return "pending"
