@@ -1,34 +1,70 @@
-"""System checks: catch a mis-set timing chain or a missing provider before a worker starts."""
+"""System checks: catch a mis-set timing chain or a missing provider before a worker starts.
+
+The chain (integrations.conf.TimingChain): one attempt (2 SOAP calls + the inline retry wait)
+< task timeout < claim < broker retry. A broken chain is an Error (``manage.py qcluster`` and
+``runserver`` refuse to start); a connection whose own timeout breaks it is a Warning naming
+the connection (it may be fixed in the admin without a restart).
+"""
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
 
 @register()
 def check_timeouts(app_configs, **kwargs):
-    from integrations.conf import get_setting
+    from integrations.conf import timing_chain
 
+    chain = timing_chain()
+    return [
+        Error(message, hint="docs/configuration.md, 'Timing chain'", id=check_id)
+        for check_id, message in chain.problems()
+    ]
+
+
+def connection_timeout(connection) -> float | None:
+    """A connection's per-call timeout: its ``timeout`` setting, else its provider's default
+    (``default_operation_timeout``, when the provider declares one)."""
+    from integrations.providers import registry
+
+    value = connection.setting("timeout")
+    if value in (None, ""):
+        try:
+            value = getattr(registry.get(connection.provider), "default_operation_timeout", None)
+        except Exception:  # noqa: BLE001  (an unknown provider: integrations.E002 says so)
+            value = None
+    try:
+        return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+@register(Tags.database)
+def check_connection_timeouts(app_configs, **kwargs):
+    from django.db import DatabaseError
+
+    from integrations.conf import timing_chain
+    from integrations.models import Connection
+
+    chain = timing_chain()
+    try:
+        connections = list(Connection.objects.select_related("property"))
+    except DatabaseError:
+        return []  # not migrated yet
     messages = []
-    q = getattr(settings, "Q_CLUSTER", {})
-    timeout, retry = q.get("timeout"), q.get("retry")
-    if timeout and retry and retry <= timeout:
-        messages.append(
-            Error(
-                "Q_CLUSTER['retry'] must be longer than Q_CLUSTER['timeout'], or django-q2 may "
-                "run a posting twice at once",
-                id="integrations.E001",
+    for connection in connections:
+        timeout = connection_timeout(connection)
+        problem = chain.operation_timeout_problem(timeout) if timeout else None
+        if problem:
+            messages.append(
+                Warning(
+                    f"connection {connection.property.code} ({connection.provider}): {problem}",
+                    hint="lower the connection's operation timeout in the admin, or raise "
+                    "Q_CLUSTER['timeout'] (and the claim and retry above it)",
+                    obj=connection,
+                    id="integrations.W002",
+                )
             )
-        )
-    claim = get_setting("CLAIM_SECONDS")
-    if timeout and claim <= timeout:
-        messages.append(
-            Warning(
-                "INTEGRATIONS['CLAIM_SECONDS'] should be longer than Q_CLUSTER['timeout']",
-                id="integrations.W001",
-            )
-        )
     return messages
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -31,6 +32,10 @@ DEFAULTS: dict[str, Any] = {
     # long before asking the remote whether the first write landed: a slow server may still be
     # processing it, and a check made too early would find nothing and write a second time.
     "UNKNOWN_OUTCOME_DELAY_SECONDS": 45,
+    # A reversal waits (growing waits, no attempt spent) at most this long for its payment to be
+    # posted, then needs attention saying so. A payment unconfirmed or retrying for 3 days is
+    # one a person has to look at anyway.
+    "PAYMENT_WAIT_SECONDS": 3 * 24 * 3600,
     # async: django-q2 task per posting (production); sync: run the task in-process through
     # django-q2's sync path (tests); manual: leave postings pending (operators, dry runs).
     "DELIVERY": "async",
@@ -48,6 +53,7 @@ ENV_OVERRIDES = (
     "MAX_ATTEMPTS",
     "RETRY_BACKOFF_SECONDS",
     "UNKNOWN_OUTCOME_DELAY_SECONDS",
+    "PAYMENT_WAIT_SECONDS",
     "CLAIM_SECONDS",
     "QUEUE_GRACE_SECONDS",
     "SWEEP_QUEUE_LIMIT",
@@ -79,3 +85,108 @@ def get_setting(name: str) -> Any:
     if name in DEFAULTS:
         return DEFAULTS[name]
     raise ImproperlyConfigured(f"settings.INTEGRATIONS[{name!r}] is not set and has no default")
+
+
+# -- the timing chain ----------------------------------------------------------------------------
+#
+#   one attempt (CALLS_PER_ATTEMPT x the operation timeout + the inline retry wait)
+#     <  django-q2 task timeout (Q_CLUSTER["timeout"])  <  claim (CLAIM_SECONDS)
+#     <  broker retry (Q_CLUSTER["retry"])
+#
+# so django-q2 never re-delivers a task while its first run may still be talking to the
+# accounting system, and a claim expires only once that run has been stopped. Enforced by the
+# system checks (integrations.checks) and by the AMSI connection form.
+
+# An attempt is budgeted as a check and a write (the AMSI provider sends only the write).
+CALLS_PER_ATTEMPT = 2
+# A retry due within this many seconds is waited for inside the task (integrations.tasks).
+INLINE_RETRY_SECONDS = 5.0
+# django-q2's own default when Q_CLUSTER has no "retry".
+DJANGO_Q_DEFAULT_RETRY = 60
+
+
+@dataclass(frozen=True)
+class TimingChain:
+    task_timeout: float | None  # Q_CLUSTER["timeout"]; None: tasks are never stopped
+    broker_retry: float  # Q_CLUSTER["retry"]
+    claim: float  # INTEGRATIONS["CLAIM_SECONDS"]
+    inline_wait: float  # the longest a task may wait inline for its next attempt
+
+    def attempt_seconds(self, operation_timeout: float) -> float:
+        """The longest one delivery task runs with this per-call timeout."""
+        return CALLS_PER_ATTEMPT * float(operation_timeout) + self.inline_wait
+
+    def max_operation_timeout(self) -> float | None:
+        """Per-call timeouts must stay below this (None: no task timeout to fit under)."""
+        if not self.task_timeout:
+            return None
+        return (self.task_timeout - self.inline_wait) / CALLS_PER_ATTEMPT
+
+    def problems(self) -> list[tuple[str, str]]:
+        """How the configured chain is broken, as (check id, message); empty when it holds."""
+        out: list[tuple[str, str]] = []
+        t, r, c = self.task_timeout, self.broker_retry, self.claim
+        if not t:
+            out.append(
+                (
+                    "integrations.E005",
+                    "Q_CLUSTER['timeout'] is not set: a hung delivery task would hold its worker "
+                    f"and its posting forever; set it between one attempt and the claim ({c:g} s)",
+                )
+            )
+            return out
+        if r <= t:
+            out.append(
+                (
+                    "integrations.E001",
+                    f"Q_CLUSTER['retry'] ({r:g} s) must be longer than Q_CLUSTER['timeout'] "
+                    f"({t:g} s), or django-q2 may run a posting twice at once",
+                )
+            )
+        if c <= t:
+            out.append(
+                (
+                    "integrations.E003",
+                    f"INTEGRATIONS['CLAIM_SECONDS'] ({c:g} s) must be longer than "
+                    f"Q_CLUSTER['timeout'] ({t:g} s): a claim that expires while its task "
+                    "may still run lets a second worker send the same posting",
+                )
+            )
+        if c >= r:
+            out.append(
+                (
+                    "integrations.E004",
+                    f"INTEGRATIONS['CLAIM_SECONDS'] ({c:g} s) must be shorter than "
+                    f"Q_CLUSTER['retry'] ({r:g} s): when django-q2 re-delivers a task its claim "
+                    "must have expired, or the re-delivered task finds it still held and ends",
+                )
+            )
+        return out
+
+    def operation_timeout_problem(self, operation_timeout: float) -> str | None:
+        """Why a per-call timeout breaks the chain, naming the numbers (None: it fits)."""
+        limit = self.max_operation_timeout()
+        if limit is None or float(operation_timeout) < limit:
+            return None
+        total = self.attempt_seconds(operation_timeout)
+        return (
+            f"an operation timeout of {float(operation_timeout):g} s is too long: one attempt "
+            f"may make {CALLS_PER_ATTEMPT} calls ({CALLS_PER_ATTEMPT} x "
+            f"{float(operation_timeout):g} s) and wait up to {self.inline_wait:g} s for its "
+            f"retry, {total:g} s in all, which must stay below the task timeout "
+            f"(Q_CLUSTER['timeout'] = {self.task_timeout:g} s); use less than {limit:g} s"
+        )
+
+
+def timing_chain() -> TimingChain:
+    """The chain as configured now (Q_CLUSTER and INTEGRATIONS, read at call time)."""
+    q = getattr(settings, "Q_CLUSTER", {}) or {}
+    timeout = q.get("timeout")
+    steps = [float(s) for s in (get_setting("RETRY_BACKOFF_SECONDS") or [60])]
+    longest_wait = max([*steps, float(get_setting("UNKNOWN_OUTCOME_DELAY_SECONDS"))])
+    return TimingChain(
+        task_timeout=float(timeout) if timeout else None,
+        broker_retry=float(q.get("retry", DJANGO_Q_DEFAULT_RETRY)),
+        claim=float(get_setting("CLAIM_SECONDS")),
+        inline_wait=min(INLINE_RETRY_SECONDS, longest_wait),
+    )

@@ -7,6 +7,11 @@ from django import forms
 from integrations.models import Connection
 from integrations.providers import registry
 
+ENABLED_HELP = (
+    "Unticked, payments still get their postings but nothing is sent; ticking it (and saving) "
+    "sends what waited and offers a backfill of payments taken before the connection existed."
+)
+
 
 class ConnectionForm(forms.ModelForm):
     provider = forms.ChoiceField(choices=())
@@ -25,6 +30,7 @@ class ConnectionForm(forms.ModelForm):
         self.fields["provider"].choices = [
             (cls.id, cls.name) for cls in registry.all_providers() if not cls.has_own_admin
         ]
+        self.fields["enabled"].help_text = ENABLED_HELP
 
     def save(self, commit: bool = True):
         connection = super().save(commit=False)
@@ -34,3 +40,23 @@ class ConnectionForm(forms.ModelForm):
         if commit:
             connection.save()
         return connection
+
+
+class BackfillForm(forms.Form):
+    """The date a backfill starts from: the property's business day of the first payment to
+    post. No default: a backfill only runs for a date a manager chose."""
+
+    since = forms.DateField(
+        label="Payments and reversals from",
+        help_text="The property's business day (YYYY-MM-DD). Everything from this day on that "
+        "has no posting gets one; nothing is posted twice. Leave this page to backfill nothing.",
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+
+    def clean_since(self):
+        import datetime as dt
+
+        since = self.cleaned_data["since"]
+        if since > dt.date.today() + dt.timedelta(days=1):
+            raise forms.ValidationError("that day is in the future: nothing was taken yet")
+        return since

@@ -10,7 +10,13 @@ blind second write. A provider that can check the remote unattended
 (``checks_unknown_outcomes``) checks before writing again; otherwise the posting becomes
 "unconfirmed" and waits for a person, who looks in the accounting system and says "found"
 (with the receipt) or "not there, post it". A refused login pauses the whole connection: its
-postings wait, unspent, until a connection test passes.
+postings wait, unspent, until a connection test passes. A disabled connection holds its
+postings the same way (written with their payment, delivered once it is enabled again).
+
+Nothing a person or a tool asks for skips the unknown-outcome wait: a retry, a forced delivery
+or a claim taken over from a dead worker is not sent before the last attempt's end (for one that
+never finished, its claim deadline) plus ``UNKNOWN_OUTCOME_DELAY_SECONDS``. Attempts that never
+finish count: once the budget is spent, the claim gives up instead of claiming again.
 """
 
 from __future__ import annotations
@@ -47,12 +53,19 @@ class NotAllowed(Exception):
 
 
 def connection_for(prop) -> Connection | None:
-    return Connection.objects.filter(property=prop, enabled=True).first()
+    """The property's connection, enabled or not: a disabled one holds its postings until it
+    is enabled again (none is lost while a property is switched off)."""
+    return Connection.objects.filter(property=prop).first()
 
 
-def create_payment_posting(payment) -> Posting | None:
+def _holds(connection: Connection) -> bool:
+    """Whether a connection's postings wait (disabled, or paused after a refused login)."""
+    return not connection.enabled or connection.paused_at is not None
+
+
+def create_payment_posting(payment, *, connection: Connection | None = None) -> Posting | None:
     """Called inside the payment's transaction; idempotent (one posting per payment)."""
-    connection = connection_for(payment.batch.property)
+    connection = connection or connection_for(payment.batch.property)
     if connection is None:
         return None
     posting, created = Posting.objects.get_or_create(
@@ -60,13 +73,13 @@ def create_payment_posting(payment) -> Posting | None:
         kind=PostingKind.PAYMENT,
         defaults={"connection": connection, "key": payment.reference.hex},
     )
-    if created:
+    if created and not _holds(connection):
         enqueue_on_commit(posting.pk)
     return posting
 
 
-def create_reversal_posting(reversal) -> Posting | None:
-    connection = connection_for(reversal.batch.property)
+def create_reversal_posting(reversal, *, connection: Connection | None = None) -> Posting | None:
+    connection = connection or connection_for(reversal.batch.property)
     if connection is None:
         return None
     posting, created = Posting.objects.get_or_create(
@@ -78,7 +91,7 @@ def create_reversal_posting(reversal) -> Posting | None:
             "key": reversal.reference.hex,
         },
     )
-    if created:
+    if created and not _holds(connection):
         enqueue_on_commit(posting.pk)
     return posting
 
@@ -87,15 +100,36 @@ def enqueue_on_commit(posting_id: int) -> None:
     transaction.on_commit(lambda: enqueue(posting_id))
 
 
-def enqueue(posting_id: int) -> None:
+def enqueue(posting_id: int) -> bool:
+    """Queue a posting's delivery task. Never raises: it runs after the payment committed
+    (``on_commit``), where an exception would turn a taken payment into an HTTP 500. When the
+    broker cannot be reached (Redis down, the ORM broker's database error) the posting is left
+    with ``enqueued_at`` empty and the retry sweep queues it once the broker is back."""
     if get_setting("DELIVERY") == "manual":
-        return
-    Posting.objects.filter(pk=posting_id).update(enqueued_at=timezone.now())
-    enqueue_task("integrations.tasks.deliver_posting", posting_id, group="integrations.postings")
+        return False
+    try:
+        Posting.objects.filter(pk=posting_id).update(enqueued_at=timezone.now())
+        enqueue_task(
+            "integrations.tasks.deliver_posting", posting_id, group="integrations.postings"
+        )
+    except Exception as err:  # noqa: BLE001  (the broker is down: the sweep will queue it)
+        try:
+            Posting.objects.filter(pk=posting_id).update(enqueued_at=None)
+        except Exception:  # noqa: BLE001, S110  (the database is down too: enqueued_at may stay
+            pass  # set; the sweep presumes such a task lost after QUEUE_GRACE_SECONDS)
+        log.warning(
+            "posting %s: its delivery could not be queued (%s: %s); it waits for the retry sweep",
+            posting_id,
+            type(err).__name__,
+            mask(str(err))[:500],
+        )
+        return False
+    return True
 
 
 def enqueue_task(func: str, object_id: int, *, group: str = "integrations") -> None:
-    """Queue a django-q2 task that takes one id (never anything secret)."""
+    """Queue a django-q2 task that takes one id (never anything secret). Raises when the broker
+    cannot be reached (``enqueue`` catches that for postings)."""
     from django_q.tasks import async_task
 
     async_task(
@@ -116,8 +150,66 @@ def _worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def _can_check(connection: Connection) -> bool:
+    """Whether the connection's provider may settle an unknown outcome unattended. A provider
+    that cannot even read its settings cannot: the posting waits for a person."""
+    try:
+        return bool(connection.get_provider().checks_unknown_outcomes())
+    except Exception:  # noqa: BLE001  (misconfigured: the safe answer is "no")
+        log.warning("connection %s: cannot tell whether it checks unknown outcomes", connection.pk)
+        return False
+
+
+def _unknown_outcome_not_before(posting: Posting) -> dt.datetime | None:
+    """When a write whose outcome is unknown may be checked (or sent again): the last
+    attempt's end (for one that never finished, its claim deadline: its worker was stopped by
+    then) plus ``UNKNOWN_OUTCOME_DELAY_SECONDS``. A slow remote may still be booking it before."""
+    last = posting.attempt_log.exclude(worker__startswith="person:").order_by("-number").first()
+    if last is None:
+        return None
+    if last.finished_at is not None:
+        ended = last.finished_at
+    else:
+        # A posting's ``claimed_until`` is kept until its attempt finishes: for a dead one it
+        # still holds that attempt's deadline.
+        ended = posting.claimed_until or (
+            last.started_at + dt.timedelta(seconds=get_setting("CLAIM_SECONDS"))
+        )
+    return ended + dt.timedelta(seconds=get_setting("UNKNOWN_OUTCOME_DELAY_SECONDS"))
+
+
+def _give_up(posting: Posting, checks: bool) -> None:
+    """The attempt budget is spent by attempts that never finished (worker killed, hung, task
+    timeout): stop here, for a person, instead of claiming again (inside claim's transaction)."""
+    unknown = posting.outcome_unknown
+    detail = posting.last_error or "none recorded"
+    if unknown and not checks:
+        posting.state = PostingState.UNCONFIRMED
+        posting.last_error = (
+            f"gave up after {posting.attempts} attempts; the last one never finished (its "
+            "worker stopped or timed out mid-call), so it may have been written: look for it "
+            f"before posting it again. Last error: {detail}"
+        )
+    else:
+        posting.state = PostingState.NEEDS_ATTENTION
+        posting.last_error = f"gave up after {posting.attempts} attempts; " + (
+            "the last one never finished (its worker stopped or timed out mid-call; a retry "
+            f"checks first whether it was written). Last error: {detail}"
+            if unknown
+            else f"last error: {detail}"
+        )
+    posting.next_attempt_at = None
+    posting.enqueued_at = None  # claimed_until stays: the dead attempt's deadline
+    posting.save()
+    log.warning("posting %s: %s", posting.key, posting.last_error)
+
+
 def claim(posting_id: int, *, force: bool = False) -> tuple[Posting, PostingAttempt] | None:
-    """Take a posting for one attempt, or None when it is not ours to run now."""
+    """Take a posting for one attempt, or None when it is not ours to run now.
+
+    ``force`` (a tool asking for an attempt now) skips the backoff, a "needs attention" stop and
+    the attempt budget, never the unknown-outcome wait nor a held connection.
+    """
     now = timezone.now()
     with transaction.atomic():
         posting = (
@@ -128,6 +220,8 @@ def claim(posting_id: int, *, force: bool = False) -> tuple[Posting, PostingAtte
         )
         if posting is None or posting.state in (PostingState.POSTED, PostingState.UNCONFIRMED):
             return None  # posted, or waiting for a person to say whether it is there
+        if _holds(posting.connection):
+            return None  # disabled or paused: held, unspent
         if posting.state == PostingState.NEEDS_ATTENTION and not force:
             return None
         if posting.state == PostingState.IN_FLIGHT:
@@ -137,6 +231,18 @@ def claim(posting_id: int, *, force: bool = False) -> tuple[Posting, PostingAtte
             posting.outcome_unknown = True
         elif posting.next_attempt_at and posting.next_attempt_at > now and not force:
             return None
+        if not force and posting.attempts >= get_setting("MAX_ATTEMPTS"):
+            _give_up(posting, _can_check(posting.connection))
+            return None
+        if posting.outcome_unknown and _can_check(posting.connection):
+            not_before = _unknown_outcome_not_before(posting)
+            if not_before and not_before > now:
+                # Too early to check: a slow write may still land. Wait (a force too).
+                posting.state = PostingState.RETRYING
+                posting.next_attempt_at = not_before
+                posting.enqueued_at = None  # claimed_until stays: the dead attempt's deadline
+                posting.save()
+                return None
         posting.state = PostingState.IN_FLIGHT
         posting.enqueued_at = None  # the queued task has been taken
         posting.attempts += 1
@@ -165,51 +271,134 @@ def claim(posting_id: int, *, force: bool = False) -> tuple[Posting, PostingAtte
 
 
 WAITING_FOR_PAYMENT = "WAITING_FOR_PAYMENT"
+PAYMENT_NOT_POSTED = "PAYMENT_NOT_POSTED"
+PAYMENT_NEEDS_ATTENTION = "PAYMENT_NEEDS_ATTENTION"
 
 
-def _payment_state(posting: Posting) -> str | None:
-    """For a reversal: the state of its payment's posting (None for a payment or no posting)."""
-    if posting.kind != PostingKind.REVERSAL:
-        return None
-    return (
-        Posting.objects.filter(payment_id=posting.payment_id, kind=PostingKind.PAYMENT)
-        .values_list("state", flat=True)
-        .first()
-    )
+def _duration(seconds: float) -> str:
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:g} days"
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 120:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
+
+
+def _payment_wait_delay(waited: dt.timedelta) -> dt.timedelta:
+    """Growing waits for a reversal's payment: as long as it has waited so far, between the
+    first and the last backoff step (5 s, 5 s, 10 s, 20 s ... 1 h with the defaults)."""
+    steps = list(get_setting("RETRY_BACKOFF_SECONDS")) or [60]
+    seconds = min(max(waited.total_seconds(), float(steps[0])), float(steps[-1]))
+    return dt.timedelta(seconds=seconds)
+
+
+def _wait_for_payment(posting_id: int, *, force: bool = False) -> str | None:
+    """A reversal is not sent before its payment is posted. Returns the reversal's new state
+    when it must wait or stop, None when it may go on to a normal attempt.
+
+    Waiting spends no attempt and writes no attempt row; the waits grow, and are bounded by
+    ``PAYMENT_WAIT_SECONDS`` from when it started waiting, after which the reversal needs
+    attention. A payment with no posting at all (taken before the connection existed) or one
+    needing attention stops the reversal at once, saying so.
+    """
+    now = timezone.now()
+    states = [PostingState.PENDING, PostingState.RETRYING]
+    if force:
+        states.append(PostingState.NEEDS_ATTENTION)
+    with transaction.atomic():
+        posting = (
+            Posting.objects.select_for_update()
+            .select_related("connection", "payment")
+            .filter(pk=posting_id, kind=PostingKind.REVERSAL, state__in=states)
+            .first()
+        )
+        if posting is None or _holds(posting.connection):
+            return None
+        if posting.next_attempt_at and posting.next_attempt_at > now and not force:
+            return None
+        paid = (
+            Posting.objects.filter(payment_id=posting.payment_id, kind=PostingKind.PAYMENT)
+            .only("key", "state", "last_error")
+            .first()
+        )
+        if paid is not None and paid.state == PostingState.POSTED:
+            if posting.waiting_since is not None:
+                posting.waiting_since = None
+                posting.save(update_fields=["waiting_since", "updated_at"])
+            return None
+        then = " then retry this reversal"
+        if paid is None:
+            code = PAYMENT_NOT_POSTED
+            reason = (
+                f"its payment {posting.payment.public_id} is not posted: it has no posting (it "
+                f"was taken before this connection existed). Backfill it from the connection's "
+                f"admin page, or enter it in {posting.connection.get_provider().name} by hand;"
+                + then
+            )
+        elif paid.state == PostingState.NEEDS_ATTENTION:
+            code = PAYMENT_NEEDS_ATTENTION
+            reason = (
+                f"its payment {paid.key} is not posted: it needs attention "
+                f"({paid.last_error[:300]}); once it is posted,{then}"
+            )
+        else:
+            since = posting.waiting_since or now
+            limit = float(get_setting("PAYMENT_WAIT_SECONDS"))
+            if (now - since).total_seconds() < limit:
+                posting.state = PostingState.RETRYING
+                posting.waiting_since = since
+                posting.error_code = WAITING_FOR_PAYMENT
+                posting.last_error = (
+                    f"waiting for its payment {paid.key} ({paid.get_state_display().lower()}) "
+                    f"to be posted; gives up after {_duration(limit)}"
+                )
+                posting.next_attempt_at = now + _payment_wait_delay(now - since)
+                posting.enqueued_at = None
+                posting.save()
+                return posting.state
+            code = PAYMENT_NOT_POSTED
+            last = f" (last error: {paid.last_error[:300]})" if paid.last_error else ""
+            reason = (
+                f"its payment {paid.key} is not posted: still "
+                f"{paid.get_state_display().lower()} after {_duration(limit)} of waiting{last}; "
+                f"once it is posted,{then}"
+            )
+        posting.state = PostingState.NEEDS_ATTENTION
+        posting.waiting_since = None
+        posting.error_code = code
+        posting.last_error = reason
+        posting.next_attempt_at = None
+        posting.enqueued_at = None
+        posting.save()
+    log.warning("reversal posting %s needs attention: %s", posting.key, reason)
+    return posting.state
 
 
 def deliver(posting_id: int, *, force: bool = False) -> str | None:
     """One delivery attempt. Returns the posting's new state, or None if it was not run."""
-    if Connection.objects.filter(postings__pk=posting_id, paused_at__isnull=False).exists():
-        return None  # credentials refused: nothing is sent until a connection test passes
+    held = Connection.objects.filter(postings__pk=posting_id).filter(
+        Q(enabled=False) | Q(paused_at__isnull=False)
+    )
+    if held.exists():
+        # Disabled, or credentials refused: nothing is sent until it is enabled again / a
+        # connection test passes (which queues what waited). The task has been taken.
+        Posting.objects.filter(pk=posting_id, enqueued_at__isnull=False).update(enqueued_at=None)
+        return None
+    waited = _wait_for_payment(posting_id, force=force)
+    if waited is not None:
+        return waited
     claimed = claim(posting_id, force=force)
     if claimed is None:
         return None
     posting, attempt = claimed
     provider = posting.connection.get_provider()
-    if posting.outcome_unknown and not provider.checks_unknown_outcomes():
+    if posting.outcome_unknown and not _can_check(posting.connection):
         return _finish(posting, attempt, "unconfirmed", None, None)
     outcome = "posted"
     error: Exception | None = None
     delivered = None
     try:
-        payment_state = _payment_state(posting)
-        if payment_state == PostingState.NEEDS_ATTENTION:
-            raise PermanentError(
-                "the original payment needs attention; retry this reversal once it is posted",
-                provider=provider.id,
-                operation="reversal",
-                record=posting.key,
-                code="PAYMENT_NEEDS_ATTENTION",
-            )
-        if posting.kind == PostingKind.REVERSAL and payment_state != PostingState.POSTED:
-            raise RetryableError(
-                "the original payment is not posted yet; the reversal waits for it",
-                provider=provider.id,
-                operation="reversal",
-                record=posting.key,
-                code=WAITING_FOR_PAYMENT,
-            )
         delivered = provider.deliver(posting)
     except LoginRefused as err:
         error, outcome = err, "paused"
@@ -269,7 +458,7 @@ def _finish(posting: Posting, attempt: PostingAttempt, outcome: str, delivered, 
             posting.next_attempt_at = None
             _pause(posting.connection, message)
         elif outcome == "unconfirmed" or (
-            outcome == "unknown" and not posting.connection.get_provider().checks_unknown_outcomes()
+            outcome == "unknown" and not _can_check(posting.connection)
         ):
             posting.state = PostingState.UNCONFIRMED
             posting.outcome_unknown = True
@@ -283,11 +472,6 @@ def _finish(posting: Posting, attempt: PostingAttempt, outcome: str, delivered, 
                 outcome = "unconfirmed"
         elif outcome in ("retry", "unknown"):
             posting.last_error = message
-            if isinstance(error, IntegrationError) and error.code == WAITING_FOR_PAYMENT:
-                # Waiting for the payment is not a failed attempt: it must not spend the
-                # reversal's budget (a payment with a slow unknown outcome would otherwise
-                # push its reversal into "needs attention" while both are fine).
-                posting.attempts = max(posting.attempts - 1, 0)
             if outcome == "unknown":
                 posting.outcome_unknown = True
             if posting.attempts >= get_setting("MAX_ATTEMPTS"):
@@ -371,12 +555,13 @@ def sweep(*, grace: float | None = None, limit: int = 500) -> int:
 
 def due_postings(now: dt.datetime | None = None):
     """Postings a sweep should (re)deliver: pending/retrying and due, or stale in flight, on a
-    connection that is not paused."""
+    connection that is enabled and not paused."""
     now = now or timezone.now()
     return Posting.objects.filter(
         Q(state__in=[PostingState.PENDING, PostingState.RETRYING])
         & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
         | Q(state=PostingState.IN_FLIGHT, claimed_until__lt=now),
+        connection__enabled=True,
         connection__paused_at__isnull=True,
     ).order_by("created_at")
 
@@ -407,10 +592,34 @@ def resume_connection(connection: Connection) -> int:
     ):
         return 0
     log.info("connection %s: credentials accepted again, postings resume", connection.pk)
+    return queue_waiting(connection)
+
+
+def queue_waiting(connection: Connection) -> int:
+    """Queue (after commit) every posting of the connection that is due: what a disabled or
+    paused connection held. Returns how many; none while it is still held."""
     ids = list(due_postings().filter(connection=connection).values_list("pk", flat=True))
     for posting_id in ids:
         enqueue_on_commit(posting_id)
     return len(ids)
+
+
+def enable_connection(connection: Connection) -> int:
+    """Enable a connection and queue the postings it held while disabled. Returns how many."""
+    with transaction.atomic():
+        changed = Connection.objects.filter(pk=connection.pk, enabled=False).update(
+            enabled=True, updated_at=timezone.now()
+        )
+        connection.enabled = True
+        queued = queue_waiting(connection)
+    if changed:
+        log.info(
+            "connection %s (%s) enabled: %s held posting(s) queued",
+            connection.property.code,
+            connection.provider,
+            queued,
+        )
+    return queued
 
 
 def _person_attempt(posting: Posting, outcome: str, who: str, note: str) -> None:
@@ -427,37 +636,61 @@ def _person_attempt(posting: Posting, outcome: str, who: str, note: str) -> None
     )
 
 
-def retry(posting: Posting) -> None:
+def retry(posting: Posting) -> dt.datetime | None:
     """A person asked for another try (admin action): reset the budget, deliver now.
 
-    An unconfirmed posting is not retried blindly: unless its provider can check the remote
-    unattended, the person must first say whether it is there (``mark_found`` /
-    ``post_unconfirmed``).
+    Never a blind write: a posting whose last attempt may have written (an unknown outcome, or
+    a claim that expired because its worker died) is only tried again by a provider that checks
+    unattended, and not before the unknown-outcome wait has passed (returned: when it will
+    run; None: now). Otherwise it becomes "unconfirmed" and NotAllowed says what to do: the
+    person looks in the accounting system first (``mark_found`` / ``post_unconfirmed``).
     """
+    now = timezone.now()
+    refusal = ""
+    when = None
     with transaction.atomic():
-        posting = Posting.objects.select_for_update().get(pk=posting.pk)
+        posting = (
+            Posting.objects.select_for_update().select_related("connection").get(pk=posting.pk)
+        )
         if posting.state == PostingState.POSTED:
-            return
+            return None
         if (
             posting.state == PostingState.IN_FLIGHT
             and posting.claimed_until
-            and (posting.claimed_until > timezone.now())
+            and (posting.claimed_until > now)
         ):
-            return
-        if (
-            posting.outcome_unknown
-            and not posting.connection.get_provider().checks_unknown_outcomes()
-        ):
-            raise NotAllowed(
+            return None  # an attempt is running now
+        if posting.state == PostingState.IN_FLIGHT:
+            # Its worker died mid-call (the claim expired): whatever it sent may have landed.
+            posting.outcome_unknown = True
+            if not posting.last_error:
+                posting.last_error = "the last attempt ended without a reply (its worker stopped)"
+        if posting.outcome_unknown and not _can_check(posting.connection):
+            refusal = (
                 f"posting {posting.key} may already be in the accounting system: look for it "
                 "there, then choose 'found' or 'not there, post it'"
             )
-        if posting.state == PostingState.NEEDS_ATTENTION:
-            posting.attempts = 0  # a fresh budget of attempts
-        posting.state = PostingState.RETRYING
-        posting.next_attempt_at = None
-        posting.save(update_fields=["state", "attempts", "next_attempt_at", "updated_at"])
-        enqueue_on_commit(posting.pk)
+            if posting.state != PostingState.UNCONFIRMED:
+                posting.state = PostingState.UNCONFIRMED
+                posting.next_attempt_at = None
+                posting.enqueued_at = None
+                posting.save()
+        else:
+            if posting.state == PostingState.NEEDS_ATTENTION:
+                posting.attempts = 0  # a fresh budget of attempts
+            if posting.outcome_unknown:
+                not_before = _unknown_outcome_not_before(posting)
+                when = not_before if not_before and not_before > now else None
+            posting.state = PostingState.RETRYING
+            posting.next_attempt_at = when
+            posting.waiting_since = None  # a reversal waits for its payment afresh
+            posting.save()
+            if when is None:
+                enqueue_on_commit(posting.pk)
+            # else: the retry sweep queues it once the wait is over
+    if refusal:
+        raise NotAllowed(refusal)
+    return when
 
 
 def mark_found(posting: Posting, *, receipt: str, who: str, note: str = "") -> Posting:
@@ -497,12 +730,13 @@ def post_unconfirmed(posting: Posting, *, who: str, note: str = "") -> Posting:
             raise NotAllowed(
                 f"posting {posting.key} is {posting.get_state_display()}, not unconfirmed"
             )
-        last = posting.attempt_log.exclude(finished_at=None).order_by("-number").first()
-        wait = dt.timedelta(seconds=get_setting("UNKNOWN_OUTCOME_DELAY_SECONDS"))
-        if last and last.finished_at + wait > timezone.now():
+        # From the last attempt's end, or for one that never finished (its worker died) from
+        # its claim deadline: a write that was slow may still land until then.
+        not_before = _unknown_outcome_not_before(posting)
+        if not_before and not_before > timezone.now():
             raise NotAllowed(
                 f"posting {posting.key}: a write that was slow may still land; look again "
-                f"after {timezone.localtime(last.finished_at + wait):%H:%M:%S} before posting it"
+                f"after {timezone.localtime(not_before):%H:%M:%S} before posting it"
             )
         posting.state = PostingState.RETRYING
         posting.outcome_unknown = False

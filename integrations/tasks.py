@@ -8,13 +8,15 @@ import time
 from django.utils import timezone
 
 from integrations import outbox, services
+from integrations.conf import INLINE_RETRY_SECONDS as _INLINE_RETRY_SECONDS
 from integrations.models import Connection, Posting, PostingState
 
 log = logging.getLogger(__name__)
 
 # A retry due within this many seconds is waited for inside the task (so a worker retries in
-# seconds without holding a worker long); a later one is left to the retry sweep.
-INLINE_RETRY_SECONDS = 5
+# seconds without holding a worker long); a later one is left to the retry sweep. Part of the
+# timing chain (integrations.conf): it counts in one attempt's budget under the task timeout.
+INLINE_RETRY_SECONDS = _INLINE_RETRY_SECONDS
 
 
 def deliver_posting(posting_id: int) -> str | None:
@@ -22,10 +24,11 @@ def deliver_posting(posting_id: int) -> str | None:
 
     state = outbox.deliver(posting_id)
     # Only a real worker waits and re-queues; in the in-process (sync) mode the sweep or the
-    # caller drives retries, so a test never loops through every attempt at once.
+    # caller drives retries, so a test never loops through every attempt at once. A reversal
+    # waiting for its payment is left to the sweep: it would only tie up a worker.
     if state == PostingState.RETRYING and get_setting("DELIVERY") == "async":
         posting = Posting.objects.filter(pk=posting_id).first()
-        if posting and posting.next_attempt_at:
+        if posting and posting.next_attempt_at and posting.error_code != outbox.WAITING_FOR_PAYMENT:
             wait = (posting.next_attempt_at - timezone.now()).total_seconds()
             if wait <= INLINE_RETRY_SECONDS:
                 time.sleep(max(wait, 0))

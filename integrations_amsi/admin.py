@@ -19,7 +19,7 @@ from django.template import engines
 from django.utils.html import format_html
 
 from integrations import services
-from integrations.admin import ReadOnlyAdmin
+from integrations.admin import EnableAndBackfillMixin, ReadOnlyAdmin
 from integrations.models import Connection, SyncKind, SyncStatus
 from rentplatform.admin import LeaseAdmin
 from rentplatform.models import Lease
@@ -37,14 +37,30 @@ def _level(run: Any) -> int:
 
 
 @admin.register(AmsiConnection)
-class AmsiConnectionAdmin(admin.ModelAdmin):
+class AmsiConnectionAdmin(EnableAndBackfillMixin, admin.ModelAdmin):
+    """Enabling (the checkbox) queues what the connection held while disabled and offers a
+    backfill of earlier payments (EnableAndBackfillMixin)."""
+
     form = AmsiConnectionForm
     list_display = ["property", "amsi_property", "portfolio", "enabled", "last_test", "last_sync"]
     list_filter = ["enabled", "last_test_ok"]
     search_fields = ["property__code", "property__name"]
-    readonly_fields = ["password_state", "last_tested_at", "last_test_ok", "last_test_message"]
+    readonly_fields = [
+        "password_state",
+        "last_tested_at",
+        "last_test_ok",
+        "last_test_message",
+        "backfill_link",
+    ]
     fieldsets = [
-        (None, {"fields": ["property", "enabled"]}),
+        (
+            None,
+            {
+                "fields": ["property", "enabled", "backfill_link"],
+                "description": "A disabled connection holds its payments' postings and sends "
+                "them once it is enabled again.",
+            },
+        ),
         (
             "eDex web services",
             {"fields": ["url", "portfolio", "user_id", "password", "password_state", "timeout"]},

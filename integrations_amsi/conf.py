@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 
 from integrations.exceptions import ProviderConfigurationError
 
-DEFAULT_TIMEOUT = 20.0  # seconds per SOAP call: 2 x 20 + 15 s < the django-q2 task timeout (90 s)
+DEFAULT_TIMEOUT = 20.0  # seconds per SOAP call: 2 x 20 + 5 s < the django-q2 task timeout (90 s)
 DEFAULT_CUTOFF = "22:00"  # batches of a day are settled from this local time on
 # SettlementDate when the bank deposit date is not known yet: the batch's day plus this many
 # business days (weekends skipped), as the production client did.

@@ -91,9 +91,10 @@ class AmsiConnectionForm(forms.ModelForm):
     timeout = forms.FloatField(
         label="Operation timeout (s)",
         min_value=1,
-        max_value=55,
+        max_value=600,  # a sanity bound; the real limit is the timing chain (clean_timeout)
         initial=DEFAULT_TIMEOUT,
-        help_text="Per SOAP call; 2 x this + 15 s stays below the task timeout (90 s).",
+        # The figures are the configured ones: see __init__ (timing_help).
+        help_text="Per SOAP call.",
     )
 
     settlement_lag_days = forms.IntegerField(
@@ -151,12 +152,26 @@ class AmsiConnectionForm(forms.ModelForm):
                 f" Confirmed by {current.get('duplicates_refused_by')} at "
                 f"{current.get('duplicates_refused_at')}."
             )
+        self.fields["timeout"].help_text = timing_help()
         if instance.pk:
             self.initial.setdefault("time_zone", instance.property.time_zone)
             if not (instance.credentials or {}).get("password"):
                 self.fields["password"].help_text = "Not set yet: required."
         else:
             self.initial.setdefault("time_zone", "America/New_York")
+
+    def clean_timeout(self) -> float | None:
+        """The timing chain, enforced: one attempt's calls and inline wait must end before the
+        task timeout, or django-q2 may stop (and later re-deliver) a task still talking to
+        eSite."""
+        from integrations.conf import timing_chain
+
+        value = self.cleaned_data.get("timeout")
+        if value is not None:
+            problem = timing_chain().operation_timeout_problem(value)
+            if problem:
+                raise ValidationError(problem[0].upper() + problem[1:] + ".")
+        return value
 
     def clean_close_cutoff(self) -> str:
         value = self.cleaned_data["close_cutoff"]
@@ -214,6 +229,21 @@ class AmsiConnectionForm(forms.ModelForm):
         super()._save_m2m()
         if getattr(self, "_pending_time_zone", False):
             self.instance.property.save(update_fields=["time_zone"])
+
+
+def timing_help() -> str:
+    """The timeout field's help, with the configured numbers (docs/configuration.md)."""
+    from integrations.conf import CALLS_PER_ATTEMPT, timing_chain
+
+    chain = timing_chain()
+    limit = chain.max_operation_timeout()
+    if limit is None:
+        return "Per SOAP call."
+    return (
+        f"Per SOAP call. One attempt may make {CALLS_PER_ATTEMPT} calls and wait up to "
+        f"{chain.inline_wait:g} s for its retry, which must end within the task timeout "
+        f"({chain.task_timeout:g} s): less than {limit:g} s (default {DEFAULT_TIMEOUT:g} s)."
+    )
 
 
 def record_duplicates_confirmation(settings: dict, confirmed: bool, who: str) -> None:

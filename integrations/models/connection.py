@@ -14,6 +14,8 @@ class Connection(models.Model):
     # A plain CharField: choices live in the form (registry.as_choices()), so adding a provider
     # needs no migration (allauth does the same).
     provider = models.CharField(max_length=40)
+    # A disabled connection holds its postings (written with each payment, not delivered)
+    # until it is enabled again (outbox.enable_connection queues them).
     enabled = models.BooleanField(default=True)
     settings = models.JSONField(default=dict, blank=True, help_text="Non-secret settings.")
     credentials = EncryptedJSONField(blank=True, default=dict, editable=False)
@@ -33,6 +35,7 @@ class Connection(models.Model):
             ("test_connection", "Can test an accounting connection"),
             ("run_import", "Can import a property from the accounting system"),
             ("run_sync", "Can sync a property or lease now"),
+            ("backfill_postings", "Can backfill postings of earlier payments"),
         ]
 
     def __str__(self) -> str:

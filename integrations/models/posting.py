@@ -56,6 +56,9 @@ class Posting(models.Model):
     # Set when an attempt ended without knowing whether the remote wrote the record; the next
     # attempt must find out before it sends anything.
     outcome_unknown = models.BooleanField(default=False)
+    # A reversal whose payment is not posted yet waits (no attempt spent) from this time, at most
+    # INTEGRATIONS["PAYMENT_WAIT_SECONDS"]; cleared once it goes on, or by a person's retry.
+    waiting_since = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     error_code = models.CharField(max_length=40, blank=True)
     remote_reference = models.CharField(max_length=100, blank=True)
