@@ -1,8 +1,14 @@
 """The /sandbox/ JSON control API: load data, change leases, read the books, inject faults,
-switch variants."""
+switch variants.
+
+When the sandbox has a control token (required beyond loopback: server.make_server), every
+control request must carry it in the X-Sandbox-Token header; otherwise 403 with a JSON error.
+The SOAP endpoints and the eSite pages are not affected (they have their own login).
+"""
 
 from __future__ import annotations
 
+import hmac
 import json
 from http import HTTPStatus
 from typing import TYPE_CHECKING
@@ -76,7 +82,51 @@ def lease_json(row) -> dict:  # noqa: ANN001 - sqlite3.Row
     }
 
 
+TOKEN_HEADER = "X-Sandbox-Token"
+_REFUSED_DRAIN = 16 * 1024 * 1024
+
+
+def _token_problem(h: Handler) -> str:
+    """Why this request may not use the control API ("" when it may)."""
+    expected = h.sandbox.control_token
+    if not expected:
+        return ""
+    given = h.headers.get(TOKEN_HEADER)
+    if given is None:
+        return (
+            f"the control API needs the {TOKEN_HEADER} header: this sandbox was started with "
+            "a control token"
+        )
+    if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
+        return f"wrong {TOKEN_HEADER}"
+    return ""
+
+
+def _refuse(h: Handler, reason: str) -> None:
+    """403 before reading the body; the connection closes (what was sent is drained first, so
+    the client reads the answer rather than a reset)."""
+    h.close_connection = True
+    _send_json(h, HTTPStatus.FORBIDDEN, {"error": reason})
+    try:
+        remaining = min(int(h.headers.get("Content-Length") or 0), _REFUSED_DRAIN)
+    except ValueError:
+        remaining = 0
+    h.connection.settimeout(5)
+    try:
+        while remaining > 0:
+            chunk = h.rfile.read(min(remaining, 1 << 20))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+    except OSError:
+        pass
+
+
 def handle(h: Handler, path: str, query: dict[str, list[str]]) -> None:
+    problem = _token_problem(h)
+    if problem:
+        _refuse(h, problem)
+        return
     try:
         _dispatch(h, path, query)
     except ValueError as err:

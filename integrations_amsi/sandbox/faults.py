@@ -1,7 +1,9 @@
 """Injected transport faults, kept in memory (a restart clears them).
 
 Modes: latency (sleep, then answer), http500 (no processing), reset (TCP RST, no processing),
-malformed (HTTP 200, broken body, no processing), lost_reply (commit, then TCP RST).
+malformed (HTTP 200, broken body, no processing), lost_reply (commit, then TCP RST), cut_body
+(commit, then the headers and half the body, then close), huge_reply (HTTP 200, a well-formed
+reply of ``size`` bytes streamed without building it, no processing).
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import random
 import threading
 from dataclasses import asdict, dataclass, field
 
-MODES = ("latency", "http500", "reset", "malformed", "lost_reply")
+MODES = ("latency", "http500", "reset", "malformed", "lost_reply", "cut_body", "huge_reply")
+MAX_HUGE_REPLY = 16 * 1024 * 1024 * 1024  # 16 GiB: a sane ceiling for a test reply
 
 
 @dataclass
@@ -23,6 +26,8 @@ class Fault:
     count: int | None = None
     ratio: float | None = None
     seed: int | None = None
+    size: int = 0  # huge_reply: the reply's size in bytes
+    chunked: bool = False  # cut_body, huge_reply: Transfer-Encoding chunked, no Content-Length
     fired: int = 0
     _rng: random.Random = field(default_factory=random.Random, repr=False)
 
@@ -56,6 +61,14 @@ class FaultRegistry:
         if not isinstance(seconds, int | float) or seconds < 0:
             raise ValueError("seconds must be a non-negative number")
         seed = spec.get("seed")
+        size = spec.get("size", 0)
+        if mode == "huge_reply" and (
+            not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= MAX_HUGE_REPLY
+        ):
+            raise ValueError(f"huge_reply needs size: a number of bytes, 1 to {MAX_HUGE_REPLY}")
+        chunked = spec.get("chunked", False)
+        if not isinstance(chunked, bool):
+            raise ValueError("chunked must be true or false")
         with self._lock:
             fault = Fault(
                 next(self._ids),
@@ -65,6 +78,8 @@ class FaultRegistry:
                 count,
                 ratio,
                 seed,
+                int(size or 0),
+                chunked,
                 _rng=random.Random(seed),
             )
             self._faults.append(fault)

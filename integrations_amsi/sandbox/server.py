@@ -1,11 +1,14 @@
 """The HTTP server: WSDLs, SOAP endpoints, eSite pages and the /sandbox/ control API.
 
 stdlib ThreadingHTTPServer: one thread per connection, HTTP/1.1 keep-alive, a body limit
-checked on Content-Length before anything is read.
+checked on Content-Length before anything is read. The control API (which can wipe the books and
+inject faults) is open only on a loopback address; anywhere else the server refuses to start
+without a control token, and each control request must then carry it (``X-Sandbox-Token``).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 import struct
@@ -38,10 +41,26 @@ log = logging.getLogger(__name__)
 
 ASMX = {"/edexweb/esite/leasing.asmx": "leasing", "/edexweb/esite/ledger.asmx": "ledger"}
 _DRAIN_LIMIT = 256 * 1024 * 1024
+_STREAM_BLOCK = 64 * 1024
+CONTROL_TOKEN_HEADER = control.TOKEN_HEADER
 
 
 class BodyTooLarge(Exception):
     pass
+
+
+class ControlTokenRequired(ValueError):
+    """The sandbox would listen beyond loopback with its control API open to anyone."""
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or "localhost"; anything else ("", 0.0.0.0, a name) is not."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass
@@ -55,6 +74,8 @@ class Sandbox:
     max_body: int = DEFAULT_MAX_BODY
     max_load_body: int = DEFAULT_MAX_LOAD_BODY
     variants: dict[str, str] = field(default_factory=defaults)
+    # When set, every /sandbox/ control request must carry it in the X-Sandbox-Token header.
+    control_token: str = ""
     store: Store = field(init=False)
     faults: FaultRegistry = field(default_factory=FaultRegistry)
 
@@ -294,6 +315,9 @@ class Handler(BaseHTTPRequestHandler):
                 ctype, data = soap.response(call, "<Payments><Payment>")
                 self.send(HTTPStatus.OK, ctype, data[: len(data) // 2])
                 return
+            elif fault.mode == "huge_reply":
+                self.send_huge_reply(call, fault.size, chunked=fault.chunked)
+                return
         try:
             result = soap.execute(
                 self.sandbox.store, self.sandbox.config, call, self.sandbox.variants
@@ -307,8 +331,89 @@ class Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.mode == "lost_reply":
             self.reset_connection()
             return
+        if fault is not None and fault.mode == "cut_body":
+            self.send_cut(status, ctype, data, chunked=fault.chunked)
+            return
         self.send(status, ctype, data)
 
+    # -- faults that shape the reply ---------------------------------------------------------
 
-def make_server(sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0) -> SandboxHTTPServer:
+    def _start_streamed(self, status: int, ctype: str, length: int | None) -> None:
+        """Headers of a reply written in pieces: Content-Length, or chunked when None."""
+        self.close_connection = True
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        if length is None:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(length))
+        self.send_header("Connection", "close")
+        self.end_headers()
+
+    def _write_piece(self, data: bytes, chunked: bool) -> None:
+        if not data:
+            return
+        if chunked:
+            self.wfile.write(b"%x\r\n" % len(data))
+            self.wfile.write(data)
+            self.wfile.write(b"\r\n")
+        else:
+            self.wfile.write(data)
+
+    def send_cut(self, status: int, ctype: str, data: bytes, *, chunked: bool) -> None:
+        """The reply's headers and the first half of its body, then the connection closes (FIN):
+        the client's read ends early (a short read, or a chunked body without its last chunk).
+        The call has already been executed: a write has landed."""
+        self._start_streamed(status, ctype, None if chunked else len(data))
+        try:
+            self._write_piece(data[: len(data) // 2], chunked)
+            self.wfile.flush()
+        except OSError:
+            pass
+
+    def send_huge_reply(self, call: soap.Call, size: int, *, chunked: bool) -> None:
+        """A well-formed reply of ``size`` bytes (a <Properties> list padded to size), written
+        64 KiB at a time and never held whole in memory. Nothing is processed. Writing stops
+        quietly when the client hangs up (it should, at its own limit)."""
+        marker = "HUGE-REPLY-FILLER"
+        ctype, envelope = soap.response(call, marker)
+        head, _, tail = envelope.partition(marker.encode())
+        head += b"&lt;Properties&gt;"
+        tail = b"&lt;/Properties&gt;" + tail
+        unit = b'&lt;Property PropertyId="999" PropertyName="huge reply filler" /&gt;\n'
+        block = unit * (_STREAM_BLOCK // len(unit))
+        size = max(size, len(head) + len(tail))
+        self._start_streamed(HTTPStatus.OK, ctype, None if chunked else size)
+        try:
+            self._write_piece(head, chunked)
+            remaining = size - len(head) - len(tail)
+            while remaining >= len(block):
+                self._write_piece(block, chunked)
+                remaining -= len(block)
+            units, pad = divmod(remaining, len(unit))
+            self._write_piece(unit * units + b" " * pad, chunked)
+            self._write_piece(tail, chunked)
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except OSError:
+            log.info("huge_reply: the client hung up before the end (as it should)")
+
+
+def make_server(
+    sandbox: Sandbox, host: str = "127.0.0.1", port: int = 0, *, control_token: str | None = None
+) -> SandboxHTTPServer:
+    """Listen on host:port. Beyond loopback a control token is required (ControlTokenRequired):
+    the control API can wipe the books and inject faults, and the sandbox's eDex login is a
+    well-known default."""
+    if control_token is not None:
+        sandbox.control_token = control_token
+    if not is_loopback(host) and not sandbox.control_token:
+        raise ControlTokenRequired(
+            f"refusing to listen on {host or 'every address'!s}:{port} without a control token: "
+            "the control API (/sandbox/: reset the books, inject faults, read the ledger) would "
+            "be open to anyone who can reach it. Give a token (--control-token, or the "
+            f"AMSI_SANDBOX_CONTROL_TOKEN environment variable; clients send it as "
+            f"{CONTROL_TOKEN_HEADER}) or listen on 127.0.0.1"
+        )
     return SandboxHTTPServer((host, port), sandbox)

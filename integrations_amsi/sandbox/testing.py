@@ -10,13 +10,18 @@ from typing import Any
 import httpx
 
 from . import DEFAULT_PASSWORD, DEFAULT_PORTFOLIO, DEFAULT_USER
+from .control import TOKEN_HEADER
 from .seed import load_demo, load_dir
 from .server import Sandbox, SandboxHTTPServer, make_server
 from .variants import resolve
 
 
 class SandboxServer:
-    """A running sandbox on 127.0.0.1 (port 0 = a free port), state in `state`."""
+    """A running sandbox on 127.0.0.1 (port 0 = a free port), state in `state`.
+
+    ``control_token``: every /sandbox/ control request must carry it (X-Sandbox-Token);
+    ``control()`` sends it. ``host`` other than loopback needs one (ControlTokenRequired).
+    """
 
     def __init__(
         self,
@@ -29,8 +34,12 @@ class SandboxServer:
         port: int = 0,
         max_body: int | None = None,
         variants: dict[str, str] | None = None,
+        control_token: str | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         self.state = Path(state)
+        self.control_token = control_token or ""
+        self.host = host
         self.portfolio, self.user, self.password = portfolio, user, password
         self.seed = seed
         self.port = port
@@ -50,6 +59,7 @@ class SandboxServer:
             user=self.user,
             password=self.password,
             variants=dict(self.variants),
+            control_token=self.control_token,
             **kwargs,
         )
         if self.seed == "demo":
@@ -57,7 +67,12 @@ class SandboxServer:
         elif self.seed:
             load_dir(self.sandbox.store, Path(self.seed))
         self.seed = None  # a restart keeps the state as it is
-        self._httpd = make_server(self.sandbox, "127.0.0.1", self.port)
+        try:
+            self._httpd = make_server(self.sandbox, self.host, self.port)
+        except BaseException:
+            self.sandbox.store.close()
+            self.sandbox = None
+            raise
         self.port = self._httpd.server_address[1]  # a restart comes back on the same port
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -87,7 +102,8 @@ class SandboxServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host  # noqa: S104
+        return f"http://{host}:{self.port}"
 
     @property
     def leasing_url(self) -> str:
@@ -110,7 +126,7 @@ class SandboxServer:
         return {"UserID": self.user, "Password": self.password, "PortfolioName": self.portfolio}
 
     def control(self) -> SandboxControl:
-        return SandboxControl(self.base_url)
+        return SandboxControl(self.base_url, token=self.control_token or None)
 
     def __enter__(self) -> SandboxServer:
         return self.start()
@@ -125,10 +141,14 @@ class SandboxServer:
 
 
 class SandboxControl:
-    """A small httpx client for /sandbox/; raises httpx.HTTPStatusError on a refusal."""
+    """A small httpx client for /sandbox/; raises httpx.HTTPStatusError on a refusal.
 
-    def __init__(self, base_url: str, timeout: float = 60) -> None:
-        self.client = httpx.Client(base_url=base_url, timeout=timeout)
+    ``token``: the sandbox's control token, sent as X-Sandbox-Token with every request.
+    """
+
+    def __init__(self, base_url: str, timeout: float = 60, *, token: str | None = None) -> None:
+        headers = {TOKEN_HEADER: token} if token else {}
+        self.client = httpx.Client(base_url=base_url, timeout=timeout, headers=headers)
 
     def _ok(self, response: httpx.Response) -> Any:
         response.raise_for_status()

@@ -6,10 +6,16 @@ Examples:
         --state var/sandbox/state.sqlite3
     python manage.py amsi_sandbox --seed var/sandbox/portfolio   # a folder from amsi_sandbox_seed
     python manage.py amsi_sandbox --seed demo --variant ids=lenient --variant duplicates=accept
+    AMSI_SANDBOX_CONTROL_TOKEN=... python manage.py amsi_sandbox --addr 0.0.0.0:8089
+
+The control API (/sandbox/) is open only on loopback; on any other address the command refuses
+to start without --control-token (or AMSI_SANDBOX_CONTROL_TOKEN), and control requests must then
+carry it in the X-Sandbox-Token header.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from pathlib import Path
@@ -26,8 +32,16 @@ from integrations_amsi.sandbox import (
     DEFAULT_USER,
 )
 from integrations_amsi.sandbox.seed import load_demo, load_dir
-from integrations_amsi.sandbox.server import Sandbox, make_server
+from integrations_amsi.sandbox.server import (
+    CONTROL_TOKEN_HEADER,
+    ControlTokenRequired,
+    Sandbox,
+    is_loopback,
+    make_server,
+)
 from integrations_amsi.sandbox.variants import help_text, parse_assignments
+
+TOKEN_ENV = "AMSI_SANDBOX_CONTROL_TOKEN"
 
 
 class Command(BaseCommand):
@@ -58,7 +72,13 @@ class Command(BaseCommand):
             default=DEFAULT_MAX_LOAD_BODY,
             help="largest control upload (units/residents XML) in bytes",
         )
-
+        parser.add_argument(
+            "--control-token",
+            default=None,
+            help=f"required to listen beyond loopback: every /sandbox/ control request must "
+            f"send it as {CONTROL_TOKEN_HEADER} (default: ${TOKEN_ENV}, which keeps it out of "
+            "the process list)",
+        )
         parser.add_argument(
             "--variant",
             action="append",
@@ -76,6 +96,18 @@ class Command(BaseCommand):
             variants = parse_assignments(opts["variant"] or [])
         except ValueError as err:
             raise CommandError(str(err)) from err
+        token = opts["control_token"]
+        if token is None:
+            token = os.environ.get(TOKEN_ENV, "")
+        if not is_loopback(host) and not token:
+            # Said before any state is opened or seeded.
+            raise CommandError(
+                f"refusing to listen on {opts['addr']} without --control-token: the control "
+                "API (/sandbox/: reset the books, inject faults, read the ledger) would be open "
+                "to anyone who can reach that address. Give --control-token TOKEN (or set "
+                f"{TOKEN_ENV}); clients then send it as {CONTROL_TOKEN_HEADER}. Or listen on "
+                "127.0.0.1."
+            )
         sandbox = Sandbox(
             Path(opts["state"]),
             portfolio=opts["portfolio"],
@@ -84,6 +116,7 @@ class Command(BaseCommand):
             max_body=opts["max_body"],
             max_load_body=opts["max_load_body"],
             variants=variants,
+            control_token=token,
         )
         seed = opts["seed"]
         if seed == "demo":
@@ -98,7 +131,11 @@ class Command(BaseCommand):
                 self.stdout.write(f"Loaded property {pid}: {units} units, {leases} leases.")
         try:
             httpd = make_server(sandbox, host, int(port))
+        except ControlTokenRequired as err:
+            sandbox.store.close()
+            raise CommandError(str(err)) from err
         except OSError as err:
+            sandbox.store.close()
             raise CommandError(f"cannot listen on {opts['addr']}: {err}") from err
         base = "http://{}:{}".format(*httpd.server_address[:2])
         self.stdout.write(self.style.SUCCESS(f"AMSI eDex sandbox on {base}/"))
@@ -113,6 +150,11 @@ class Command(BaseCommand):
             self.stdout.write(f"  {base}{path}")
         self.stdout.write(
             "Variants: " + " ".join(f"{k}={v}" for k, v in sandbox.variants.items()) + "."
+        )
+        self.stdout.write(
+            f"Control API: {CONTROL_TOKEN_HEADER} required (token not shown)."
+            if token
+            else "Control API: open (loopback only)."
         )
         self.stdout.write(
             f"Portfolio {sandbox.portfolio!r}, user {sandbox.user!r} (password not shown), "
