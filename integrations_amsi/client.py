@@ -10,8 +10,17 @@ Design notes:
   are streamed: zeep builds the envelope, httpx streams the response, an lxml target parser pulls
   the escaped XMLData out of the envelope chunk by chunk and feeds a second pull parser that
   yields one <Lease> at a time. Memory stays flat whatever the portfolio size.
-- Failures are sorted for the outbox: a write whose reply we did not read (timeout, reset, HTTP
-  500, a malformed reply) has an *unknown* outcome; a read that failed is simply retryable.
+- Failures are sorted for the outbox by one question: may the request have reached eSite?
+  "Failed before sending" (connection refused, DNS failure, connect timeout) is retryable, even
+  for a write. "May have been received" (read timeout, reset mid-call, a reply cut off mid-body
+  or undecodable, HTTP 5xx, a malformed reply, any exception while reading or processing the
+  reply) is an *unknown* outcome for a write and retryable for a read. No exception of the HTTP
+  stack or of zeep's reply processing escapes as a crash; an exception before anything was sent
+  (a bug building the request) does, since nothing is unknown about it.
+- Replies are bounded: a reply read whole stops at the connection's ``max_reply_bytes``
+  (default 64 MiB; a Content-Length over it is refused before reading), a streamed resident
+  list at ``MAX_DOCUMENT_BYTES`` (512 MiB), a WSDL at ``MAX_WSDL_BYTES``, the body of an HTTP
+  error on the streamed path at ``MAX_ERROR_BODY_BYTES``.
 - A refused login is its own failure, whichever way eSite says it: the error document with
   code 1 "Validation of user credentials failed." (seen in production) or a SOAP Fault whose
   text says the credentials failed (documented by the amsi gem). Either raises LoginRefused,
@@ -22,18 +31,23 @@ Design notes:
 
 from __future__ import annotations
 
+import io
 import logging
 import re
+import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import requests
+import urllib3.exceptions
 import zeep
 from lxml import etree
 from zeep.exceptions import Error as ZeepError
 from zeep.exceptions import Fault, TransportError
+from zeep.wsdl.utils import etree_to_string
 
 from integrations.exceptions import (
     AmbiguousOutcome,
@@ -43,7 +57,7 @@ from integrations.exceptions import (
 )
 from integrations.logging import mask, register_secret
 
-from .conf import AmsiSettings
+from .conf import DEFAULT_MAX_REPLY_BYTES, AmsiSettings
 from .errors import (
     UNKNOWN_PORTFOLIO,
     UNKNOWN_PROPERTY,
@@ -66,6 +80,9 @@ log = logging.getLogger(__name__)
 
 WSDL_TIMEOUT = 10.0
 SOAP_ACTION = "http://tempuri.org/{}"
+MAX_WSDL_BYTES = 16 * 1024 * 1024  # eSite's WSDLs are ~30 KiB
+MAX_ERROR_BODY_BYTES = 1024 * 1024  # of an HTTP error reply on the streamed path: quoted only
+_READ_CHUNK = 64 * 1024
 
 _clients: dict[tuple, EdexClient] = {}
 _clients_lock = threading.Lock()
@@ -92,28 +109,195 @@ class MalformedReply(Exception):
     pass
 
 
+class ReplyTooLarge(Exception):
+    """A reply over the byte limit: refused on its Content-Length, or reading stopped there."""
+
+
+class _ExchangeFailed(Exception):
+    """The HTTP exchange itself failed. ``sent``: the request may have reached the server (it
+    is False only when no connection was ever made). ``in_body``: the reply's status and
+    headers had arrived, its body had not (all of it)."""
+
+    def __init__(self, error: BaseException, *, sent: bool, in_body: bool = False):
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.error = error
+        self.sent = sent
+        self.in_body = in_body
+
+
+# Raised only while opening a connection: the request never left.
+_CONNECT_ERRORS = (
+    urllib3.exceptions.NewConnectionError,  # refused, unreachable (NameResolutionError: DNS)
+    urllib3.exceptions.ConnectTimeoutError,  # not ReadTimeoutError: that one is after sending
+    ssl.SSLCertVerificationError,  # the TLS handshake, before the request
+    ConnectionRefusedError,
+    socket.gaierror,
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.UnsupportedProtocol,
+    httpx.InvalidURL,
+)
+# A request requests refused to build (bad URL or header): nothing was opened.
+_INVALID_REQUEST = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.InvalidHeader,
+    requests.exceptions.URLRequired,
+)
+
+
+def _causes(err: BaseException) -> Iterator[BaseException]:
+    """The error and what it wraps: ``__cause__``, urllib3's ``reason``, exceptions in ``args``
+    (how requests and urllib3 nest them). Not ``__context__``: an error merely raised while
+    handling another says nothing about when this one happened."""
+    seen: set[int] = set()
+    todo = [err]
+    while todo and len(seen) < 32:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        nested = [current.__cause__, getattr(current, "reason", None)]
+        nested += [a for a in getattr(current, "args", ()) if isinstance(a, BaseException)]
+        todo += [e for e in nested if isinstance(e, BaseException)]
+
+
+def failed_before_sending(err: BaseException) -> bool:
+    """True only when the request certainly never reached the server: no connection was made
+    (refused, DNS, connect timeout, certificate refused) or the request was never built.
+    Anything else (a read timeout, a reset, a cut or undecodable body, an unknown error) may
+    have come after the server had the request."""
+    if isinstance(err, (requests.ConnectTimeout, *_INVALID_REQUEST)):
+        return True
+    return any(isinstance(e, _CONNECT_ERRORS) for e in _causes(err))
+
+
+def _cut_off(err: BaseException) -> bool:
+    """The reply's body ended early or could not be decoded (requests and urllib3 raise these
+    only once the status and headers have arrived)."""
+    return isinstance(
+        err,
+        requests.exceptions.ChunkedEncodingError
+        | requests.exceptions.ContentDecodingError
+        | httpx.DecodingError,
+    ) or any(
+        isinstance(
+            e,
+            urllib3.exceptions.IncompleteRead
+            | urllib3.exceptions.InvalidChunkLength
+            | urllib3.exceptions.DecodeError,
+        )
+        for e in _causes(err)
+    )
+
+
+def _timed_out(err: BaseException) -> bool:
+    """No (complete) reply in time: requests' ReadTimeout, or one raised mid-body, which
+    requests reports as a ConnectionError wrapping urllib3's ReadTimeoutError."""
+    return isinstance(err, requests.Timeout | httpx.TimeoutException) or any(
+        isinstance(e, urllib3.exceptions.ReadTimeoutError | socket.timeout) for e in _causes(err)
+    )
+
+
+def read_bounded(response: requests.Response, limit: int, what: str) -> bytes:
+    """Read a streamed requests response into memory, at most ``limit`` bytes (after content
+    decoding, so a compressed bomb stops there too). A Content-Length over the limit is refused
+    before anything is read. The body is then ``response.content`` as usual."""
+    length = response.headers.get("Content-Length", "")
+    if length.strip().isdigit() and int(length) > limit:
+        response.close()
+        raise ReplyTooLarge(
+            f"{what} refused unread: its Content-Length ({int(length)}) is over the {limit} "
+            "byte limit"
+        )
+    buffer = io.BytesIO()
+    received = 0
+    try:
+        for chunk in response.iter_content(_READ_CHUNK):
+            received += len(chunk)
+            if received > limit:
+                raise ReplyTooLarge(
+                    f"{what} refused: over the {limit} byte limit (no Content-Length said "
+                    "so); reading stopped there"
+                )
+            buffer.write(chunk)
+    except BaseException:
+        response.close()  # never hand a half-read connection back to the pool
+        raise
+    response._content = buffer.getvalue()
+    response._content_consumed = True
+    return response._content
+
+
 class _Transport(zeep.Transport):
-    """zeep's transport, refusing a reply that is not well-formed XML before zeep parses it.
+    """zeep's transport: bounded reads, every failure of the exchange sorted by whether the
+    request may have been received, and a strict parse before zeep's.
 
     zeep parses leniently (lxml recover mode) and then crashes with AttributeError/TypeError
     on a plain-text HTTP 500 or a truncated envelope; a strict, entity-free parse here turns
     both into errors we can classify.
     """
 
+    def __init__(self, *args, max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_reply_bytes = max_reply_bytes
+        self._calls = threading.local()
+
+    # The phase of this thread's current call, so that the client can tell an exception zeep
+    # raised before sending (a bug: nothing was sent) from one raised reading the reply.
+    def begin_call(self) -> None:
+        self._calls.sending = False
+
+    def request_sent(self) -> bool:
+        return getattr(self._calls, "sending", False)
+
     def post_xml(self, address, envelope, headers):
-        response = super().post_xml(address, envelope, headers)
+        message = etree_to_string(envelope)
+        if self.logger.isEnabledFor(logging.DEBUG):  # as zeep logs it (masked by our logging)
+            self.logger.debug("HTTP Post to %s:\n%s", address, _decode_all(message))
+        self._calls.sending = True
+        try:
+            response = self.session.post(
+                address, data=message, headers=headers, timeout=self.operation_timeout, stream=True
+            )
+        except Exception as err:  # noqa: BLE001  (sorted, not swallowed: see _ExchangeFailed)
+            raise _ExchangeFailed(err, sent=not failed_before_sending(err)) from err
+        try:
+            content = read_bounded(response, self.max_reply_bytes, "reply")
+        except ReplyTooLarge:
+            raise
+        except Exception as err:  # noqa: BLE001
+            raise _ExchangeFailed(err, sent=True, in_body=True) from err
+        if self.logger.isEnabledFor(logging.DEBUG):
+            self.logger.debug(
+                "HTTP Response from %s (status: %d):\n%s",
+                address,
+                response.status_code,
+                _decode_all(content),
+            )
         content_type = response.headers.get("Content-Type", "")
         if response.status_code >= 400 and "xml" not in content_type:
             raise TransportError(
                 f"HTTP {response.status_code}",
                 status_code=response.status_code,
-                content=response.content,
+                content=content,
             )
         try:
-            parse_document(response.content, what="SOAP reply")
+            parse_document(content, what="SOAP reply")
         except UnsafeXml as err:
             raise MalformedReply(str(err)) from None
         return response
+
+    def _load_remote_data(self, url):
+        response = self.session.get(url, timeout=self.load_timeout, stream=True)
+        try:
+            response.raise_for_status()
+            return read_bounded(response, MAX_WSDL_BYTES, url)  # "<url> refused ..."
+        finally:
+            response.close()
 
 
 class EdexClient:
@@ -139,6 +323,7 @@ class EdexClient:
                 session=self._session,
                 timeout=WSDL_TIMEOUT,
                 operation_timeout=self.settings.timeout,
+                max_reply_bytes=self.settings.max_reply_bytes,
             )
             zsettings = zeep.Settings(
                 strict=False,
@@ -153,6 +338,11 @@ class EdexClient:
                 raise RetryableError(
                     f"cannot reach the eDex services at {self.settings.base_url}: "
                     f"{type(err).__name__}",
+                    **self._context(f"load {name} WSDL"),
+                ) from err
+            except ReplyTooLarge as err:
+                raise RetryableError(
+                    f"the WSDL at {err}; is the URL the eDex base?",
                     **self._context(f"load {name} WSDL"),
                 ) from err
             except (ZeepError, etree.XMLSyntaxError) as err:
@@ -177,19 +367,19 @@ class EdexClient:
         }
 
     def _call(self, service_name: str, operation: str, *, write: bool, record: str = "", **params):
-        _client, service = self._service(service_name)
+        """One small SOAP call. Failed before sending: RetryableError. May have been received:
+        AmbiguousOutcome for a write, RetryableError for a read."""
+        client, service = self._service(service_name)
+        transport = client.transport
         context = self._context(operation, record)
         failure = AmbiguousOutcome if write else RetryableError
+        transport.begin_call()
         try:
             result = getattr(service, operation)(**self._credentials(), **params)
-        except requests.Timeout as err:
-            raise failure(f"no reply within {self.settings.timeout:g} s", **context) from err
-        except requests.ConnectionError as err:
-            if _never_connected(err):
-                raise RetryableError(
-                    f"cannot connect to {self.settings.base_url}", **context
-                ) from err
-            raise failure(f"connection failed mid-call: {type(err).__name__}", **context) from err
+        except _ExchangeFailed as exc:
+            raise self._exchange_failure(exc, failure, context) from exc.error
+        except ReplyTooLarge as err:
+            raise failure(str(err), **context) from err
         except Fault as err:
             text = mask(str(err.message))[:300]
             if is_login_fault(text):
@@ -201,11 +391,39 @@ class EdexClient:
                 response=_decode(err.content),
                 **context,
             ) from err
-        except (ZeepError, etree.XMLSyntaxError, MalformedReply) as err:
+        except MalformedReply as err:
             raise failure(f"malformed reply: {err}", **context) from err
+        except IntegrationError:
+            raise
+        except Exception as err:
+            if not transport.request_sent():
+                raise  # a bug building the request: nothing was sent, nothing is unknown
+            # zeep failed on a reply it was given (it has raised AttributeError, TypeError,
+            # its own errors, lxml's): the request was sent, so for a write it may have landed.
+            raise failure(
+                f"malformed reply: {type(err).__name__}: {mask(str(err))[:300]}", **context
+            ) from err
         if result is None:
             raise failure("empty result", **context)
         return str(result)
+
+    def _exchange_failure(
+        self, exc: _ExchangeFailed, failure: type[IntegrationError], context: dict[str, str]
+    ) -> IntegrationError:
+        err = exc.error
+        name = type(err).__name__
+        if not exc.sent:
+            return RetryableError(
+                f"cannot connect to {self.settings.base_url} ({name}): nothing was sent",
+                **context,
+            )
+        if _timed_out(err):
+            return failure(f"no reply within {self.settings.timeout:g} s ({name})", **context)
+        if exc.in_body or _cut_off(err):
+            return failure(
+                f"the reply was cut off mid-body ({name}: {mask(str(err))[:200]})", **context
+            )
+        return failure(f"connection failed mid-call: {name}", **context)
 
     # -- leasing reads -----------------------------------------------------------------------
     def leasing_document(self, operation: str, xmldata: str) -> etree._Element:
@@ -245,10 +463,14 @@ class EdexClient:
         timeout = httpx.Timeout(self.settings.timeout, connect=min(self.settings.timeout, 10.0))
         reader = _EnvelopeReader(f"{operation}Result", element)
         received = 0
+        limit = MAX_DOCUMENT_BYTES
+        in_body = False
+        # A read: every failure is retryable. The message still says whether the request left.
         try:
             with httpx.stream("POST", url, content=body, headers=headers, timeout=timeout) as resp:
+                in_body = True  # the status and headers are here
                 if resp.status_code != 200:
-                    text = resp.read().decode("utf-8", "replace")
+                    text = _read_at_most(resp, MAX_ERROR_BODY_BYTES).decode("utf-8", "replace")
                     fault = _fault_text(text)
                     if is_login_fault(fault):
                         raise LoginRefused(f"AMSI refused the login: {mask(fault)}", **context)
@@ -258,22 +480,19 @@ class EdexClient:
                         response=text[:500],
                         **context,
                     )
+                length = resp.headers.get("Content-Length", "")
+                if length.strip().isdigit() and int(length) > limit:
+                    raise RetryableError(
+                        f"reply over {limit} bytes refused: its Content-Length is "
+                        f"{int(length)}; not read",
+                        **context,
+                    )
                 for chunk in resp.iter_bytes(256 * 1024):
                     received += len(chunk)
-                    if received > MAX_DOCUMENT_BYTES:
-                        raise RetryableError(
-                            f"reply over {MAX_DOCUMENT_BYTES} bytes refused", **context
-                        )
+                    if received > limit:
+                        raise RetryableError(f"reply over {limit} bytes refused", **context)
                     yield from reader.feed(chunk)
                 yield from reader.close()
-        except httpx.TimeoutException as err:
-            raise RetryableError(f"no reply within {self.settings.timeout:g} s", **context) from err
-        except httpx.TransportError as err:
-            raise RetryableError(
-                f"connection to {self.settings.base_url} failed: {type(err).__name__}", **context
-            ) from err
-        except (etree.XMLSyntaxError, UnsafeXml) as err:
-            raise RetryableError(f"malformed reply: {err}", **context) from err
         except _EdexError as err:
             if not err.code and is_login_fault(err.description):
                 raise LoginRefused(
@@ -282,6 +501,22 @@ class EdexClient:
             raise error_for(
                 err.code, err.description, operation=operation, record="", response=err.text
             ) from None
+        except IntegrationError:
+            raise
+        except (etree.XMLSyntaxError, UnsafeXml) as err:
+            raise RetryableError(f"malformed reply: {err}", **context) from err
+        except Exception as err:  # noqa: BLE001  (a read: whatever broke, try again later)
+            raise RetryableError(self._stream_failure(err, in_body), **context) from err
+
+    def _stream_failure(self, err: Exception, in_body: bool) -> str:
+        name = type(err).__name__
+        if not in_body and failed_before_sending(err):
+            return f"cannot connect to {self.settings.base_url} ({name}): nothing was sent"
+        if _timed_out(err):
+            return f"no reply within {self.settings.timeout:g} s ({name})"
+        if in_body or _cut_off(err):
+            return f"the reply was cut off mid-body ({name}: {mask(str(err))[:200]})"
+        return f"connection to {self.settings.base_url} failed mid-call: {name}: {err}"[:400]
 
     # -- ledger writes -------------------------------------------------------------------------
     def ledger(self, operation: str, xmldata: str, *, record: str):
@@ -381,9 +616,18 @@ def is_login_fault(text: str) -> bool:
     return bool(_LOGIN_FAULT.search(text or ""))
 
 
-def _never_connected(err: Exception) -> bool:
-    text = repr(err)
-    return "NewConnectionError" in text or "Connection refused" in text
+def _read_at_most(response: httpx.Response, limit: int) -> bytes:
+    """The first ``limit`` bytes of a streamed httpx body (the rest is never read)."""
+    data = bytearray()
+    for chunk in response.iter_bytes(_READ_CHUNK):
+        data += chunk[: limit - len(data)]
+        if len(data) >= limit:
+            break
+    return bytes(data)
+
+
+def _decode_all(content: Any) -> str:
+    return content.decode("utf-8", "replace") if isinstance(content, bytes) else str(content)
 
 
 def _decode(content: Any) -> str:

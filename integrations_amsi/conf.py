@@ -22,6 +22,10 @@ DEFAULT_SETTLEMENT_LAG_DAYS = 3
 # UpdateSettlementData's ApprovalCode: production sent a short constant (its company name).
 DEFAULT_APPROVAL_CODE = "RentPlatform"
 APPROVAL_CODE_MAX = 12  # production's was 9 characters; eSite's limit is not known
+# The most a SOAP reply read whole (everything but the streamed resident lists, which have their
+# own cap, xmldocs.MAX_DOCUMENT_BYTES) may hold; the transport stops reading there. A property
+# list or a ledger reply is a few KiB; 64 MiB is far above any real one and far below harm.
+DEFAULT_MAX_REPLY_BYTES = 64 * 1024 * 1024
 
 SETTING_KEYS = (
     "url",
@@ -37,6 +41,7 @@ SETTING_KEYS = (
     "duplicates_refused_by",
     "duplicates_refused_at",
     "duplicates_refused_code",
+    "max_reply_bytes",
 )
 
 
@@ -61,6 +66,8 @@ class AmsiSettings:
     # The ErrorCode this eSite answered when it refused the repeat: that code, on AddPayment,
     # means "already posted" for this connection.
     duplicates_refused_code: str = ""
+    # The largest SOAP reply read whole (bytes, after any content decoding); bigger is refused.
+    max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
 
     @property
     def duplicates_refused(self) -> bool:
@@ -104,6 +111,15 @@ def _lag_days(value) -> int:
         return DEFAULT_SETTLEMENT_LAG_DAYS
 
 
+def _max_reply_bytes(value) -> int:
+    """A positive byte count; anything unreadable (or absent) is the default."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return DEFAULT_MAX_REPLY_BYTES
+    return number if number > 0 else DEFAULT_MAX_REPLY_BYTES
+
+
 def validate_merchant_id(value: str) -> None:
     """ClientMerchantID: production sent an integer (its own group id), so this does too."""
     from .identifiers import is_edex_int
@@ -144,4 +160,5 @@ def settings_for(connection) -> AmsiSettings:
         duplicates_refused_by=str(s.get("duplicates_refused_by") or ""),
         duplicates_refused_at=str(s.get("duplicates_refused_at") or ""),
         duplicates_refused_code=str(s.get("duplicates_refused_code") or "").strip(),
+        max_reply_bytes=_max_reply_bytes(s.get("max_reply_bytes")),
     )
