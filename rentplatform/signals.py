@@ -2,7 +2,13 @@
 
 Every signal is sent by ``rentplatform.services`` *inside* the database transaction that made the
 change, so a receiver that writes rows (the integrations' outbox) commits or rolls back with it.
-Receivers must not do network I/O; they queue work with ``transaction.on_commit``.
+Receivers must not do network I/O; they queue work with ``transaction.on_commit``. Such callbacks
+run after the commit and are guarded by the services (``services.transactions.committing``): one
+that raises is logged and changes nothing for the caller (the payment is taken, the resident sees
+it), so queued work must be recoverable from rows (the outbox's retry sweep).
+
+Receivers run while the service holds its row locks (docs/reliability.md, "Lock order": lease,
+then deposit batch, then payment): a receiver must not lock a lease, batch or payment row itself.
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ payment_returned = Signal()
 payment_charged_back = Signal()
 
 # batch_closed(sender=DepositBatch, batch: DepositBatch)
-#   No more payments will join the batch.
+#   No more payments will join the batch. When an open batch is deposited directly, closing and
+#   depositing are one update: batch_closed is sent first, with the batch already "deposited".
 batch_closed = Signal()
 
 # batch_deposited(sender=DepositBatch, batch: DepositBatch)

@@ -1,50 +1,34 @@
 """Serializers for the resident API.
 
 Input is validated strictly and before any service call, so a bad request writes nothing:
-amounts are decimal strings (or whole numbers) in plain ASCII digits with at most two places;
-JSON floats are refused because they have already lost the cents the client meant to send.
+amounts follow ``rentplatform.money.parse_amount`` (decimal strings, or whole numbers, in plain
+ASCII digits with at most two places); JSON floats are refused because they have already lost
+the cents the client meant to send.
 """
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal
 from typing import Any
 
 from rest_framework import serializers
 
 from rentplatform.models import Lease, Payment, PaymentMethod
-from rentplatform.money import MoneyError, positive_money
+from rentplatform.money import MoneyError, parse_amount
 from rentplatform.portal.queries import lease_facts
-
-_DECIMAL_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?", re.ASCII)
+from rentplatform.services.idempotency import KEY_MAX_LENGTH, validate_key
 
 
 class MoneyStringField(serializers.Field):
-    """A positive amount given as "125.00" (or a JSON integer), never a float."""
+    """A positive amount given as "125.00" (or a JSON integer), never a float.
 
-    default_error_messages = {
-        "float": 'amount must be a decimal string such as "125.00", not a JSON number with a '
-        "fraction (floats lose cents)",
-        "type": 'amount must be a decimal string such as "125.00"',
-        "format": 'amount {value!r} is not a plain decimal number such as "125.00"',
-    }
+    The rules and their words are ``rentplatform.money.parse_amount``'s, the same as the portal's
+    and the processor command's.
+    """
 
     def to_internal_value(self, data: Any) -> Decimal:
-        if isinstance(data, bool):
-            self.fail("type")
-        if isinstance(data, float):
-            self.fail("float")
-        if isinstance(data, int):
-            text = str(data)
-        elif isinstance(data, str):
-            text = data.strip()
-        else:
-            self.fail("type")
-        if len(text) > 20 or not _DECIMAL_TEXT.fullmatch(text):
-            self.fail("format", value=data if len(str(data)) <= 40 else str(data)[:40] + "…")
         try:
-            return positive_money(text)
+            return parse_amount(data)
         except MoneyError as err:
             raise serializers.ValidationError(str(err)) from None
 
@@ -58,8 +42,13 @@ class PaymentCreateSerializer(serializers.Serializer):
         choices=PaymentMethod.choices,
         error_messages={"invalid_choice": '"{input}" is not a payment method; use "card" or "ach"'},
     )
+    # Also taken as the Idempotency-Key header (the view checks that the two agree).
     idempotency_key = serializers.CharField(
-        required=False, allow_null=True, allow_blank=False, max_length=64
+        required=False,
+        allow_null=True,
+        allow_blank=False,
+        max_length=KEY_MAX_LENGTH,
+        validators=[validate_key],
     )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

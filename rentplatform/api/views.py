@@ -2,7 +2,13 @@
 
 Errors share one shape, ``{"code": ..., "detail": ...}``: ``invalid`` (400) for a request that
 fails validation (with per-field ``errors``), and the service's own code for a refusal (409 when
-the lease or payment is in a state that forbids it, 400 for a bad value the service caught).
+the lease or payment is in a state that forbids it, 400 for a bad value the service caught, 422
+``idempotency_key_reused`` for a key sent again with a different request).
+
+Paying and voiding take an ``Idempotency-Key`` header (paying also the body's
+``idempotency_key``): a retry with the same key answers what the first request answered (the same
+payment, status code and body shape, plus ``Idempotent-Replayed: true``) and changes nothing.
+Keys are the resident's (voids: the user's) own; another user's key is just a new key.
 """
 
 from __future__ import annotations
@@ -22,17 +28,56 @@ from rentplatform.portal.queries import (
     own_payments,
     resident_of,
 )
-from rentplatform.services import ServiceError, accept_payment, void_payment
+from rentplatform.services import (
+    IdempotencyConflict,
+    ServiceError,
+    accept_payment,
+    void_payment,
+)
+from rentplatform.services.idempotency import key_problem
 
 from .serializers import LeaseSerializer, PaymentCreateSerializer, PaymentSerializer
 
 # Refusals about the request's values rather than the lease's or payment's state.
-_BAD_VALUE_CODES = {"amount", "method", "r_code"}
+_BAD_VALUE_CODES = {"amount", "method", "r_code", "idempotency_key"}
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 def refusal(err: ServiceError) -> Response:
-    code = status.HTTP_400_BAD_REQUEST if err.code in _BAD_VALUE_CODES else status.HTTP_409_CONFLICT
+    if isinstance(err, IdempotencyConflict):
+        code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    elif err.code in _BAD_VALUE_CODES:
+        code = status.HTTP_400_BAD_REQUEST
+    else:
+        code = status.HTTP_409_CONFLICT
     return Response({"code": err.code, "detail": err.message}, status=code)
+
+
+def request_key(request: Request, body_key: str | None = None) -> str | None | Response:
+    """The request's idempotency key (header, or the body's), None, or a 400 Response."""
+    header = request.headers.get(IDEMPOTENCY_HEADER)
+    if header is None:
+        return body_key or None
+    problem = key_problem(header)
+    if problem:
+        return invalid({IDEMPOTENCY_HEADER: [problem]})
+    if body_key and body_key != header:
+        return invalid(
+            {
+                "idempotency_key": [
+                    f"The {IDEMPOTENCY_HEADER} header and the body's idempotency_key differ; "
+                    "send one key."
+                ]
+            }
+        )
+    return header
+
+
+def answer(data: Any, code: int, *, replayed: bool) -> Response:
+    response = Response(data, status=code)
+    if replayed:
+        response["Idempotent-Replayed"] = "true"
+    return response
 
 
 def invalid(errors: Any) -> Response:
@@ -81,18 +126,18 @@ class LeasePayments(APIView):
         if not serializer.is_valid():
             return invalid(serializer.errors)
         data = serializer.validated_data
-        key = data.get("idempotency_key") or None
-        # Only chooses 200 vs 201 for a retried request; the service itself is idempotent.
-        replay = bool(key) and Payment.objects.filter(idempotency_key=key, lease=lease).exists()
+        key = request_key(request, data.get("idempotency_key"))
+        if isinstance(key, Response):
+            return key
         try:
             payment = accept_payment(
                 lease, data["amount"], data["method"], resident=resident, idempotency_key=key
             )
         except ServiceError as err:
             return refusal(err)
-        return Response(
-            PaymentSerializer(payment).data,
-            status=status.HTTP_200_OK if replay else status.HTTP_201_CREATED,
+        # A retry (same key) answers as the first request did: 201 and the payment.
+        return answer(
+            PaymentSerializer(payment).data, status.HTTP_201_CREATED, replayed=payment.replayed
         )
 
 
@@ -132,9 +177,19 @@ class PaymentVoid(APIView):
                     },
                     status=status.HTTP_403_FORBIDDEN,
                 )
+        key = request_key(request)
+        if isinstance(key, Response):
+            return key
         try:
-            void_payment(payment, note=f"voided through the API by {user.get_username()}")
+            reversal = void_payment(
+                payment,
+                note=f"voided through the API by {user.get_username()}",
+                idempotency_key=key,
+                requested_by=user,
+            )
         except ServiceError as err:
             return refusal(err)
         payment.refresh_from_db()
-        return Response(PaymentSerializer(payment).data)
+        return answer(
+            PaymentSerializer(payment).data, status.HTTP_200_OK, replayed=reversal.replayed
+        )

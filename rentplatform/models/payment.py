@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -123,12 +124,34 @@ class Payment(models.Model):
     business_day = models.DateField(help_text="The property's local day it was made.")
     accepted_at = models.DateTimeField()
     updated_at = models.DateTimeField(auto_now=True)
-    idempotency_key = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    idempotency_key = models.CharField(
+        max_length=64,
+        null=True,
+        blank=True,
+        help_text="The client's key for this payment; unique per resident (a retry with the same "
+        "key returns this payment).",
+    )
+
+    # Set by the service on the instance it returns when the request was a retry (the same
+    # idempotency key): this payment was made by the first request. Not a column.
+    replayed = False
 
     class Meta:
         ordering = ["-accepted_at"]
         permissions = [("void_payment", "Can void a processing payment")]
         constraints = [
+            # A key belongs to the resident who sent it; keys sent without a resident (the
+            # processor command) share one scope of their own.
+            models.UniqueConstraint(
+                fields=["resident", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False, resident__isnull=False),
+                name="payment_idempotency_key_per_resident",
+            ),
+            models.UniqueConstraint(
+                fields=["idempotency_key"],
+                condition=Q(idempotency_key__isnull=False, resident__isnull=True),
+                name="payment_idempotency_key_without_resident",
+            ),
             models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
             models.CheckConstraint(
                 condition=~Q(state="returned")
@@ -184,10 +207,32 @@ class Reversal(models.Model):
     business_day = models.DateField()
     created_at = models.DateTimeField()
     note = models.CharField(max_length=200, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Who asked for it in the portal or the API (empty for the processor).",
+    )
+    idempotency_key = models.CharField(
+        max_length=64,
+        null=True,
+        blank=True,
+        help_text="The client's key for this request; unique per user (kept, not unique, "
+        "if the user is deleted).",
+    )
+
+    replayed = False  # as Payment.replayed
 
     class Meta:
         ordering = ["-created_at"]
         constraints = [
+            models.UniqueConstraint(
+                fields=["requested_by", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False, requested_by__isnull=False),
+                name="reversal_idempotency_key_per_user",
+            ),
             models.CheckConstraint(condition=Q(amount__gt=0), name="reversal_amount_positive"),
             models.CheckConstraint(
                 condition=~Q(kind="return") | Q(return_code__regex=r"^R[0-9]{2}$"),

@@ -16,9 +16,14 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from rentplatform.models import Lease, Payment
-from rentplatform.services import PaymentRefused, ServiceError, accept_payment, void_payment
+from rentplatform.services import (
+    IdempotencyConflict,
+    ServiceError,
+    accept_payment,
+    void_payment,
+)
 
-from .forms import PaymentForm
+from .forms import PaymentForm, VoidForm
 from .queries import (
     get_payment_or_404,
     lease_facts,
@@ -49,10 +54,11 @@ def _own_lease_or_404(request: HttpRequest, pk: int) -> Lease:
 def lease_detail(request: HttpRequest, pk: int) -> HttpResponse:
     lease = _own_lease_or_404(request, pk)
     resident = resident_of(request.user)
-    payments = [
-        (payment, voidable_today(payment, resident))
-        for payment in own_payments(request.user).filter(lease=lease)
-    ]
+    # Each void button carries its own idempotency key (VoidForm).
+    payments = []
+    for payment in own_payments(request.user).filter(lease=lease):
+        voidable = voidable_today(payment, resident)
+        payments.append((payment, voidable, _fresh_key() if voidable else ""))
     return render(
         request,
         "portal/lease_detail.html",
@@ -60,10 +66,15 @@ def lease_detail(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
+def _fresh_key() -> str:
+    return uuid.uuid4().hex
+
+
 @login_required
 def pay(request: HttpRequest, pk: int) -> HttpResponse:
     lease = _own_lease_or_404(request, pk)
     facts = lease_facts(lease)
+    status = 200
     if request.method == "POST":
         form = PaymentForm(request.POST, allowed_methods=facts.allowed_methods)
         if form.is_valid():
@@ -75,9 +86,25 @@ def pay(request: HttpRequest, pk: int) -> HttpResponse:
                     resident=resident_of(request.user),
                     idempotency_key=form.cleaned_data["idempotency_key"] or None,
                 )
-            except PaymentRefused as err:
+            except IdempotencyConflict as err:
+                # The form was sent before (the resident went back and changed it). Name the
+                # payment it made; a fresh key makes sending this form again a new payment.
+                first = err.existing
+                data = request.POST.copy()
+                data["idempotency_key"] = _fresh_key()
+                form = PaymentForm(data, allowed_methods=facts.allowed_methods)
+                form.is_valid()
+                form.add_error(
+                    None,
+                    f"This form was already used for a payment of ${first.amount} by "
+                    f"{first.get_method_display()} (reference {first.public_id[:10]}). To make "
+                    "another payment, check the amount and send this form again.",
+                )
+                status = 422
+            except ServiceError as err:
                 form.add_error(None, err.message)
             else:
+                # A retry of the same form (same key) is the first payment, with the same words.
                 messages.success(
                     request,
                     f"Payment of ${payment.amount} by {payment.get_method_display()} accepted "
@@ -88,12 +115,14 @@ def pay(request: HttpRequest, pk: int) -> HttpResponse:
         methods = facts.allowed_methods
         form = PaymentForm(
             initial={
-                "idempotency_key": uuid.uuid4().hex,
+                "idempotency_key": _fresh_key(),
                 "method": methods[0][0] if methods else None,
             },
             allowed_methods=methods,
         )
-    return render(request, "portal/pay.html", {"lease": lease, "facts": facts, "form": form})
+    return render(
+        request, "portal/pay.html", {"lease": lease, "facts": facts, "form": form}, status=status
+    )
 
 
 @login_required
@@ -106,10 +135,20 @@ def void(request: HttpRequest, public_id: str) -> HttpResponse:
     if payment.resident_id != resident.pk:
         messages.error(request, "Only the resident who made this payment can void it.")
         return redirect("portal:lease", pk=payment.lease_id)
+    form = VoidForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(form.errors["idempotency_key"]))
+        return redirect("portal:lease", pk=payment.lease_id)
     try:
-        void_payment(payment, note="voided by the resident in the portal")
+        void_payment(
+            payment,
+            note="voided by the resident in the portal",
+            idempotency_key=form.cleaned_data["idempotency_key"] or None,
+            requested_by=request.user,
+        )
     except ServiceError as err:
         messages.error(request, err.message)
     else:
+        # The button sent twice (same key) is one void, and the same answer.
         messages.success(request, f"Payment of ${payment.amount} voided.")
     return redirect("portal:lease", pk=payment.lease_id)

@@ -20,6 +20,7 @@ from rentplatform.models import (
 )
 
 from .errors import ServiceError
+from .transactions import committing
 
 # Our batch id is what AMSI sees as ClientJnlNo / ExternalJnlNo. Production clients typed it as
 # an integer of at most 9 digits (docs/amsi-evidence.md, "batch id"), so it is a 9-digit number
@@ -46,16 +47,30 @@ def _next_batch_id() -> str:
     return str(number)
 
 
-def open_batch(prop: Property, stream: str, day: dt.date, kind: str) -> DepositBatch:
-    """The open batch for (property, stream, day, kind), created on demand.
+def _locked_open_batch(prop: Property, stream: str, day: dt.date, kind: str) -> DepositBatch | None:
+    """The open batch, locked (FOR NO KEY UPDATE of the batch row only), or None.
 
-    Safe under concurrency: the partial unique constraint lets only one open batch exist and
-    the batch id is unique, so a loser of either race re-reads and tries again.
+    A close or deposit holding the batch makes us wait; when it commits, PostgreSQL re-checks
+    ``status = 'open'`` on the new row version and the batch is no longer found: the caller
+    opens the day's next batch instead of joining a closed one.
+    """
+    return (
+        DepositBatch.objects.select_for_update(of=("self",), no_key=True)
+        .filter(property=prop, stream=stream, business_day=day, kind=kind, status=BatchStatus.OPEN)
+        .first()
+    )
+
+
+def open_batch(prop: Property, stream: str, day: dt.date, kind: str) -> DepositBatch:
+    """The open batch for (property, stream, day, kind), created on demand, locked.
+
+    Called inside the caller's transaction; the batch stays locked until it commits, so it
+    cannot be closed or deposited while a payment or reversal is joining it. Safe under
+    concurrency: the partial unique constraint lets only one open batch exist and the batch id is
+    unique, so a loser of either race re-reads and tries again.
     """
     for _ in range(20):
-        batch = DepositBatch.objects.filter(
-            property=prop, stream=stream, business_day=day, kind=kind, status=BatchStatus.OPEN
-        ).first()
+        batch = _locked_open_batch(prop, stream, day, kind)
         if batch:
             return batch
         try:
@@ -72,55 +87,88 @@ def open_batch(prop: Property, stream: str, day: dt.date, kind: str) -> DepositB
     raise ServiceError(f"could not open a {kind} batch for {prop.code} {stream} {day}")
 
 
+def lock_batch(pk: int) -> DepositBatch:
+    """Lock one batch row (FOR NO KEY UPDATE OF the batch only: never its property)."""
+    return (
+        DepositBatch.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("property")
+        .get(pk=pk)
+    )
+
+
 def batch_for_payment(prop: Property, method: str, when: dt.datetime) -> DepositBatch:
+    """The open payments batch a payment made at ``when`` joins, locked (see ``open_batch``)."""
     return open_batch(prop, method, prop.local_day(when), BatchKind.PAYMENTS)
 
 
-def batch_for_reversal(payment: Payment, when: dt.datetime) -> DepositBatch:
-    """Rule 5: before deposit, the original batch; after, the day's reversals batch."""
-    original = payment.batch
+def batch_for_reversal(
+    payment: Payment, when: dt.datetime, *, original: DepositBatch | None = None
+) -> DepositBatch:
+    """Rule 5: before deposit, the original batch; after, the day's reversals batch.
+
+    ``original`` is the payment's batch, already locked by the caller (``_reverse`` locks it
+    before the payment: the lock order in docs/reliability.md).
+    """
+    original = original or payment.batch
     if original.status != BatchStatus.DEPOSITED:
         return original
     prop = original.property
     return open_batch(prop, original.stream, prop.local_day(when), BatchKind.REVERSALS)
 
 
-@transaction.atomic
 def close_batch(batch: DepositBatch, *, now: dt.datetime | None = None) -> DepositBatch:
-    batch = DepositBatch.objects.select_for_update().get(pk=batch.pk)
-    if batch.status != BatchStatus.OPEN:
-        raise ServiceError(f"batch {batch.batch_id} is {batch.status}, not open", code="not_open")
-    batch.status = BatchStatus.CLOSED
-    batch.closed_at = now or timezone.now()
-    batch.save(update_fields=["status", "closed_at"])
-    signals.batch_closed.send(sender=DepositBatch, batch=batch)
+    with committing():
+        batch = lock_batch(batch.pk)
+        if batch.status != BatchStatus.OPEN:
+            raise ServiceError(
+                f"batch {batch.batch_id} is {batch.status}, not open", code="not_open"
+            )
+        batch.status = BatchStatus.CLOSED
+        batch.closed_at = now or timezone.now()
+        batch.save(update_fields=["status", "closed_at"])
+        signals.batch_closed.send(sender=DepositBatch, batch=batch)
     return batch
 
 
-@transaction.atomic
 def deposit_batch(batch: DepositBatch, *, now: dt.datetime | None = None) -> DepositBatch:
-    """The bank received the batch: close it if needed, mark its settled payments deposited."""
+    """The bank received the batch: close it if needed, mark its settled payments deposited.
+
+    Lock order (docs/reliability.md): the batch, then its payments. Each row is updated once:
+    closing and depositing an open batch is one UPDATE. (Updating the batch twice made the second
+    UPDATE re-check the batch's foreign key to its property in PostgreSQL, a KEY SHARE lock on the
+    property row that a payment in flight could hold: a deadlock.)
+    """
     now = now or timezone.now()
-    batch = DepositBatch.objects.select_for_update().get(pk=batch.pk)
-    if batch.status == BatchStatus.DEPOSITED:
-        raise ServiceError(f"batch {batch.batch_id} is already deposited", code="deposited")
-    unsettled = batch.payments.filter(state=PaymentState.PROCESSING).count()
-    if unsettled:
-        raise ServiceError(
-            f"batch {batch.batch_id} still has {unsettled} processing payment(s); "
-            "settle them first",
-            code="unsettled",
+    with committing():
+        batch = lock_batch(batch.pk)
+        if batch.status == BatchStatus.DEPOSITED:
+            raise ServiceError(f"batch {batch.batch_id} is already deposited", code="deposited")
+        unsettled = batch.payments.filter(state=PaymentState.PROCESSING).count()
+        if unsettled:
+            raise ServiceError(
+                f"batch {batch.batch_id} still has {unsettled} processing payment(s); "
+                "settle them first",
+                code="unsettled",
+            )
+        settled = (
+            batch.payments.select_for_update(of=("self",), no_key=True)
+            .filter(state=PaymentState.SETTLED)
+            .order_by("pk")
         )
-    if batch.status == BatchStatus.OPEN:
-        close_batch(batch, now=now)
-        batch.refresh_from_db()
-    for payment in batch.payments.select_for_update().filter(state=PaymentState.SETTLED):
-        payment.state = PaymentState.DEPOSITED
-        payment.save(update_fields=["state", "updated_at"])
-    batch.status = BatchStatus.DEPOSITED
-    batch.deposited_at = now
-    batch.save(update_fields=["status", "deposited_at"])
-    signals.batch_deposited.send(sender=DepositBatch, batch=batch)
+        for payment in settled:
+            payment.state = PaymentState.DEPOSITED
+            payment.save(update_fields=["state", "updated_at"])
+        was_open = batch.status == BatchStatus.OPEN
+        fields = ["status", "deposited_at"]
+        if was_open:
+            batch.closed_at = now
+            fields.append("closed_at")
+        batch.status = BatchStatus.DEPOSITED
+        batch.deposited_at = now
+        batch.save(update_fields=fields)
+        if was_open:
+            signals.batch_closed.send(sender=DepositBatch, batch=batch)
+        signals.batch_deposited.send(sender=DepositBatch, batch=batch)
     return batch
 
 
