@@ -162,3 +162,22 @@ def settings_for(connection) -> AmsiSettings:
         duplicates_refused_code=str(s.get("duplicates_refused_code") or "").strip(),
         max_reply_bytes=_max_reply_bytes(s.get("max_reply_bytes")),
     )
+
+
+def record_duplicates_refused(connection, *, who: str, code: str) -> None:
+    """Record that this eSite was seen to refuse a repeated ClientTransactionID: who saw it,
+    when, and the ErrorCode it answered (which then means "already posted" on AddPayment).
+    From then on unknown outcomes are re-sent and checked unattended."""
+    from django.utils import timezone
+
+    from .client import clear_clients
+
+    connection.refresh_from_db()
+    connection.settings = {
+        **(connection.settings or {}),
+        "duplicates_refused_by": who or "unknown",
+        "duplicates_refused_at": timezone.now().isoformat(timespec="seconds"),
+        "duplicates_refused_code": str(code),
+    }
+    connection.save(update_fields=["settings", "updated_at"])
+    clear_clients()

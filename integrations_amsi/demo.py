@@ -117,29 +117,31 @@ def stop(proc: subprocess.Popen | None, timeout: float = 20) -> None:
         pass
 
 
-def look_in_sandbox(control) -> list[str]:
-    """Play the person for every unconfirmed posting: look it up in the sandbox's books (what a
+def look_in_sandbox(sandbox, postings=None, *, who: str = "demo") -> list[tuple[str, str]]:
+    """Play the person for unconfirmed postings: look each up in the sandbox's books (what a
     manager does in eSite's Cash Batches) and say "found" with its receipt, or "not there,
-    post it". ``control`` is a SandboxControl. Returns a line per posting resolved.
+    post it". ``sandbox`` is anything with ``ledger()`` (SandboxControl, the fault suite's
+    SandboxProcess); ``postings`` defaults to every unconfirmed posting. The ledger is read
+    after the postings were picked, so it shows all that will land for them. Returns
+    ``(posting key, what the person did)`` for each posting resolved.
 
-    A posting is looked at only once the wait for a slow write is over (the outbox refuses
-    "not there, post it" before that: ``NotAllowed``); such a posting is left for next time.
+    The outbox refuses "not there, post it" while a slow write could still land
+    (``NotAllowed``); such a posting is left for the next look.
     """
     from integrations import outbox
-    from integrations.models import Posting, PostingKind, PostingState
+    from integrations.models import Posting, PostingState
 
-    from .identifiers import client_transaction_id
-
-    entries = [e for batch in control.ledger() for e in batch["entries"]]
-    lines = []
-    for posting in Posting.objects.filter(state=PostingState.UNCONFIRMED).order_by("pk"):
-        original = (
-            posting
-            if posting.kind == PostingKind.PAYMENT
-            else Posting.objects.filter(payment=posting.payment, kind=PostingKind.PAYMENT).first()
-        )
-        txn = client_transaction_id(original)
-        reversal = posting.kind == PostingKind.REVERSAL
+    if postings is None:
+        postings = Posting.objects.filter(state=PostingState.UNCONFIRMED)
+    postings = list(postings.order_by("pk"))
+    if not postings:
+        return []
+    entries = [e for batch in sandbox.ledger() for e in batch["entries"]]
+    done = []
+    for posting in postings:
+        provider = posting.connection.get_provider()
+        txn = provider.transaction_id(posting)
+        reversal = posting.kind == "reversal"
         found = [
             e
             for e in entries
@@ -148,14 +150,13 @@ def look_in_sandbox(control) -> list[str]:
         ]
         try:
             if found:
-                outbox.mark_found(posting, receipt=found[0]["evolution_reference"], who="demo")
-                lines.append(
-                    f"{posting.get_kind_display().lower()} {txn}: found in eSite batch "
-                    f"{found[0]['client_jnl_no']}, receipt {found[0]['evolution_reference']}"
-                )
+                receipt = found[0]["evolution_reference"]
+                outbox.mark_found(posting, receipt=receipt, who=who)
+                what = f"found in eSite batch {found[0]['client_jnl_no']}, receipt {receipt}"
             else:
-                outbox.post_unconfirmed(posting, who="demo")
-                lines.append(f"{posting.get_kind_display().lower()} {txn}: not in eSite, posted")
+                outbox.post_unconfirmed(posting, who=who)
+                what = "not in eSite, posted"
         except outbox.NotAllowed:
             continue
-    return lines
+        done.append((posting.key, f"{posting.get_kind_display().lower()} {txn}: {what}"))
+    return done

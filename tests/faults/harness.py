@@ -426,19 +426,9 @@ class Platform:
         """What an operator records after seeing this eSite refuse a repeated
         ClientTransactionID, with the ErrorCode it answered (the workers read the connection
         from the database)."""
-        from django.utils import timezone
+        from integrations_amsi.conf import record_duplicates_refused
 
-        from integrations_amsi.client import clear_clients
-
-        self.connection.refresh_from_db()
-        self.connection.settings = {
-            **self.connection.settings,
-            "duplicates_refused_by": who,
-            "duplicates_refused_at": timezone.now().isoformat(timespec="seconds"),
-            "duplicates_refused_code": "206",  # what the sandbox answered for the repeat
-        }
-        self.connection.save(update_fields=["settings"])
-        clear_clients()
+        record_duplicates_refused(self.connection, who=who, code="206")
 
     def import_property(self) -> None:
         from integrations.services import run_sync
@@ -601,42 +591,19 @@ class Platform:
         from django.db.models import Max
         from django.utils import timezone
 
-        from integrations import outbox
         from integrations.models import Posting, PostingState
+        from integrations_amsi.demo import look_in_sandbox
 
         cutoff = timezone.now() - self.person_wait()
-        ready = list(
+        ready = (
             Posting.objects.filter(connection=self.connection, state=PostingState.UNCONFIRMED)
             .annotate(last_finished=Max("attempt_log__finished_at"))
             .filter(last_finished__lt=cutoff)
-            .order_by("pk")
         )
-        if not ready:
-            return 0
-        entries = [e for b in self.sandbox.ledger() for e in b["entries"]]
-        resolved = 0
-        for posting in ready:
-            txn = self.transaction_id(posting)
-            if posting.kind == "payment":
-                found = [
-                    e
-                    for e in entries
-                    if e["client_transaction_id"] == txn and not e.get("original_transaction_id")
-                ]
-            else:
-                found = [e for e in entries if e.get("original_transaction_id") == txn]
-            try:
-                if found:
-                    receipt = found[0]["evolution_reference"]
-                    outbox.mark_found(posting, receipt=receipt, who="harness")
-                    self.person_log.append((posting.key, f"found {receipt}"))
-                else:
-                    outbox.post_unconfirmed(posting, who="harness")
-                    self.person_log.append((posting.key, "not found"))
-            except outbox.NotAllowed:
-                continue
-            resolved += 1
-        return resolved
+        done = look_in_sandbox(self.sandbox, ready, who="harness")
+        for key, what in done:
+            self.person_log.append((key, "not found" if what.endswith("posted") else "found"))
+        return len(done)
 
     def transaction_id(self, posting) -> str:
         """The ClientTransactionID AMSI knows a posting by: a payment's own, a reversal's

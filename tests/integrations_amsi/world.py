@@ -66,20 +66,11 @@ class AmsiWorld:
     # -- setup ---------------------------------------------------------------------------------
     def confirm_duplicates_refused(self, who: str = "ops@example.test") -> None:
         """What an operator records after seeing this eSite refuse a repeated
-        ClientTransactionID: unknown outcomes are then re-sent and checked unattended."""
-        from django.utils import timezone
+        ClientTransactionID (the sandbox answers 206): unknown outcomes are then re-sent and
+        checked unattended."""
+        from integrations_amsi.conf import record_duplicates_refused
 
-        self.connection.refresh_from_db()
-        self.connection.settings = {
-            **self.connection.settings,
-            "duplicates_refused_by": who,
-            "duplicates_refused_at": timezone.now().isoformat(timespec="seconds"),
-            "duplicates_refused_code": "206",  # what the sandbox answers for a repeat
-        }
-        self.connection.save(update_fields=["settings"])
-        from integrations_amsi.client import clear_clients
-
-        clear_clients()
+        record_duplicates_refused(self.connection, who=who, code="206")
 
     def import_property(self):
         run = run_sync(self.connection, "import")
@@ -165,30 +156,11 @@ class AmsiWorld:
         return out
 
     def resolve_unconfirmed(self) -> int:
-        """Play the person: look each unconfirmed posting up in the sandbox's ledger and say
-        "found" (with its receipt) or "not there, post it". Returns how many were resolved."""
-        from integrations_amsi.identifiers import client_transaction_id
+        """Play the person (integrations_amsi.demo.look_in_sandbox): each unconfirmed posting
+        is looked up in the sandbox's ledger, then "found" or "not there, post it"."""
+        from integrations_amsi.demo import look_in_sandbox
 
-        entries = [e for b in self.control.ledger() for e in b["entries"]]
-        n = 0
-        for posting in Posting.objects.filter(state=PostingState.UNCONFIRMED):
-            if posting.kind == "payment":
-                txn = client_transaction_id(posting)
-                found = [
-                    e
-                    for e in entries
-                    if e["client_transaction_id"] == txn and not e.get("original_transaction_id")
-                ]
-            else:
-                original = Posting.objects.get(payment=posting.payment, kind="payment")
-                txn = client_transaction_id(original)
-                found = [e for e in entries if e.get("original_transaction_id") == txn]
-            if found:
-                outbox.mark_found(posting, receipt=found[0]["evolution_reference"], who="world")
-            else:
-                outbox.post_unconfirmed(posting, who="world")
-            n += 1
-        return n
+        return len(look_in_sandbox(self.control, who="world"))
 
     def all_posted(self) -> bool:
         return not Posting.objects.exclude(state=PostingState.POSTED).exists()

@@ -24,11 +24,11 @@ import getpass
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.utils import timezone
 
 from integrations.exceptions import IntegrationError
 from integrations.logging import mask
 from integrations.models import Connection, Posting, PostingKind, PostingState
+from integrations_amsi.conf import record_duplicates_refused
 
 
 class Command(BaseCommand):
@@ -105,13 +105,7 @@ class Command(BaseCommand):
             self.stdout.write("Add --record to store this confirmation on the connection.")
             return
         who = opts["by"] or getpass.getuser()
-        connection.settings = {
-            **connection.settings,
-            "duplicates_refused_by": who,
-            "duplicates_refused_at": timezone.now().isoformat(timespec="seconds"),
-            "duplicates_refused_code": reply.error_code,
-        }
-        connection.save(update_fields=["settings", "updated_at"])
+        record_duplicates_refused(connection, who=who, code=reply.error_code)
         self.stdout.write(
             f"Recorded: duplicates refused on this eSite, confirmed by {who}, ErrorCode "
             f"{reply.error_code} means 'already posted'. Payments whose reply is lost are now "

@@ -225,7 +225,7 @@ class Command(BaseCommand):
         self.out(f"     {provider.where_to_look(waiting.first())}")
         deadline = time.monotonic() + timeout
         while waiting.exists() and time.monotonic() < deadline:
-            for line in demo.look_in_sandbox(control):
+            for _key, line in demo.look_in_sandbox(control):
                 self.out(f"   the manager looked in eSite: {line}")
             time.sleep(0.5)
         self._wait(timeout)
