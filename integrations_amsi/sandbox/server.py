@@ -149,6 +149,12 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
         log.debug("%s %s", self.address_string(), format % args)
 
+    def setup(self) -> None:
+        super().setup()
+        # Small writes (headers, then body) with Nagle on meet the client's delayed ACK: every
+        # reply waited ~40 ms (docs/performance.md). eSite's IIS answers at once.
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     # -- plumbing ---------------------------------------------------------------------------
 
     @property
@@ -169,9 +175,11 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         if self.close_connection:
             self.send_header("Connection", "close")
-        self.end_headers()
+        # Headers and body in one write (one segment for a small reply).
+        self._headers_buffer.append(b"\r\n")
         if self.command != "HEAD":
-            self.wfile.write(body)
+            self._headers_buffer.append(body)
+        self.flush_headers()
 
     def send_text(self, status: int, text: str) -> None:
         self.send(status, "text/plain; charset=utf-8", text.encode("utf-8"))
