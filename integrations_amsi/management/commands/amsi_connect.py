@@ -28,9 +28,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from integrations import services
+from integrations.conf import timing_chain
 from integrations.logging import register_secret
 from integrations.models import Connection
-from integrations_amsi.conf import parse_cutoff, validate_url
+from integrations_amsi.conf import parse_cutoff, validate_merchant_id, validate_url
 from rentplatform.models import Property
 from rentplatform.models.property import validate_time_zone
 
@@ -57,13 +58,18 @@ class Command(BaseCommand):
         code = opts["property_code"]
         try:
             validate_url(opts["url"])
+            validate_merchant_id(opts["merchant_id"])
             if opts["time_zone"]:
                 validate_time_zone(opts["time_zone"])
             cutoff = parse_cutoff(opts["cutoff"]).strftime("%H:%M") if opts["cutoff"] else None
         except ValidationError as err:
             raise CommandError("; ".join(err.messages)) from None
-        if opts["timeout"] is not None and not 0 < opts["timeout"] < 60:
-            raise CommandError("--timeout must be between 0 and 60 seconds")
+        if opts["timeout"] is not None:
+            if not opts["timeout"] > 0:  # also NaN
+                raise CommandError("--timeout must be a positive number of seconds")
+            problem = timing_chain().operation_timeout_problem(opts["timeout"])
+            if problem:
+                raise CommandError(f"--timeout: {problem}")
         password = self._password()
         register_secret(password)
 

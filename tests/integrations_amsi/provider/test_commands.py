@@ -49,8 +49,8 @@ def test_connect_with_env_password(amsi_sandbox, monkeypatch):
     assert conn.settings["property_id"] == "001" and conn.settings["close_cutoff"] == "21:30"
     assert Property.objects.get(code="maple").time_zone == "America/Chicago"
     # running it again updates, never duplicates
-    call_command("amsi_connect", *connect_args(amsi_sandbox, merchant_id="M2002"), stdout=out)
-    assert Connection.objects.get().settings["merchant_id"] == "M2002"
+    call_command("amsi_connect", *connect_args(amsi_sandbox, merchant_id="2002"), stdout=out)
+    assert Connection.objects.get().settings["merchant_id"] == "2002"
 
 
 def test_connect_refuses_without_tty_or_env(amsi_sandbox, monkeypatch):
@@ -137,3 +137,25 @@ def test_import_lists_bad_records_and_fails(amsi_connection, control):
         call_command("amsi_import", "maple", stdout=out)
     assert "skipped 001-01-101-777: EndBalance 'lots' is not an amount" in out.getvalue()
     assert Lease.objects.count() == 24  # the rest imported
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--merchant-id", "M1001", "whole number"),
+        ("--timeout", "80", "too long"),
+        ("--timeout", "0", "positive"),
+    ],
+)
+def test_connect_refuses_settings_a_real_esite_or_the_timing_chain_would_not_take(
+    amsi_sandbox, monkeypatch, option, value, message
+):
+    monkeypatch.setenv("AMSI_PASSWORD", "sandbox-secret")
+    args = connect_args(amsi_sandbox)
+    if option in args:
+        args[args.index(option) + 1] = value
+    else:
+        args += [option, value]
+    with pytest.raises(CommandError, match=message):
+        call_command("amsi_connect", *args, stdout=io.StringIO())
+    assert not Connection.objects.exists()
