@@ -18,9 +18,6 @@ its last test) so it can be fixed and tested again from the admin.
 
 from __future__ import annotations
 
-import getpass
-import os
-import sys
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -32,10 +29,9 @@ from integrations.conf import timing_chain
 from integrations.logging import register_secret
 from integrations.models import Connection
 from integrations_amsi.conf import parse_cutoff, validate_merchant_id, validate_url
+from integrations_amsi.management.commands._password import read_password
 from rentplatform.models import Property
 from rentplatform.models.property import validate_time_zone
-
-PASSWORD_ENV = "AMSI_PASSWORD"
 
 
 class Command(BaseCommand):
@@ -132,15 +128,4 @@ class Command(BaseCommand):
         self.stdout.write(f"Next: python manage.py amsi_import {code} --dry-run")
 
     def _password(self) -> str:
-        password = os.environ.get(PASSWORD_ENV)
-        if password:
-            return password
-        if not sys.stdin or not sys.stdin.isatty():
-            raise CommandError(
-                f"no password: set the {PASSWORD_ENV} environment variable (stdin is not a "
-                "terminal, so it cannot be prompted for)"
-            )
-        password = getpass.getpass("AMSI eDex password: ")
-        if not password:
-            raise CommandError("no password given")
-        return password
+        return read_password()

@@ -22,10 +22,7 @@ non-zero with one sentence naming what to fix.
 from __future__ import annotations
 
 import dataclasses
-import getpass
 import json
-import os
-import sys
 import zoneinfo
 from typing import Any
 
@@ -44,6 +41,7 @@ from integrations_amsi.conf import (
     settings_for,
     validate_url,
 )
+from integrations_amsi.management.commands._password import read_password
 from integrations_amsi.probe import (
     CONFIRMED,
     DELTA_DAYS,
@@ -58,7 +56,6 @@ from integrations_amsi.probe import (
 )
 from rentplatform.models import Property
 
-PASSWORD_ENV = "AMSI_PASSWORD"
 AD_HOC = ("url", "portfolio", "user", "property_id", "merchant_id")
 
 
@@ -174,18 +171,7 @@ class Command(BaseCommand):
         return settings, code, tz or connection.property.tz
 
     def _password(self) -> str:
-        password = os.environ.get(PASSWORD_ENV)
-        if password:
-            return password
-        if not sys.stdin or not sys.stdin.isatty():
-            raise CommandError(
-                f"no password: set the {PASSWORD_ENV} environment variable (stdin is not a "
-                "terminal, so it cannot be prompted for)"
-            )
-        password = getpass.getpass("AMSI eDex password: ")
-        if not password:
-            raise CommandError("no password given")
-        return password
+        return read_password()
 
     # -- output --------------------------------------------------------------------------------
     def _line(self, step: Step) -> None:
