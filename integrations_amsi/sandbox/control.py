@@ -107,19 +107,7 @@ def _refuse(h: Handler, reason: str) -> None:
     the client reads the answer rather than a reset)."""
     h.close_connection = True
     _send_json(h, HTTPStatus.FORBIDDEN, {"error": reason})
-    try:
-        remaining = min(int(h.headers.get("Content-Length") or 0), _REFUSED_DRAIN)
-    except ValueError:
-        remaining = 0
-    h.connection.settimeout(5)
-    try:
-        while remaining > 0:
-            chunk = h.rfile.read(min(remaining, 1 << 20))
-            if not chunk:
-                break
-            remaining -= len(chunk)
-    except OSError:
-        pass
+    h.drain_body(_REFUSED_DRAIN)
 
 
 def handle(h: Handler, path: str, query: dict[str, list[str]]) -> None:

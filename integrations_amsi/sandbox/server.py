@@ -204,8 +204,13 @@ class Handler(BaseHTTPRequestHandler):
         if "chunked" in str(err) or "Content-Length" in str(err):
             status = HTTPStatus.LENGTH_REQUIRED
         self.send_text(status, str(err) + "\n")
+        self.drain_body(_DRAIN_LIMIT)
+
+    def drain_body(self, limit: int) -> None:
+        """Read and drop what the client still sends (up to ``limit`` bytes), so it reads the
+        answer already written rather than a connection reset."""
         try:
-            remaining = min(int(self.headers.get("Content-Length") or 0), _DRAIN_LIMIT)
+            remaining = min(int(self.headers.get("Content-Length") or 0), limit)
         except ValueError:
             remaining = 0
         self.connection.settimeout(5)
