@@ -427,6 +427,6 @@ def test_broker_down_after_commit_leaves_the_payment_and_a_posting_for_the_sweep
     assert outbox.sweepable_postings().filter(pk=posting.pk).exists()
     assert f"posting {posting.pk}" in caplog.text and "retry sweep" in caplog.text
     # The sweep queues it once the broker is back.
-    with mock.patch("integrations.outbox.enqueue_task") as queued:
+    with mock.patch("django_q.tasks.async_task") as queued:
         assert outbox.sweep() == 1
     queued.assert_called_once()

@@ -1,0 +1,286 @@
+"""One delivery attempt: a reversal's wait for its payment, the provider call, the outcome."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import traceback
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from integrations import signals
+from integrations.conf import get_setting
+from integrations.exceptions import (
+    AlreadyDone,
+    AmbiguousOutcome,
+    IntegrationError,
+    LoginRefused,
+    PermanentError,
+    RetryableError,
+)
+from integrations.logging import mask
+from integrations.models import Connection, Posting, PostingAttempt, PostingKind, PostingState
+
+from ._claims import claim
+from ._common import _backoff, _can_check, _holds, log
+
+WAITING_FOR_PAYMENT = "WAITING_FOR_PAYMENT"
+PAYMENT_NOT_POSTED = "PAYMENT_NOT_POSTED"
+PAYMENT_NEEDS_ATTENTION = "PAYMENT_NEEDS_ATTENTION"
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:g} days"
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 120:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
+
+
+def _payment_wait_delay(waited: dt.timedelta) -> dt.timedelta:
+    """Growing waits for a reversal's payment: as long as it has waited so far, between the
+    first and the last backoff step (5 s, 5 s, 10 s, 20 s ... 1 h with the defaults)."""
+    steps = list(get_setting("RETRY_BACKOFF_SECONDS")) or [60]
+    seconds = min(max(waited.total_seconds(), float(steps[0])), float(steps[-1]))
+    return dt.timedelta(seconds=seconds)
+
+
+def _wait_for_payment(posting_id: int, *, force: bool = False) -> str | None:
+    """A reversal is not sent before its payment is posted. Returns the reversal's new state
+    when it must wait or stop, None when it may go on to a normal attempt.
+
+    Waiting spends no attempt and writes no attempt row; the waits grow, and are bounded by
+    ``PAYMENT_WAIT_SECONDS`` from when it started waiting, after which the reversal needs
+    attention. A payment with no posting at all (taken before the connection existed) or one
+    needing attention stops the reversal at once, saying so.
+    """
+    now = timezone.now()
+    states = [PostingState.PENDING, PostingState.RETRYING]
+    if force:
+        states.append(PostingState.NEEDS_ATTENTION)
+    with transaction.atomic():
+        posting = (
+            Posting.objects.select_for_update()
+            .select_related("connection", "payment")
+            .filter(pk=posting_id, kind=PostingKind.REVERSAL, state__in=states)
+            .first()
+        )
+        if posting is None or _holds(posting.connection):
+            return None
+        if posting.next_attempt_at and posting.next_attempt_at > now and not force:
+            return None
+        paid = (
+            Posting.objects.filter(payment_id=posting.payment_id, kind=PostingKind.PAYMENT)
+            .only("key", "state", "last_error")
+            .first()
+        )
+        if paid is not None and paid.state == PostingState.POSTED:
+            if posting.waiting_since is not None:
+                posting.waiting_since = None
+                posting.save(update_fields=["waiting_since", "updated_at"])
+            return None
+        then = " then retry this reversal"
+        if paid is None:
+            code = PAYMENT_NOT_POSTED
+            reason = (
+                f"its payment {posting.payment.public_id} is not posted: it has no posting (it "
+                f"was taken before this connection existed). Backfill it from the connection's "
+                f"admin page, or enter it in {posting.connection.get_provider().name} by hand;"
+                + then
+            )
+        elif paid.state == PostingState.NEEDS_ATTENTION:
+            code = PAYMENT_NEEDS_ATTENTION
+            reason = (
+                f"its payment {paid.key} is not posted: it needs attention "
+                f"({paid.last_error[:300]}); once it is posted,{then}"
+            )
+        else:
+            since = posting.waiting_since or now
+            limit = float(get_setting("PAYMENT_WAIT_SECONDS"))
+            if (now - since).total_seconds() < limit:
+                posting.state = PostingState.RETRYING
+                posting.waiting_since = since
+                posting.error_code = WAITING_FOR_PAYMENT
+                posting.last_error = (
+                    f"waiting for its payment {paid.key} ({paid.get_state_display().lower()}) "
+                    f"to be posted; gives up after {_duration(limit)}"
+                )
+                posting.next_attempt_at = now + _payment_wait_delay(now - since)
+                posting.enqueued_at = None
+                posting.save()
+                return posting.state
+            code = PAYMENT_NOT_POSTED
+            last = f" (last error: {paid.last_error[:300]})" if paid.last_error else ""
+            reason = (
+                f"its payment {paid.key} is not posted: still "
+                f"{paid.get_state_display().lower()} after {_duration(limit)} of waiting{last}; "
+                f"once it is posted,{then}"
+            )
+        posting.state = PostingState.NEEDS_ATTENTION
+        posting.waiting_since = None
+        posting.error_code = code
+        posting.last_error = reason
+        posting.next_attempt_at = None
+        posting.enqueued_at = None
+        posting.save()
+    log.warning("reversal posting %s needs attention: %s", posting.key, reason)
+    return posting.state
+
+
+def deliver(posting_id: int, *, force: bool = False) -> str | None:
+    """One delivery attempt. Returns the posting's new state, or None if it was not run."""
+    held = Connection.objects.filter(postings__pk=posting_id).filter(
+        Q(enabled=False) | Q(paused_at__isnull=False)
+    )
+    if held.exists():
+        # Disabled, or credentials refused: nothing is sent until it is enabled again / a
+        # connection test passes (which queues what waited). The task has been taken.
+        Posting.objects.filter(pk=posting_id, enqueued_at__isnull=False).update(enqueued_at=None)
+        return None
+    waited = _wait_for_payment(posting_id, force=force)
+    if waited is not None:
+        return waited
+    claimed = claim(posting_id, force=force)
+    if claimed is None:
+        return None
+    posting, attempt = claimed
+    provider = posting.connection.get_provider()
+    if posting.outcome_unknown and not _can_check(posting.connection):
+        return _finish(posting, attempt, "unconfirmed", None, None)
+    outcome = "posted"
+    error: Exception | None = None
+    delivered = None
+    try:
+        delivered = provider.deliver(posting)
+    except LoginRefused as err:
+        error, outcome = err, "paused"
+    except AlreadyDone as err:
+        error, outcome = err, "already_done"
+    except AmbiguousOutcome as err:
+        error, outcome = err, "unknown"
+    except RetryableError as err:
+        error, outcome = err, "retry"
+    except PermanentError as err:
+        error, outcome = err, "refused"
+    except IntegrationError as err:
+        error, outcome = err, "refused"
+    except Exception as err:  # noqa: BLE001  (a bug must not lose the posting: ask a person)
+        error, outcome = err, "crashed"
+        log.exception("posting %s crashed in %s", posting.key, provider.id)
+    return _finish(posting, attempt, outcome, delivered, error)
+
+
+def _finish(posting: Posting, attempt: PostingAttempt, outcome: str, delivered, error) -> str:
+    now = timezone.now()
+    with transaction.atomic():
+        posting = Posting.objects.select_for_update().get(pk=posting.pk)
+        message = mask(str(error)) if error else ""
+        if outcome == "crashed":
+            message = mask(
+                f"{type(error).__name__}: {error}\n"
+                + "".join(traceback.format_exception(error))[-2000:]
+            )
+        if isinstance(error, IntegrationError):
+            posting.error_code = error.code[:40]
+            if error.request:
+                posting.request_document = error.request
+            if error.response:
+                posting.response_document = error.response
+        posting.claimed_until = None
+        if outcome in ("posted", "already_done"):
+            posting.state = PostingState.POSTED
+            posting.posted_at = now
+            posting.outcome_unknown = False
+            posting.next_attempt_at = None
+            posting.last_error = "" if outcome == "posted" else message
+            if delivered is not None:
+                posting.remote_reference = delivered.remote_reference[:100]
+                posting.remote_data = delivered.data
+                posting.request_document = mask(delivered.request_document)
+                posting.response_document = mask(delivered.response_document)
+                if delivered.already_there:
+                    outcome = "found_posted"
+            elif isinstance(error, AlreadyDone):
+                posting.remote_reference = error.remote_reference[:100]
+        elif outcome == "paused":
+            # Not this posting's fault: the attempt is given back and the connection paused.
+            posting.state = PostingState.RETRYING
+            posting.attempts = max(posting.attempts - 1, 0)
+            posting.last_error = message
+            posting.next_attempt_at = None
+            _pause(posting.connection, message)
+        elif outcome == "unconfirmed" or (
+            outcome == "unknown" and not _can_check(posting.connection)
+        ):
+            posting.state = PostingState.UNCONFIRMED
+            posting.outcome_unknown = True
+            posting.next_attempt_at = None
+            posting.last_error = (
+                message
+                or posting.last_error
+                or ("the last attempt ended without a reply (its worker stopped mid-call)")
+            )
+            if outcome == "unknown":
+                outcome = "unconfirmed"
+        elif outcome in ("retry", "unknown"):
+            posting.last_error = message
+            if outcome == "unknown":
+                posting.outcome_unknown = True
+            if posting.attempts >= get_setting("MAX_ATTEMPTS"):
+                posting.state = PostingState.NEEDS_ATTENTION
+                posting.last_error = (
+                    f"gave up after {posting.attempts} attempts; last error: {message}"
+                )
+                posting.next_attempt_at = None
+            else:
+                posting.state = PostingState.RETRYING
+                delay = _backoff(max(posting.attempts, 1))
+                if posting.outcome_unknown:
+                    delay = max(
+                        delay, dt.timedelta(seconds=get_setting("UNKNOWN_OUTCOME_DELAY_SECONDS"))
+                    )
+                posting.next_attempt_at = now + delay
+        else:
+            posting.state = PostingState.NEEDS_ATTENTION
+            posting.last_error = message
+            posting.next_attempt_at = None
+        posting.save()
+        attempt.finished_at = now
+        attempt.outcome = outcome
+        attempt.error = message
+        attempt.save(update_fields=["finished_at", "outcome", "error"])
+        if posting.state == PostingState.POSTED:
+            transaction.on_commit(
+                lambda p=posting: signals.posting_posted.send(sender=Posting, posting=p)
+            )
+    level = logging.INFO if posting.state == PostingState.POSTED else logging.WARNING
+    log.log(
+        level,
+        "posting %s (%s %s) attempt %s: %s%s",
+        posting.key,
+        posting.kind,
+        posting.connection.property.code,
+        posting.attempts,
+        outcome,
+        f": {posting.last_error}" if posting.last_error else "",
+    )
+    return posting.state
+
+
+def _pause(connection: Connection, reason: str) -> None:
+    """Pause a connection's deliveries once (one alert, not one per posting)."""
+    updated = Connection.objects.filter(pk=connection.pk, paused_at__isnull=True).update(
+        paused_at=timezone.now(), paused_reason=mask(reason)[:2000]
+    )
+    if updated:
+        log.error(
+            "connection %s (%s): credentials refused, every posting paused until a connection "
+            "test passes: %s",
+            connection.property.code,
+            connection.provider,
+            mask(reason),
+        )

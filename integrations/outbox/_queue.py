@@ -1,0 +1,149 @@
+"""Writing postings with their event, queueing their delivery, and the retry sweep."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django_q import brokers as q_brokers
+from django_q import tasks as q_tasks
+
+from integrations.conf import get_setting
+from integrations.logging import mask
+from integrations.models import Connection, Posting, PostingKind, PostingState
+
+from ._common import _holds, connection_for, log
+
+
+def create_payment_posting(payment, *, connection: Connection | None = None) -> Posting | None:
+    """Called inside the payment's transaction; idempotent (one posting per payment)."""
+    connection = connection or connection_for(payment.batch.property)
+    if connection is None:
+        return None
+    posting, created = Posting.objects.get_or_create(
+        payment=payment,
+        kind=PostingKind.PAYMENT,
+        defaults={"connection": connection, "key": payment.reference.hex},
+    )
+    if created and not _holds(connection):
+        enqueue_on_commit(posting.pk)
+    return posting
+
+
+def create_reversal_posting(reversal, *, connection: Connection | None = None) -> Posting | None:
+    connection = connection or connection_for(reversal.batch.property)
+    if connection is None:
+        return None
+    posting, created = Posting.objects.get_or_create(
+        reversal=reversal,
+        kind=PostingKind.REVERSAL,
+        defaults={
+            "connection": connection,
+            "payment": reversal.payment,
+            "key": reversal.reference.hex,
+        },
+    )
+    if created and not _holds(connection):
+        enqueue_on_commit(posting.pk)
+    return posting
+
+
+def enqueue_on_commit(posting_id: int) -> None:
+    transaction.on_commit(lambda: enqueue(posting_id))
+
+
+def enqueue(posting_id: int) -> bool:
+    """Queue a posting's delivery task. Never raises: it runs after the payment committed
+    (``on_commit``), where an exception would turn a taken payment into an HTTP 500. When the
+    broker cannot be reached (Redis down, the ORM broker's database error) the posting is left
+    with ``enqueued_at`` empty and the retry sweep queues it once the broker is back."""
+    if get_setting("DELIVERY") == "manual":
+        return False
+    try:
+        Posting.objects.filter(pk=posting_id).update(enqueued_at=timezone.now())
+        enqueue_task(
+            "integrations.tasks.deliver_posting", posting_id, group="integrations.postings"
+        )
+    except Exception as err:  # noqa: BLE001  (the broker is down: the sweep will queue it)
+        try:
+            Posting.objects.filter(pk=posting_id).update(enqueued_at=None)
+        except Exception:  # noqa: BLE001, S110  (the database is down too: enqueued_at may stay
+            pass  # set; the sweep presumes such a task lost after QUEUE_GRACE_SECONDS)
+        log.warning(
+            "posting %s: its delivery could not be queued (%s: %s); it waits for the retry sweep",
+            posting_id,
+            type(err).__name__,
+            mask(str(err))[:500],
+        )
+        return False
+    return True
+
+
+def enqueue_task(func: str, object_id: int, *, group: str = "integrations") -> None:
+    """Queue a django-q2 task that takes one id (never anything secret). Raises when the broker
+    cannot be reached (``enqueue`` catches that for postings)."""
+    q_tasks.async_task(
+        func,
+        object_id,
+        task_name=f"{func.rsplit('.', 1)[-1]}-{object_id}-{timezone.now().timestamp():.3f}",
+        group=group,
+        sync=(get_setting("DELIVERY") == "sync"),
+    )
+
+
+def sweepable_postings(now: dt.datetime | None = None, *, grace: float | None = None):
+    """Due postings whose delivery task is not already waiting in the queue (or was queued so
+    long ago that it must have been lost)."""
+    now = now or timezone.now()
+    if grace is None:
+        grace = get_setting("QUEUE_GRACE_SECONDS")
+    lost = now - dt.timedelta(seconds=grace)
+    return due_postings(now).filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=lost))
+
+
+def _queue_backlog() -> int:
+    try:
+        return int(q_brokers.get_broker().queue_size() or 0)
+    except Exception:  # noqa: BLE001  (an unreachable broker: the sweep's enqueue will say so)
+        return 0
+
+
+def sweep(*, grace: float | None = None, limit: int = 500) -> int:
+    """Queue delivery for due postings: what the retry-sweep schedule runs.
+
+    While the broker holds a backlog, a task queued earlier is most likely still waiting in it,
+    so only postings with no task queued (a retry whose backoff elapsed, a claim that expired)
+    are queued; once the queue has drained, a task queued more than ``grace`` seconds ago is
+    presumed lost and queued again. Either way nothing floods the queue with duplicates.
+    """
+    candidates = sweepable_postings(grace=grace)
+    if _queue_backlog() > get_setting("SWEEP_QUEUE_LIMIT"):
+        candidates = candidates.filter(enqueued_at__isnull=True)
+    ids = list(candidates.values_list("pk", flat=True)[:limit])
+    for posting_id in ids:
+        enqueue(posting_id)
+    return len(ids)
+
+
+def due_postings(now: dt.datetime | None = None):
+    """Postings a sweep should (re)deliver: pending/retrying and due, or stale in flight, on a
+    connection that is enabled and not paused."""
+    now = now or timezone.now()
+    return Posting.objects.filter(
+        Q(state__in=[PostingState.PENDING, PostingState.RETRYING])
+        & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        | Q(state=PostingState.IN_FLIGHT, claimed_until__lt=now),
+        connection__enabled=True,
+        connection__paused_at__isnull=True,
+    ).order_by("created_at")
+
+
+def queue_waiting(connection: Connection) -> int:
+    """Queue (after commit) every posting of the connection that is due: what a disabled or
+    paused connection held. Returns how many; none while it is still held."""
+    ids = list(due_postings().filter(connection=connection).values_list("pk", flat=True))
+    for posting_id in ids:
+        enqueue_on_commit(posting_id)
+    return len(ids)
