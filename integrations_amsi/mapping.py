@@ -1,19 +1,24 @@
-"""eSite records -> plain records -> the platform's fields.
+"""eSite records -> the framework's plain records (integrations.records).
 
 Parsing is separate from writing so a bad record is reported with its ids and skipped before
-anything is written, and so a dry run can describe changes without touching the database.
+anything is written, and so a dry run can describe changes without touching the database. A
+lease's remote identity is (PropertyId, BldgID, UnitID, ResiID): a ResiID is unique only within
+a unit.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
 from lxml import etree
 
+from integrations.records import BadRecord, LeaseRecord, OccupantRecord, UnitRecord
+from rentplatform.models import LeaseStatus, PaymentAccess
+
 from .xmldocs import local
+
+__all__ = ["BadRecord", "lease_record", "unit_record"]
 
 # CreditStatus wire codes: N Normal, C No Checks; H Hold and R Restricted (inferred).
 CREDIT_STATUS_TEXT = {"N": "Normal", "C": "No Checks", "H": "Hold", "R": "Restricted"}
@@ -22,96 +27,27 @@ RESPONSIBLE_FLAGS = {"responsible", "g", "guarantor", "y"}
 # occustatuscode: C current and N notice are the leases residents pay on (the only statuses
 # production clients read). Any other code (the delta query returns every status; the amsi gem
 # lists A I L P T V X) is kept with its code but blocked; an empty code counts as current.
-LEASE_STATUS = {"C": "active", "N": "notice"}
+LEASE_STATUS = {"C": LeaseStatus.ACTIVE, "N": LeaseStatus.NOTICE}
 
 
-class BadRecord(ValueError):
-    def __init__(self, record: str, message: str):
-        super().__init__(f"{record}: {message}")
-        self.record = record
-        self.message = message
+def _occupant_responsible(flag: str) -> bool:
+    return flag.strip().lower() in RESPONSIBLE_FLAGS
 
 
-@dataclass
-class OccupantRecord:
-    seq: str
-    first_name: str
-    last_name: str
-    email: str
-    phone: str
-    responsible_flag: str
-
-    @property
-    def responsible(self) -> bool:
-        return self.responsible_flag.strip().lower() in RESPONSIBLE_FLAGS
-
-
-@dataclass
-class LeaseRecord:
-    property_id: str
-    bldg_id: str
-    unit_id: str
-    resi_id: str
-    name: str
-    status_code: str
-    balance: Decimal | None
-    start_date: dt.date | None
-    end_date: dt.date | None
-    credit_status: str
-    block_payment_access: bool
-    block_all_access: bool
-    external_reference: str
-    occupants: list[OccupantRecord] = field(default_factory=list)
-    raw: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def key(self) -> tuple[str, str, str, str]:
-        return (self.property_id, self.bldg_id, self.unit_id, self.resi_id)
-
-    @property
-    def composite(self) -> str:
-        return "-".join(self.key)
-
-    @property
-    def payable(self) -> bool:
-        """Current or on notice in AMSI: the only leases residents may pay on."""
-        return not self.status_code or self.status_code.upper() in LEASE_STATUS
-
-    @property
-    def lease_status(self) -> str:
-        """The platform status; "" for another AMSI status: leave the lease's status as it is
-        (such a lease is blocked by access(), never deactivated by its code alone)."""
-        if not self.status_code:
-            return "active"
-        return LEASE_STATUS.get(self.status_code.upper(), "")
-
-    def access(self) -> tuple[str, str]:
-        """(payment access, reason) as AMSI sees it; the stricter rule wins."""
-        status = self.credit_status.upper()
-        if self.block_payment_access:
-            return "blocked", "Block Payment Access is set in AMSI"
-        if not self.payable:
-            text = self.raw.get("occustatuscodedescription", "").strip()
-            named = f"{self.status_code} ({text})" if text else self.status_code
-            return "blocked", f"lease status {named} in AMSI: neither current nor on notice"[:200]
-        if status in ("H", "R"):
-            return "blocked", f"credit status {CREDIT_STATUS_TEXT[status]} in AMSI"
-        if status == "C":
-            return "cards_only", "credit status No Checks in AMSI"
-        return "allowed", ""
-
-    def digest(self) -> str:
-        # Every mapped field derives from the lease's raw attributes and its occupants, so
-        # hashing those is enough. Built by hand: dataclasses.asdict() + json.dumps cost more
-        # than the whole parse on a 100,000-lease import (see docs/performance.md).
-        parts = [f"{k}\x1f{v}" for k, v in sorted(self.raw.items())]
-        for o in self.occupants:
-            parts.append(
-                "\x1e".join(
-                    (o.seq, o.first_name, o.last_name, o.email, o.phone, o.responsible_flag)
-                )
-            )
-        return hashlib.sha1("\x1d".join(parts).encode(), usedforsecurity=False).hexdigest()
+def _access(a, status_code: str, payable: bool, credit_status: str) -> tuple[str, str]:
+    """(payment access, reason) as AMSI sees it; the stricter rule wins."""
+    if _yes(a.get("BlockPaymentAccess")):
+        return PaymentAccess.BLOCKED, "Block Payment Access is set in AMSI"
+    if not payable:
+        text = a.get("occustatuscodedescription", "").strip()
+        named = f"{status_code} ({text})" if text else status_code
+        reason = f"lease status {named} in AMSI: neither current nor on notice"
+        return PaymentAccess.BLOCKED, reason[:200]
+    if credit_status in ("H", "R"):
+        return PaymentAccess.BLOCKED, f"credit status {CREDIT_STATUS_TEXT[credit_status]} in AMSI"
+    if credit_status == "C":
+        return PaymentAccess.CARDS_ONLY, "credit status No Checks in AMSI"
+    return PaymentAccess.ALLOWED, ""
 
 
 def _date(value: str | None, record: str, name: str) -> dt.date | None:
@@ -159,6 +95,7 @@ def _yes(value: str | None) -> bool:
 
 
 def lease_record(el: etree._Element) -> LeaseRecord:
+    """A <Lease> of GetPropertyResidents (or the delta query) as the framework's record."""
     a = el.attrib
     ids = [a.get(n, "").strip() for n in ("PropertyId", "BldgID", "UnitID", "ResiID")]
     record = "-".join(i or "?" for i in ids)
@@ -177,41 +114,45 @@ def lease_record(el: etree._Element) -> LeaseRecord:
         seq = c.get("OccuSeqNo", "").strip()
         if not seq:
             raise BadRecord(record, "occupant without OccuSeqNo")
+        flag = c.get("ResponsibleFlag", "").strip()
         occupants.append(
             OccupantRecord(
-                seq=seq,
+                key=seq,
                 first_name=c.get("OccuFirstName", "").strip()[:100],
                 last_name=c.get("OccuLastName", "").strip()[:100],
                 email=c.get("Email", "").strip()[:254],
                 phone=_phone(c.get("Phone1No"))[:40],
-                responsible_flag=c.get("ResponsibleFlag", "").strip(),
+                responsible=_occupant_responsible(flag),
+                link_fields={"responsible_flag": flag},
             )
         )
+    status_code = (a.get("occustatuscode") or a.get("OccuStatusCode") or "").strip()
+    # Current or on notice (or no code: current) are the leases residents may pay on; another
+    # code is kept on the link and blocked, and leaves the lease's status as it is.
+    payable = not status_code or status_code.upper() in LEASE_STATUS
+    status = LEASE_STATUS.get(status_code.upper(), "") if status_code else LeaseStatus.ACTIVE
+    credit_status = (a.get("CreditStatus") or "N").strip().upper()
+    access, reason = _access(a, status_code, payable, credit_status)
     return LeaseRecord(
-        property_id=ids[0],
-        bldg_id=ids[1],
-        unit_id=ids[2],
-        resi_id=ids[3],
-        name=a.get("Name", "").strip(),
-        status_code=(a.get("occustatuscode") or a.get("OccuStatusCode") or "").strip(),
-        balance=_amount(a.get("EndBalance"), record, "EndBalance"),
+        key=tuple(ids),
+        building=ids[1],
+        unit=ids[2],
+        status=status,
         start_date=_date(a.get("leasebegindate"), record, "leasebegindate"),
         end_date=_date(a.get("leaseenddate"), record, "leaseenddate"),
-        credit_status=(a.get("CreditStatus") or "N").strip().upper(),
-        block_payment_access=_yes(a.get("BlockPaymentAccess")),
-        block_all_access=_yes(a.get("BlockAllAccess")),
-        external_reference=a.get("ExternalReferenceID", "").strip()[:40],
+        balance=_amount(a.get("EndBalance"), record, "EndBalance"),
+        access=access,
+        access_reason=reason,
+        payable=payable,
+        link_fields={
+            "credit_status": credit_status,
+            "block_payment_access": _yes(a.get("BlockPaymentAccess")),
+            "block_all_access": _yes(a.get("BlockAllAccess")),
+            "external_reference": a.get("ExternalReferenceID", "").strip()[:40],
+        },
         occupants=occupants,
         raw=dict(a),
     )
-
-
-@dataclass
-class UnitRecord:
-    bldg_id: str
-    unit_id: str
-    unit_type: str
-    address: str
 
 
 def unit_record(el: etree._Element) -> UnitRecord:

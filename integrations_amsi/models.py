@@ -9,19 +9,18 @@ from __future__ import annotations
 
 from django.db import models
 
+from integrations.models import RemoteLeaseLink, RemoteOccupantLink
 
-class AmsiLeaseLink(models.Model):
+
+class AmsiLeaseLink(RemoteLeaseLink):
     """Platform lease <-> AMSI lease (PropertyId, BldgID, UnitID, ResiID).
 
-    A ResiID is unique only within a unit: the identity is all four parts.
+    A ResiID is unique only within a unit: the identity is all four parts. Its composite is
+    eSite's Rent Roll "ID" column, Property-Building-Unit-ResiID.
     """
 
-    connection = models.ForeignKey(
-        "integrations.Connection", on_delete=models.CASCADE, related_name="amsi_leases"
-    )
-    lease = models.OneToOneField(
-        "rentplatform.Lease", on_delete=models.CASCADE, related_name="amsi_link"
-    )
+    key_fields = ("property_id", "bldg_id", "unit_id", "resi_id")
+
     property_id = models.CharField("PropertyId", max_length=20)
     bldg_id = models.CharField("BldgID", max_length=20)
     unit_id = models.CharField("UnitID", max_length=20)
@@ -30,11 +29,6 @@ class AmsiLeaseLink(models.Model):
     block_payment_access = models.BooleanField(default=False)
     block_all_access = models.BooleanField(default=False)
     external_reference = models.CharField(max_length=40, blank=True)
-    active = models.BooleanField(default=True, help_text="False once AMSI stops listing it.")
-    raw = models.JSONField(default=dict, blank=True)
-    content_hash = models.CharField(max_length=40, blank=True)
-    last_synced_at = models.DateTimeField(null=True, blank=True)
-    linked_by_hand = models.BooleanField(default=False)
 
     class Meta:
         verbose_name = "AMSI lease link"
@@ -46,25 +40,12 @@ class AmsiLeaseLink(models.Model):
         ]
         indexes = [models.Index(fields=["connection", "resi_id"])]
 
-    def __str__(self) -> str:
-        return self.composite
 
-    @property
-    def composite(self) -> str:
-        """eSite's Rent Roll "ID" column: Property-Building-Unit-ResiID."""
-        return f"{self.property_id}-{self.bldg_id}-{self.unit_id}-{self.resi_id}"
+class AmsiOccupantLink(RemoteOccupantLink):
+    key_field = "occu_seq_no"
 
-    @property
-    def key(self) -> tuple[str, str, str, str]:
-        return (self.property_id, self.bldg_id, self.unit_id, self.resi_id)
-
-
-class AmsiOccupantLink(models.Model):
     lease_link = models.ForeignKey(
         AmsiLeaseLink, on_delete=models.CASCADE, related_name="occupants"
-    )
-    resident = models.ForeignKey(
-        "rentplatform.Resident", on_delete=models.CASCADE, related_name="amsi_occupancies"
     )
     occu_seq_no = models.CharField("OccuSeqNo", max_length=20)
     responsible_flag = models.CharField(max_length=20, blank=True)

@@ -1,4 +1,4 @@
-"""Bulk inserts without model instances, for the importer's hot path (docs/performance.md)."""
+"""Bulk inserts without model instances, for the import's hot path (docs/performance.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 from .connection import Connection
-from .fake import FakeRemoteEntry
+from .fake import FakeLeaseLink, FakeOccupantLink, FakeRemoteEntry
+from .links import RemoteLeaseLink, RemoteOccupantLink
 from .posting import (
     Posting,
     PostingAttempt,
@@ -13,11 +14,15 @@ from .sync import SyncKind, SyncRun, SyncStatus
 __all__ = [
     "Connection",
     "DepositReport",
+    "FakeLeaseLink",
+    "FakeOccupantLink",
     "FakeRemoteEntry",
     "Posting",
     "PostingAttempt",
     "PostingKind",
     "PostingState",
+    "RemoteLeaseLink",
+    "RemoteOccupantLink",
     "ReportDelivery",
     "SyncKind",
     "SyncRun",

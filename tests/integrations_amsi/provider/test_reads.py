@@ -16,12 +16,12 @@ import logging
 import pytest
 from lxml import etree
 
+from integrations.importing import Importer
 from integrations.models import SyncRun, SyncStatus
 from integrations.services import run_sync
-from integrations_amsi.conf import settings_for
-from integrations_amsi.importer import Importer
 from integrations_amsi.mapping import lease_record
 from integrations_amsi.models import AmsiLeaseLink
+from integrations_amsi.provider import AmsiProvider
 from rentplatform.models import Lease, LeaseStatus
 
 pytestmark = pytest.mark.django_db
@@ -119,12 +119,24 @@ class RecordingClient:
         return iter(())
 
 
+class RecordingProvider(AmsiProvider):
+    """The AMSI provider with its client swapped for one that records the requests."""
+
+    def __init__(self, connection, client):
+        super().__init__(connection)
+        self._recording = client
+
+    @property
+    def client(self):
+        return self._recording
+
+
 def test_the_delta_sends_what_corelogic_sent(amsi_connection):
     """Every element present, in CoreLogic's order, MM/DD/YYYY; one range per request and the
     other sent empty (AMSIUtil.processHR); a day of margin either side."""
     run = SyncRun.objects.create(connection=amsi_connection, kind="delta")
     client = RecordingClient()
-    importer = Importer(amsi_connection, run, client, settings_for(amsi_connection))
+    importer = Importer(RecordingProvider(amsi_connection, client), run)
     tz = amsi_connection.property.tz
     since = dt.datetime(2024, 3, 10, 7, 30, tzinfo=dt.UTC)  # 03/09 evening in Los Angeles
     importer.execute(since=since)
@@ -279,15 +291,16 @@ def test_lease_status_codes_map_to_access():
 
     for code, status in (("C", "active"), ("N", "notice"), ("c", "active"), ("", "active")):
         rec = record(occustatuscode=code) if code else record()
-        assert rec.payable and rec.lease_status == status and rec.access()[0] == "allowed"
+        assert rec.payable and rec.status == status and rec.access == "allowed"
     rec = record(occustatuscode="P")
-    assert not rec.payable and rec.lease_status == ""
-    assert rec.access() == ("blocked", "lease status P in AMSI: neither current nor on notice")
+    assert not rec.payable and rec.status == ""  # the host lease's status is left as it is
+    reason = "lease status P in AMSI: neither current nor on notice"
+    assert (rec.access, rec.access_reason) == ("blocked", reason)
     # The stricter and more specific AMSI block keeps its own reason.
     rec = record(occustatuscode="P", BlockPaymentAccess="Y")
-    assert rec.access() == ("blocked", "Block Payment Access is set in AMSI")
+    assert (rec.access, rec.access_reason) == ("blocked", "Block Payment Access is set in AMSI")
     # A No Checks lease of another status is not "cards only": it is blocked.
-    assert record(occustatuscode="A", CreditStatus="C").access()[0] == "blocked"
+    assert record(occustatuscode="A", CreditStatus="C").access == "blocked"
 
 
 # -- refusals that still fail the run --------------------------------------------------------------
