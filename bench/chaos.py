@@ -4,6 +4,7 @@ while random faults fire; then compare the sandbox's ledger with ours, batch by 
     python bench/chaos.py                                   # 2,000 payments, 200 reversals
     python bench/chaos.py --payments 500 --reversals 50 --fault-rate 0.3 --workers 4
     python bench/chaos.py --short                           # 60 / 8: what CI runs
+    python bench/chaos.py --quick                           # 12 / 4, no disruptions (CI, fast)
     python bench/chaos.py --database-url postgres://postgres@127.0.0.1:5432/postgres
     python bench/chaos.py --short --variant duplicates=accept   # the person settles unknowns
 
@@ -39,8 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+import _common as c  # bench/ is the script's folder, so first on sys.path
 
 MODES = ("lost_reply", "latency", "http500", "reset", "malformed")
 LATENCY_SECONDS = 1.5  # a slow write: past the client's timeout, lands while it is unconfirmed
@@ -53,6 +53,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--fault-rate", type=float, default=0.2, help="share of SOAP calls hit")
     parser.add_argument("--workers", type=int, default=2, help="django-q2 workers")
     parser.add_argument("--short", action="store_true", help="60 payments, 8 reversals (CI)")
+    parser.add_argument(
+        "--quick", action="store_true", help="12 payments, 4 reversals, no disruptions (CI)"
+    )
     parser.add_argument("--database-url", default="", help="PostgreSQL server to use")
     parser.add_argument("--portfolio", default="demo", help="'demo' or an amsi_sandbox_seed dir")
     parser.add_argument("--seed", type=int, default=2026)
@@ -75,36 +78,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.variants[name.strip()] = value.strip()
     if args.short:
         args.payments, args.reversals = 60, 8
+    if args.quick:
+        args.payments, args.reversals, args.no_disruptions = 12, 4, True
     if not args.timeout:
         args.timeout = 90 + 0.25 * (args.payments + args.reversals) * 2 / max(args.workers, 1)
     return args
 
 
-def fresh_database(url: str, workdir: Path) -> tuple[str, str | None]:
-    """(DATABASE_URL of a new empty database, name to drop afterwards or None)."""
-    if not url or url.startswith("sqlite"):
-        return f"sqlite:///{workdir / 'chaos.sqlite3'}", None
-    import psycopg
-
-    name = f"chaos_{int(time.time())}_{os.getpid()}"
-    base, _, _db = url.rpartition("/")
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return f"{base}/{name}", name
-
-
-def drop_database(url: str, name: str) -> None:
-    import psycopg
-
-    base, _, _db = url.rpartition("/")
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="chaos-"))
-    db_url, drop = fresh_database(args.database_url, workdir)
+    db_url, drop = c.fresh_database(args.database_url, workdir, prefix="chaos")
 
     from tests.faults.harness import TIMINGS
 
@@ -129,6 +113,17 @@ def main(argv=None) -> int:
 
     settings.INTEGRATIONS = {**settings.INTEGRATIONS, "DELIVERY": "async"}
     started = time.monotonic()
+    print(
+        c.header(
+            "bench/chaos.py",
+            payments=args.payments,
+            reversals=args.reversals,
+            fault_rate=args.fault_rate,
+            workers=args.workers,
+            disruptions=not args.no_disruptions,
+        ),
+        flush=True,
+    )
     print(f"chaos: database {db_url.rsplit('@', 1)[-1]}, work folder {workdir}", flush=True)
     call_command("migrate", verbosity=0)
 
@@ -195,6 +190,7 @@ def main(argv=None) -> int:
                 "(posted)"
             )
         print(tally.line(), flush=True)
+        print(c.footer(), flush=True)
         code = 0 if tally.ok and tally.payments == args.payments else 1
     except Exception as err:  # noqa: BLE001  (say what broke, then clean up)
         print(f"chaos: FAILED: {type(err).__name__}: {err}", flush=True)
@@ -205,7 +201,7 @@ def main(argv=None) -> int:
         connections.close_all()
         if drop:
             with contextlib.suppress(Exception):
-                drop_database(db_url, drop)
+                c.drop_database(db_url, drop)
         if args.keep:
             print(f"chaos: kept {workdir}")
         else:

@@ -1,10 +1,11 @@
 """Benchmark: import N leases from the AMSI sandbox, then an unchanged re-import.
 
-Run by hand, not in CI::
+Run by hand; CI runs ``--quick`` untimed (tests/test_benches.py) so it keeps working::
 
     .venv/bin/python bench/import.py                      # 10,000 and 100,000 leases
     .venv/bin/python bench/import.py --leases 10000       # just one size
     .venv/bin/python bench/import.py --leases 10000 --profile var/import.prof
+    .venv/bin/python bench/import.py --quick              # 200 leases, untimed (CI)
 
 Each size runs in its own worker process with a fresh SQLite database in a temp directory
 (``RENTPLATFORM_VAR_DIR`` is set before Django starts). The sandbox runs as a separate process
@@ -21,16 +22,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
+import _common as c  # bench/ is the script's folder, so first on sys.path
+
 TARGETS = {10_000: (5.0, None), 100_000: (50.0, 150.0)}
+QUICK = [200]  # --quick: one small import, untimed (CI keeps the bench working)
 
 
 def _status_kb(field: str) -> int:
@@ -48,28 +49,6 @@ def _reset_peak() -> bool:
     return True
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for(url: str, proc: subprocess.Popen, seconds: float = 300) -> None:
-    import httpx
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the sandbox exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"the sandbox did not answer {url} within {seconds} s")
-
-
 def worker(leases: int, profile: str | None) -> dict:
     """One measurement in this process: fresh DB, sandbox subprocess, import, re-import."""
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-import-{leases}-"))
@@ -78,7 +57,7 @@ def worker(leases: int, profile: str | None) -> dict:
     portfolio = tmp / "portfolio"
     subprocess.run(
         [
-            PYTHON,
+            c.PYTHON,
             "manage.py",
             "amsi_sandbox_seed",
             "--properties",
@@ -88,74 +67,31 @@ def worker(leases: int, profile: str | None) -> dict:
             "--out",
             str(portfolio),
         ],
-        cwd=ROOT,
+        cwd=c.ROOT,
         env=env,
         check=True,
         stdout=subprocess.DEVNULL,
     )
-    port = _free_port()
-    sandbox = subprocess.Popen(
-        [
-            PYTHON,
-            "manage.py",
-            "amsi_sandbox",
-            "--addr",
-            f"127.0.0.1:{port}",
-            "--state",
-            str(tmp / "state.sqlite3"),
-            "--seed",
-            str(portfolio),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        _wait_for(f"http://127.0.0.1:{port}/sandbox/health", sandbox)
-        return _measure(leases, port, tmp, profile)
-    finally:
-        sandbox.terminate()
-        try:
-            sandbox.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            sandbox.kill()
-
-
-def _measure(leases: int, port: int, tmp: Path, profile: str | None) -> dict:
-    os.environ.pop("DATABASE_URL", None)
-    os.environ["RENTPLATFORM_VAR_DIR"] = str(tmp / "var")
+    db_url = f"sqlite:///{tmp / 'var' / 'db.sqlite3'}"
     # As in production: with DEBUG on, Django keeps the text of the last 9,000 SQL statements
     # (multi-row INSERTs of 500 rows each) in memory, which is most of the growth measured.
-    os.environ.setdefault("DEBUG", "0")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rentplatform.settings")
-    sys.path.insert(0, str(ROOT))
-    import django
+    c.setup_django(db_url, tmp / "var", DEBUG=os.environ.get("DEBUG", "0"))
+    sandbox = c.start_sandbox(tmp, db_url, seed=str(portfolio))
+    try:
+        return _measure(leases, sandbox.base_url, profile)
+    finally:
+        sandbox.kill()
 
-    django.setup()
-    from django.core.management import call_command
+
+def _measure(leases: int, base_url: str, profile: str | None) -> dict:
     from django.db import connection as db
     from django.test.utils import CaptureQueriesContext
 
-    from integrations.models import Connection
     from integrations.services import run_sync
-    from rentplatform.models import Lease, Property
+    from rentplatform.models import Lease
+    from tests.integrations_amsi.world import connect_to_sandbox
 
-    call_command("migrate", verbosity=0)
-    prop = Property.objects.create(code="bench", name="Bench", time_zone="America/Chicago")
-    conn = Connection.objects.create(
-        property=prop,
-        provider="amsi",
-        settings={
-            "url": f"http://127.0.0.1:{port}/edexweb/esite",
-            "portfolio": "DEMO",
-            "user_id": "edex_demo",
-            "property_id": "001",
-            "merchant_id": "1001",
-            "timeout": 55,
-        },
-        credentials={"password": "sandbox-secret"},
-    )
+    _prop, conn = connect_to_sandbox(base_url, timeout=55)
     # Load the WSDLs first: a one-off per process, not part of an import.
     assert conn.get_provider().test_connection().ok
 
@@ -210,38 +146,54 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--leases", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--profile", help="write a cProfile of the first import here")
+    parser.add_argument("--quick", action="store_true", help="200 leases, no verdict (CI)")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker, args.profile)))
         return 0
-    print(
-        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, SQLite, sandbox in a subprocess"
-    )
-    failed = False
-    for n in args.leases:
-        cmd = [PYTHON, __file__, "--worker", str(n)]
+    sizes = QUICK if args.quick else args.leases
+    print(c.header("bench/import.py", database="SQLite", sandbox="a subprocess", quick=args.quick))
+    print(flush=True)
+    failed, rows = False, []
+    for n in sizes:
+        cmd = [c.PYTHON, __file__, "--worker", str(n)]
         if args.profile:
             cmd += ["--profile", args.profile]
-        out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        out = subprocess.run(cmd, cwd=c.ROOT, capture_output=True, text=True)
         if out.returncode != 0:
             print(f"{n} leases: FAILED\n{out.stderr[-3000:]}")
             failed = True
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        seconds_target, memory_target = TARGETS.get(n, (None, None))
+        seconds_target, memory_target = (None, None) if args.quick else TARGETS.get(n, (None, None))
         verdict = []
         if seconds_target:
-            verdict.append("time OK" if r["import_s"] <= seconds_target else "TIME MISSED")
+            ok = r["import_s"] <= seconds_target
+            verdict.append(f"<= {seconds_target:g} s: {'met' if ok else 'MISSED'}")
         if memory_target:
-            verdict.append("memory OK" if r["peak_growth_mb"] < memory_target else "MEMORY MISSED")
+            ok = r["peak_growth_mb"] < memory_target
+            verdict.append(f"< {memory_target:g} MB: {'met' if ok else 'MISSED'}")
         failed |= any("MISSED" in v for v in verdict)
-        print(
-            f"{n:>7} leases: import {r['import_s']:6.2f} s, peak RSS growth "
-            f"{r['peak_growth_mb']:6.1f} MB; unchanged re-import {r['reimport_s']:6.2f} s, "
-            f"{r['reimport_rows_written']} rows written ({r['queries_reimport']} queries)"
-            + (f"  [{', '.join(verdict)}]" if verdict else "")
-        )
+        rows.append(
+            [f"{n:,}", f"{r['import_s']:.2f}", f"{r['peak_growth_mb']:.1f}",
+             f"{r['reimport_s']:.2f}", f"{r['reimport_rows_written']} ({r['queries_reimport']})",
+             ", ".join(verdict)]
+        )  # fmt: skip
+    print(
+        c.table(
+            [
+                "leases",
+                "import s",
+                "peak RSS growth MB",
+                "unchanged re-import s",
+                "rows written on re-import (queries)",
+                "target",
+            ],
+            rows,
+        )  # fmt: skip
+    )
+    print(c.footer())
     return 1 if failed else 0
 
 

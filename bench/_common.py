@@ -1,0 +1,210 @@
+"""What every benchmark shares: the machine line, databases, Django, the sandbox, statistics.
+
+Each bench prints the same header first (date, machine, CPUs, load average, Python) and the load
+again at the end, so a figure copied into docs/performance.md says what the machine was doing.
+
+Databases: ``sqlite`` is a file in the run's work folder; ``postgres`` is a new database
+``bench_<time>_<pid>`` on the server named by ``--database-url`` / ``DATABASE_URL`` (default
+the local server at 127.0.0.1:5432, user postgres), dropped afterwards. Django can be set up once
+per process, so a bench that measures several databases runs one child process per database.
+
+The sandbox runs as its own process (``tests.faults.harness.SandboxProcess``): its CPU and
+memory are not the measured process's, as in production where eSite is another machine.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+PYTHON = sys.executable
+POSTGRES_DEFAULT = "postgres://postgres@127.0.0.1:5432/postgres"
+REDIS_DEFAULT = "redis://127.0.0.1:6379/0"
+
+
+# -- the machine --------------------------------------------------------------------------------
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def tree() -> str:
+    """The code measured: its folder and commit (with "+ changes" when the tree differs)."""
+    import subprocess
+
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        head, dirty = "", ""
+    if not head:
+        # A snapshot (``git archive REV | tar -x``) measured apart from a busy working tree
+        # names its commit in a COMMIT file.
+        stamp = ROOT / "COMMIT"
+        commit = stamp.read_text().strip() if stamp.exists() else "not a git checkout"
+        return f"{ROOT} (snapshot of {commit})"
+    return f"{ROOT} at {head}" + (" + uncommitted changes" if dirty else "")
+
+
+def header(title: str, **details: object) -> str:
+    """The table every bench prints first: what ran, when, on what, under what load."""
+    uname = platform.uname()
+    rows = {
+        "bench": title,
+        "code": tree(),
+        "date": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        "machine": f"{uname.system} {uname.release} {uname.machine}",
+        "CPUs": os.cpu_count(),
+        "load (1/5/15 min)": load(),
+        "python": sys.version.split()[0],
+        **details,
+    }
+    return table(["", ""], [[k, v] for k, v in rows.items()])
+
+
+def footer() -> str:
+    return f"load at the end (1/5/15 min): {load()}"
+
+
+# -- tables and numbers -------------------------------------------------------------------------
+def table(headings: list[str], rows: list[list[object]]) -> str:
+    """A Markdown table (it pastes into docs/performance.md as printed)."""
+    text = [[str(h) for h in headings]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in text) for i in range(len(headings))]
+    lines = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in text
+    ]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The p-th percentile (nearest rank) of values; NaN when there are none."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, round(p / 100 * len(ordered) + 0.4999))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}"
+
+
+# -- databases ----------------------------------------------------------------------------------
+def server_url(given: str = "") -> str:
+    """The PostgreSQL server to create bench databases on."""
+    url = given or os.environ.get("DATABASE_URL", "")
+    return url if url.startswith("postgres") else POSTGRES_DEFAULT
+
+
+def fresh_database(url: str, workdir: Path, prefix: str = "bench") -> tuple[str, str | None]:
+    """(DATABASE_URL of a new empty database, name to drop afterwards or None).
+
+    ``url`` empty or SQLite: a file in ``workdir``. PostgreSQL: a new database on that server."""
+    if not url or url.startswith("sqlite"):
+        return f"sqlite:///{workdir / f'{prefix}.sqlite3'}", None
+    import psycopg
+
+    name = f"{prefix}_{int(time.time())}_{os.getpid()}"
+    base, _, _db = url.rpartition("/")
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{base}/{name}", name
+
+
+def drop_database(url: str, name: str) -> None:
+    import psycopg
+
+    base, _, _db = url.rpartition("/")
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def database_for(kind: str, workdir: Path, given: str = "") -> tuple[str, str | None]:
+    """``kind`` sqlite or postgres: (DATABASE_URL, PostgreSQL database to drop or None)."""
+    if kind == "sqlite":
+        return fresh_database("", workdir)
+    return fresh_database(server_url(given), workdir)
+
+
+def setup_django(db_url: str, workdir: Path, **env: str) -> None:
+    """Point this process at ``db_url`` with its var folder in ``workdir``, set Django up and
+    migrate. ``env``: more environment (timings, REDIS_URL, DEBUG) read by the settings."""
+    os.environ.update(
+        {
+            "DATABASE_URL": db_url,
+            "RENTPLATFORM_VAR_DIR": str(workdir),
+            "DJANGO_SETTINGS_MODULE": "rentplatform.settings",
+            "LOG_LEVEL": "ERROR",
+            "INTEGRATIONS_LOG_LEVEL": "ERROR",
+            **env,  # may name bench/_settings.py (an experiment)
+        }
+    )
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def experiment_env(q_options: list[str], conn_max_age: int | None) -> dict[str, str]:
+    """Environment for a settings experiment: ``--q-option NAME=VALUE`` (a JSON value merged
+    into Q_CLUSTER through bench/_settings.py) and ``--conn-max-age`` (DB_CONN_MAX_AGE)."""
+    import json
+
+    env: dict[str, str] = {}
+    if conn_max_age is not None:
+        env["DB_CONN_MAX_AGE"] = str(conn_max_age)
+    if q_options:
+        options = {}
+        for item in q_options:
+            name, _, value = item.partition("=")
+            try:
+                options[name] = json.loads(value)
+            except ValueError:
+                options[name] = value
+        env["BENCH_Q_CLUSTER"] = json.dumps(options)
+        env["DJANGO_SETTINGS_MODULE"] = "bench._settings"
+    return env
+
+
+def experiment_args(parser) -> None:
+    parser.add_argument(
+        "--q-option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an experiment: a Q_CLUSTER option changed (JSON value), e.g. save_limit=-1",
+    )
+    parser.add_argument(
+        "--conn-max-age", type=int, default=None, help="an experiment: DB_CONN_MAX_AGE (seconds)"
+    )
+
+
+def start_sandbox(workdir: Path, db_url: str, *, seed: str = "demo"):
+    """The eSite sandbox as its own process, started and answering (stop with ``.kill()``)."""
+    from tests.faults.harness import SandboxProcess
+
+    return SandboxProcess(workdir, db_url, seed=seed).start(timeout=300)

@@ -1,0 +1,273 @@
+"""Benchmark: what one payment costs from "taken" to "posted", beside a bare zeep call.
+
+    .venv/bin/python bench/posting.py                      # SQLite and PostgreSQL, 200 rounds
+    .venv/bin/python bench/posting.py --db postgres --rounds 500
+    .venv/bin/python bench/posting.py --profile var/bench  # + cProfile of paths b and c
+    .venv/bin/python bench/posting.py --quick              # 10 rounds on SQLite (CI, untimed)
+    .venv/bin/python bench/posting.py --q-option save_limit=-1 --conn-max-age 60  # experiment
+
+Three paths per payment, run one after the other in each round (the order rotates every
+round, so drift in the machine's load falls on all three alike):
+
+- ``bare``: a bare zeep AddPayment with the same XMLData against the same sandbox
+  (bench/_bare.py): the floor.
+- ``in-process``: ``services.accept_payment`` (payment, posting and their commit; no task
+  queued, DELIVERY=manual), then ``outbox.deliver`` of its posting in this process (claim,
+  AddPayment, landing, commit): posted.
+- ``task``: ``accept_payment`` with DELIVERY=sync: the posting's django-q2 task runs in this
+  process through django-q2's sync path (pickled, signed, run by ``django_q.worker``, its
+  result saved by ``django_q.monitor``) after the payment's commit: posted.
+
+Each database runs in its own child process (fresh database, sandbox process with the demo
+portfolio, a property imported). Min and median per path and the difference to ``bare``.
+Targets: in-process within 3 ms of bare, task within 5 ms, on both databases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import pstats
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import _bare  # bench/ is the script's folder, so first on sys.path
+import _common as c
+
+PATHS = ("bare", "in-process", "task")
+TARGETS = {"in-process": 3.0, "task": 5.0}  # ms over bare
+
+
+def child(kind: str, rounds: int, profile_dir: str, database_url: str, env: dict) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-posting-{kind}-"))
+    db_url, drop = c.database_for(kind, workdir, database_url)
+    from tests.faults.harness import TIMINGS
+
+    c.setup_django(db_url, workdir, DEBUG="0", **TIMINGS, **env)
+    sandbox = c.start_sandbox(workdir, db_url)
+    try:
+        return _measure(kind, sandbox, rounds, profile_dir)
+    finally:
+        sandbox.kill()
+        from django.db import connections
+
+        connections.close_all()
+        if drop:
+            c.drop_database(db_url, drop)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _measure(kind: str, sandbox, rounds: int, profile_dir: str) -> dict:
+    from django.conf import settings
+    from django.db import connection
+
+    from integrations import outbox
+    from integrations.models import Posting, PostingState
+    from rentplatform import services
+    from tests.faults.harness import Platform
+
+    platform = Platform(sandbox)
+    platform.import_property()
+    lease = platform.payable("card")[0]
+    provider = platform.connection.get_provider()
+    base = sandbox.base_url
+    amount = Decimal("123.45")
+
+    def delivery(mode: str) -> None:
+        settings.INTEGRATIONS = {**settings.INTEGRATIONS, "DELIVERY": mode}
+
+    # The bare call's XMLData: what the provider sends for a real posting of this lease.
+    delivery("manual")
+    first = services.accept_payment(lease, amount, "card")
+    template = provider.payment_document(Posting.objects.get(payment=first))
+    ids = iter(range(_bare.FLOOR_IDS, _bare.FLOOR_IDS + 10 * rounds + 1000))
+    reply = _bare.add_payment(base, _bare.with_transaction_id(template, next(ids)))
+    assert 'ErrorCode="0"' in reply or "<ErrorCode>0<" in reply or "Success" in reply, reply[:300]
+
+    def bare() -> tuple[float, float]:
+        xml = _bare.with_transaction_id(template, next(ids))
+        t0 = time.perf_counter()
+        _bare.add_payment(base, xml)
+        return time.perf_counter() - t0, 0.0
+
+    def in_process() -> tuple[float, float]:
+        delivery("manual")
+        t0 = time.perf_counter()
+        payment = services.accept_payment(lease, amount, "card")
+        taken = time.perf_counter() - t0
+        posting_id = Posting.objects.filter(payment=payment).values_list("pk", flat=True)[0]
+        t1 = time.perf_counter()
+        state = outbox.deliver(posting_id)
+        delivered = time.perf_counter() - t1
+        assert state == PostingState.POSTED, state
+        return taken + delivered, taken
+
+    def task() -> tuple[float, float]:
+        delivery("sync")
+        t0 = time.perf_counter()
+        payment = services.accept_payment(lease, amount, "card")
+        elapsed = time.perf_counter() - t0
+        state = Posting.objects.filter(payment=payment).values_list("state", flat=True)[0]
+        assert state == PostingState.POSTED, state
+        return elapsed, 0.0
+
+    run = {"bare": bare, "in-process": in_process, "task": task}
+    for _ in range(5):  # warm-up: WSDLs, connections, caches
+        for name in PATHS:
+            run[name]()
+    times: dict[str, list[float]] = {name: [] for name in PATHS}
+    taking: list[float] = []
+    for r in range(rounds):
+        for name in PATHS[r % 3 :] + PATHS[: r % 3]:
+            seconds, taken = run[name]()
+            times[name].append(seconds)
+            if name == "in-process":
+                taking.append(taken)
+    counts = {name: _count(run[name], connection) for name in PATHS}
+    result = {
+        "counts": counts,
+        "db": kind,
+        "vendor": connection.vendor,
+        "rounds": rounds,
+        "paths": {
+            name: {"min": min(v), "median": c.median(v), "p95": c.percentile(v, 95)}
+            for name, v in times.items()
+        },
+        "accept_median": c.median(taking),
+    }
+    if profile_dir:
+        result["profiles"] = _profile(kind, run, max(rounds // 2, 20), profile_dir)
+    return result
+
+
+def _count(path, connection) -> dict:
+    """SQL statements and database connections opened by one more payment through ``path``."""
+    from django.db.backends.signals import connection_created
+    from django.test.utils import CaptureQueriesContext
+
+    opened = []
+
+    def note(sender, connection, **kwargs):
+        opened.append(connection.alias)
+
+    connection_created.connect(note, weak=False)
+    try:
+        with CaptureQueriesContext(connection) as ctx:
+            path()
+    finally:
+        connection_created.disconnect(note)
+    return {"queries": len(ctx.captured_queries), "connects": len(opened)}
+
+
+def _profile(kind: str, run: dict, n: int, profile_dir: str) -> dict[str, str]:
+    """cProfile of n payments through each platform path; the stats and a text summary."""
+    out = Path(profile_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name in ("in-process", "task"):
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(n):
+            run[name]()
+        profiler.disable()
+        stem = out / f"posting-{kind}-{name}"
+        profiler.dump_stats(f"{stem}.prof")
+        text = io.StringIO()
+        stats = pstats.Stats(profiler, stream=text).strip_dirs()
+        text.write(f"{n} payments, path {name}, {kind}\n")
+        stats.sort_stats("cumulative").print_stats(60)
+        stats.sort_stats("tottime").print_stats(40)
+        Path(f"{stem}.txt").write_text(text.getvalue())
+        written[name] = f"{stem}.txt"
+    return written
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--quick", action="store_true", help="10 rounds on SQLite, no verdict")
+    parser.add_argument("--profile", default="", help="folder for cProfile stats of b and c")
+    parser.add_argument("--database-url", default="", help="PostgreSQL server (else local)")
+    c.experiment_args(parser)
+    parser.add_argument("--child", choices=["sqlite", "postgres"], help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds = 10
+        if args.db == "both":
+            args.db = "sqlite"
+    if args.child:
+        env = c.experiment_env(args.q_option, args.conn_max_age)
+        result = child(args.child, args.rounds, args.profile, args.database_url, env)
+        print(json.dumps(result))
+        return 0
+    dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
+    experiment = [f"Q_CLUSTER {item}" for item in args.q_option]
+    if args.conn_max_age is not None:
+        experiment.append(f"DB_CONN_MAX_AGE={args.conn_max_age}")
+    print(
+        c.header(
+            "bench/posting.py",
+            rounds=args.rounds,
+            quick=args.quick,
+            experiment=", ".join(experiment) or "none (the platform's settings)",
+        ),
+        flush=True,
+    )
+    print()
+    rows, failed, missed = [], False, []
+    for db in dbs:
+        cmd = [c.PYTHON, __file__, "--child", db, "--rounds", str(args.rounds)]
+        if args.profile:
+            cmd += ["--profile", args.profile]
+        if args.database_url:
+            cmd += ["--database-url", args.database_url]
+        if args.conn_max_age is not None:
+            cmd += ["--conn-max-age", str(args.conn_max_age)]
+        for item in args.q_option:
+            cmd += ["--q-option", item]
+        done = subprocess.run(cmd, cwd=c.ROOT, capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"{db}: FAILED\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+            failed = True
+            continue
+        r = json.loads(done.stdout.strip().splitlines()[-1])
+        bare = r["paths"]["bare"]
+        for name in PATHS:
+            p = r["paths"][name]
+            extra_min = (p["min"] - bare["min"]) * 1000
+            extra_med = (p["median"] - bare["median"]) * 1000
+            verdict = ""
+            if name in TARGETS and not args.quick:
+                ok = extra_med <= TARGETS[name]
+                verdict = f"<= {TARGETS[name]:g} ms: {'met' if ok else 'MISSED'}"
+                if not ok:
+                    missed.append(f"{db} {name}")
+            n = r["counts"][name]
+            rows.append(
+                [db, name, c.ms(p["min"]), c.ms(p["median"]), c.ms(p["p95"]),
+                 "" if name == "bare" else f"{extra_min:+.1f}",
+                 "" if name == "bare" else f"{extra_med:+.1f}", verdict,
+                 f"{n['queries']} / {n['connects']}"]
+            )  # fmt: skip
+        rows.append(["", "(accept_payment alone)", "", c.ms(r["accept_median"])] + [""] * 5)
+        for name, path in r.get("profiles", {}).items():
+            print(f"{db}: profile of path {name}: {path}")
+    headings = ["db", "path", "min ms", "median ms", "p95 ms", "min - bare", "median - bare"]
+    headings += ["target", "SQL statements / connections opened per payment"]
+    print(c.table(headings, rows))
+    print(c.footer())
+    if missed:
+        print("targets missed: " + ", ".join(missed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,459 @@
+"""Benchmark: payments through a real django-q2 cluster, accepted -> posted, beside the floor.
+
+    .venv/bin/python bench/worker.py                       # ORM/SQLite, ORM/PostgreSQL, Redis/PG
+    .venv/bin/python bench/worker.py --db postgres --broker redis --workers 4
+    .venv/bin/python bench/worker.py --db postgres --conn-max-age 60   # experiment: persistent
+    .venv/bin/python bench/worker.py --db postgres --q-option save_limit=-1   # experiment
+    .venv/bin/python bench/worker.py --db postgres --profile var/bench   # cProfile of taking
+    .venv/bin/python bench/worker.py --quick               # ORM/SQLite, small sizes (CI)
+
+One child process per configuration: a fresh database, the sandbox (demo portfolio) and a
+``manage.py qcluster`` with ``--workers`` workers, each its own process. Phases, in order:
+
+1. steady: payments taken at ``--rate`` per second for ``--seconds`` (DELIVERY=async: each
+   queues its task after its commit); latency = ``posted_at - accepted_at`` of every payment,
+   p50/p95/p99. Target: p95 <= 0.5 s.
+2. floor: ``--burst`` django-q2 tasks that only make the bare zeep AddPayment
+   (bench/_bare.py ``floor_task``), queued as fast as this process can, on the same workers;
+   throughput = n / (last finished - first queued).
+3. burst: ``--burst`` payments taken first with nothing queued (DELIVERY=manual), then their
+   postings queued (``outbox.enqueue``) as fast as this process can; throughput measured as the
+   floor's. Target: >= 90 % of the floor.
+4. taking: payments taken back to back for ``--take-seconds`` while the workers post them;
+   payments/s, the connections this process opened (``connection_created``) and, on
+   PostgreSQL, what the database's other sessions were waiting for (pg_stat_activity sampled
+   every 5 ms). Then the same with the cluster stopped: tasks still queued (broker only), and
+   nothing queued (DELIVERY=manual): the cost of the enqueue and of the workers, apart.
+   Target on PostgreSQL: >= 200/s while the workers run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+
+import _bare  # bench/ is the script's folder, so first on sys.path
+import _common as c
+
+CONFIGS = ("sqlite:orm", "postgres:orm", "postgres:redis")
+CLUSTER_DID_NOT_START = 3  # exit code: the cluster never took a task (tests skip on it)
+
+
+class ClusterDidNotStart(RuntimeError):
+    pass
+
+
+def child(config: str, args) -> dict:
+    db, broker = config.split(":")
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-worker-{db}-{broker}-"))
+    db_url, drop = c.database_for(db, workdir, args.database_url)
+    from tests.faults.harness import TIMINGS
+
+    env = {
+        **TIMINGS,
+        "DEBUG": "0",
+        "Q_CLUSTER_NAME": f"bench{os.getpid()}",  # its own queue: no other cluster takes it
+        **c.experiment_env(args.q_option, args.conn_max_age),
+    }
+    if broker == "redis":
+        env["REDIS_URL"] = args.redis_url or os.environ.get("REDIS_URL") or c.REDIS_DEFAULT
+    else:
+        os.environ.pop("REDIS_URL", None)
+    c.setup_django(db_url, workdir, **env)
+    sandbox = c.start_sandbox(workdir, db_url)
+    from tests.faults.harness import Cluster
+
+    cluster = Cluster(workdir, db_url, name="bench", workers=args.workers)
+    cluster.env.update({k: v for k, v in os.environ.items() if k in env})
+    try:
+        return _run(config, args, sandbox, cluster, workdir)
+    finally:
+        cluster.stop()
+        sandbox.kill()
+        from django.db import connections
+
+        connections.close_all()
+        if drop:
+            c.drop_database(db_url, drop)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+class Bench:
+    """The platform side: taking payments, queueing, waiting for postings."""
+
+    def __init__(self, sandbox):
+        from tests.faults.harness import Platform
+
+        self.platform = Platform(sandbox)
+        self.platform.import_property()
+        self.leases = self.platform.payable("card")
+        self.n = 0
+
+    def delivery(self, mode: str) -> None:
+        from django.conf import settings
+
+        settings.INTEGRATIONS = {**settings.INTEGRATIONS, "DELIVERY": mode}
+
+    def take(self):
+        from rentplatform import services
+
+        self.n += 1
+        lease = self.leases[self.n % len(self.leases)]
+        return services.accept_payment(lease, Decimal("100.00") + self.n % 97, "card")
+
+    def wait_posted(self, payment_ids: list[int], timeout: float) -> None:
+        from integrations.models import Posting, PostingState
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            left = (
+                Posting.objects.filter(payment_id__in=payment_ids)
+                .exclude(state=PostingState.POSTED)
+                .count()
+            )
+            if left == 0:
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"{left} of {len(payment_ids)} postings not posted in {timeout:.0f} s")
+
+    def latencies(self, payment_ids: list[int]) -> list[float]:
+        from integrations.models import Posting
+
+        rows = Posting.objects.filter(payment_id__in=payment_ids).values_list(
+            "payment__accepted_at", "posted_at"
+        )
+        return [(posted - accepted).total_seconds() for accepted, posted in rows]
+
+    def last_posted(self, payment_ids: list[int]) -> float:
+        from django.db.models import Max
+
+        from integrations.models import Posting
+
+        last = Posting.objects.filter(payment_id__in=payment_ids).aggregate(m=Max("posted_at"))
+        return last["m"].timestamp()
+
+
+def _run(config: str, args, sandbox, cluster, workdir: Path) -> dict:
+    from django.db import connection
+
+    bench = Bench(sandbox)
+    result: dict = {"config": config, "workers": args.workers}
+    bench.delivery("async")
+    cluster.start()
+    warm = [bench.take().pk for _ in range(2 * args.workers)]
+    try:
+        bench.wait_posted(warm, timeout=90)
+    except TimeoutError as err:
+        raise ClusterDidNotStart(f"{err}\n{cluster.log_tail()}") from err
+
+    # 1. steady rate
+    ids, start = [], time.monotonic()
+    total = int(args.rate * args.seconds)
+    for i in range(total):
+        due = start + i / args.rate
+        pause = due - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        ids.append(bench.take().pk)
+    took = time.monotonic() - start
+    bench.wait_posted(ids, timeout=120 + total)
+    lat = bench.latencies(ids)
+    result["steady"] = {
+        "asked_rate": args.rate,
+        "rate": total / max(took, args.seconds),
+        "n": total,
+        "p50": c.percentile(lat, 50),
+        "p95": c.percentile(lat, 95),
+        "p99": c.percentile(lat, 99),
+        "max": max(lat),
+    }
+
+    # 2. the floor: bare-call tasks on the same workers
+    from django_q.tasks import async_task
+
+    from integrations import outbox
+    from integrations.models import Posting
+
+    template = sandbox_template(bench)
+    out = workdir / "floor.txt"
+    n = args.burst
+    t0 = time.time()
+    for i in range(n):
+        async_task(
+            "bench._bare.floor_task",
+            sandbox.base_url,
+            template,
+            _bare.FLOOR_IDS + i,
+            str(out),
+            group="bench-floor",
+        )
+    queued = time.time() - t0
+    deadline = time.monotonic() + 120 + n
+    while time.monotonic() < deadline:
+        lines = out.read_text().split() if out.exists() else []
+        if len(lines) >= n:
+            break
+        time.sleep(0.1)
+    else:
+        raise TimeoutError(f"floor: {len(lines)} of {n} tasks ran\n{cluster.log_tail()}")
+    floor = n / (max(float(x) for x in lines) - t0)
+    result["floor"] = {"n": n, "rate": floor, "queue_seconds": queued}
+
+    # 3. the burst of payments
+    bench.delivery("manual")
+    burst = [bench.take().pk for _ in range(n)]
+    posting_ids = list(
+        Posting.objects.filter(payment_id__in=burst).order_by("pk").values_list("pk", flat=True)
+    )
+    bench.delivery("async")
+    t0 = time.time()
+    for posting_id in posting_ids:
+        outbox.enqueue(posting_id)
+    queued = time.time() - t0
+    bench.wait_posted(burst, timeout=120 + n)
+    rate = n / (bench.last_posted(burst) - t0)
+    result["burst"] = {"n": n, "rate": rate, "of_floor": rate / floor, "queue_seconds": queued}
+
+    # 4. taking payments: workers running, then the cluster stopped (queued / not queued)
+    result["take_running"] = take_phase(bench, args, "running", connection)
+    cluster.stop()
+    result["take_stopped"] = take_phase(bench, args, "stopped-queued", connection)
+    bench.delivery("manual")
+    result["take_manual"] = take_phase(bench, args, "stopped-manual", connection)
+    result["vendor"] = connection.vendor
+    return result
+
+
+def sandbox_template(bench: Bench) -> str:
+    """The XMLData the provider sends for a real posting (the floor sends it too)."""
+    from integrations.models import Posting
+
+    posting = Posting.objects.filter(connection=bench.platform.connection).first()
+    return bench.platform.connection.get_provider().payment_document(posting)
+
+
+def take_phase(bench: Bench, args, label: str, connection) -> dict:
+    """Payments taken back to back for --take-seconds: rate, connections opened, waits."""
+    from django.db.backends.signals import connection_created
+
+    opened = Counter()
+
+    def count(sender, connection, **kwargs):
+        opened[connection.alias] += 1
+
+    connection_created.connect(count, weak=False)
+    sampler = WaitSampler(connection) if connection.vendor == "postgresql" else None
+    profiler = cProfile.Profile() if args.profile and label == "running" else None
+    ids = []
+    if sampler:
+        sampler.start()
+    if profiler:
+        profiler.enable()
+    start = time.monotonic()
+    while time.monotonic() - start < args.take_seconds:
+        ids.append(bench.take().pk)
+    elapsed = time.monotonic() - start
+    if profiler:
+        profiler.disable()
+        _write_profile(profiler, args.profile, f"take-{args.child.replace(':', '-')}", len(ids))
+    if sampler:
+        sampler.stop()
+    connection_created.disconnect(count)
+    return {
+        "n": len(ids),
+        "rate": len(ids) / elapsed,
+        "connections_opened": sum(opened.values()),
+        "waits": sampler.summary() if sampler else {},
+        "backends_seen": len(sampler.pids) if sampler else 0,
+    }
+
+
+class WaitSampler(threading.Thread):
+    """pg_stat_activity of the bench database every 5 ms: what its active sessions wait for,
+    and how many distinct backends (one per connection ever opened) appear."""
+
+    def __init__(self, connection):
+        super().__init__(daemon=True)
+        import psycopg
+
+        sd = connection.settings_dict
+        self.dbname = sd["NAME"]
+        self.conn = psycopg.connect(
+            host=sd["HOST"] or "127.0.0.1",
+            port=sd["PORT"] or 5432,
+            user=sd["USER"],
+            dbname=sd["NAME"],
+            autocommit=True,
+        )
+        self.samples = 0
+        self.waits: Counter = Counter()
+        self.pids: set[int] = set()
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        query = (
+            "SELECT pid, state, coalesce(wait_event_type, 'CPU'), coalesce(wait_event, '') "
+            "FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+        )
+        while not self._stop_event.is_set():
+            self.samples += 1
+            for pid, state, kind, event in self.conn.execute(query, (self.dbname,)).fetchall():
+                self.pids.add(pid)
+                if state == "active":
+                    self.waits[f"{kind}:{event}" if event else kind] += 1
+            time.sleep(0.005)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=5)
+        self.conn.close()
+
+    def summary(self) -> dict[str, float]:
+        """Per wait, the share of samples in which an active session was waiting on it."""
+        return {k: round(v / max(self.samples, 1), 3) for k, v in self.waits.most_common(6)}
+
+
+def _write_profile(profiler, folder: str, stem: str, n: int) -> None:
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    profiler.dump_stats(out / f"{stem}.prof")
+    text = io.StringIO()
+    text.write(f"{n} payments taken while the workers ran\n")
+    stats = pstats.Stats(profiler, stream=text).strip_dirs()
+    stats.sort_stats("cumulative").print_stats(50)
+    stats.sort_stats("tottime").print_stats(30)
+    (out / f"{stem}.txt").write_text(text.getvalue())
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", choices=["sqlite", "postgres"], help="with --broker: one config")
+    parser.add_argument("--broker", choices=["orm", "redis"], default="orm")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rate", type=float, default=20, help="steady payments per second")
+    parser.add_argument("--seconds", type=float, default=30, help="steady phase length")
+    parser.add_argument("--burst", type=int, default=1000)
+    parser.add_argument("--take-seconds", type=float, default=10)
+    c.experiment_args(parser)
+    parser.add_argument("--quick", action="store_true", help="ORM/SQLite, small sizes (CI)")
+    parser.add_argument("--profile", default="", help="folder for a cProfile of taking")
+    parser.add_argument("--database-url", default="", help="PostgreSQL server (else local)")
+    parser.add_argument("--redis-url", default="")
+    parser.add_argument("--child", choices=CONFIGS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rate, args.seconds, args.burst, args.take_seconds = 2, 3, 20, 1.5
+    if args.child:
+        try:
+            print(json.dumps(child(args.child, args)))
+        except ClusterDidNotStart as err:
+            print(f"CLUSTER DID NOT START: {err}", file=sys.stderr)
+            return CLUSTER_DID_NOT_START
+        return 0
+    if args.db:
+        if args.db == "sqlite" and args.broker == "redis":
+            parser.error("the Redis broker is measured on PostgreSQL only")
+        configs = [f"{args.db}:{args.broker}"]
+    else:
+        configs = ["sqlite:orm"] if args.quick else list(CONFIGS)
+    print(
+        c.header(
+            "bench/worker.py",
+            workers=args.workers,
+            steady=f"{args.rate:g}/s for {args.seconds:g} s",
+            burst=args.burst,
+            taking=f"{args.take_seconds:g} s",
+            experiment=_experiment(args),
+            quick=args.quick,
+        ),
+        flush=True,
+    )
+    print()
+    code, results = 0, []
+    for config in configs:
+        cmd = [c.PYTHON, __file__, "--child", config] + _passed(args)
+        done = subprocess.run(cmd, cwd=c.ROOT, capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"{config}: FAILED (exit {done.returncode})\n{done.stderr[-4000:]}")
+            code = code or done.returncode
+            continue
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    print(report(results, args.quick))
+    print(c.footer())
+    return code
+
+
+def _passed(args) -> list[str]:
+    out = []
+    for name in ("workers", "rate", "seconds", "burst", "take_seconds"):
+        out += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    if args.conn_max_age is not None:
+        out += ["--conn-max-age", str(args.conn_max_age)]
+    for item in args.q_option:
+        out += ["--q-option", item]
+    for name in ("profile", "database_url", "redis_url"):
+        if getattr(args, name):
+            out += [f"--{name.replace('_', '-')}", getattr(args, name)]
+    return out
+
+
+def _experiment(args) -> str:
+    parts = [f"Q_CLUSTER {item}" for item in args.q_option]
+    if args.conn_max_age is not None:
+        parts.append(f"DB_CONN_MAX_AGE={args.conn_max_age}")
+    return ", ".join(parts) or "none (the platform's settings)"
+
+
+def report(results: list[dict], quick: bool) -> str:
+    def verdict(ok: bool) -> str:
+        return "" if quick else (" met" if ok else " MISSED")
+
+    rows = []
+    for r in results:
+        s, f, b = r["steady"], r["floor"], r["burst"]
+        run, stop, manual = r["take_running"], r["take_stopped"], r["take_manual"]
+        pg = r["vendor"] == "postgresql"
+        taking_target = run["rate"] >= 200
+        rows.append(
+            [r["config"].replace(":", " / "),
+             f"{s['rate']:.1f}/s", f"{s['p50']:.3f}", f"{s['p95']:.3f}" + verdict(s["p95"] <= 0.5),
+             f"{s['p99']:.3f}",
+             f"{f['rate']:.1f}/s", f"{b['rate']:.1f}/s",
+             f"{100 * b['of_floor']:.0f} %" + verdict(b["of_floor"] >= 0.9),
+             f"{run['rate']:.0f}/s" + (verdict(taking_target) if pg else ""),
+             f"{stop['rate']:.0f}/s", f"{manual['rate']:.0f}/s",
+             f"{run['connections_opened']}/{run['n']}"]
+        )  # fmt: skip
+    text = c.table(
+        ["db / broker", "steady", "p50 s", "p95 s", "p99 s", "floor", "burst", "burst/floor",
+         "taking (workers run)", "taking (stopped, queued)", "taking (no queue)",
+         "connections opened / payments taken"],
+        rows,
+    )  # fmt: skip
+    for r in results:
+        waits = r["take_running"]["waits"]
+        if waits:
+            shares = ", ".join(f"{k} {100 * v:.0f} %" for k, v in waits.items())
+            text += (
+                f"\n{r['config']}: while taking with the workers running, active sessions "
+                f"waited on (share of 5 ms samples): {shares}; "
+                f"{r['take_running']['backends_seen']} backends seen"
+            )
+    return text
+
+
+if __name__ == "__main__":
+    sys.exit(main())
