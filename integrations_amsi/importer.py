@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterator
-from contextlib import closing
 
 from integrations.exceptions import IntegrationError, RetryableError
 from integrations.importing import Feed
@@ -66,27 +65,58 @@ class AmsiImport:
             yield from self._stream(feed, "GetPropertyResidents", query, status=status)
 
     def read_changed_leases(self, feed: Feed, since: dt.datetime | None) -> Iterator:
-        # eDex takes days, not times: ask from the day before the last sync to the day after
-        # today (margin for clock differences: eSite stamps changes in its server's local time);
-        # unchanged leases are skipped by their digest anyway. The requests:
-        # queries.delta_queries (what production clients sent).
-        tz = feed.property.tz
-        start = (since or feed.now - dt.timedelta(days=1)).astimezone(tz).date()
-        start -= dt.timedelta(days=1)
-        end = feed.now.astimezone(tz).date() + dt.timedelta(days=1)
+        start, end = self._delta_days(feed, since)
         feed.say(f"changes from {start:%m/%d/%Y} to {end:%m/%d/%Y}")
-        for _what, query in delta_queries(self.settings.property_id, start, end):
-            yield from self._stream(feed, DELTA_OPERATION, query)
+        yield from self._changes(feed, start, end)
 
     def read_lease(self, feed: Feed, link):
-        """The linked lease from the current and notice lists (matched on all four ids)."""
+        """One linked lease, as fast as eSite allows without guessing.
+
+        First the delta query since the lease was last read: a block, a credit status, a
+        status change or a transaction set in eSite (why a manager presses "sync now") comes
+        back in it at once. Contact details change without either, and no public client
+        shows what GetSingleResident takes, so a lease the delta does not list is then looked
+        for in the current and notice lists, its last known status first.
+        """
         wanted = (link.bldg_id, link.unit_id, link.resi_id)
-        with closing(self.read_leases(feed)) as leases:  # stop reading once found
-            for el in leases:
+        start, end = self._delta_days(feed, link.last_synced_at)
+        found = self._find(self._changes(feed, start, end), wanted)
+        if found is not None:
+            return found
+        first = (link.raw or {}).get("occustatuscode", "").strip().upper()
+        statuses = sorted(LEASE_STATUSES, key=lambda status: status != first)
+        for status in statuses:
+            query = residents_query(self.settings.property_id, status)
+            leases = self._stream(feed, "GetPropertyResidents", query, status=status)
+            found = self._find(leases, wanted)
+            if found is not None:
+                return found
+        return None
+
+    @staticmethod
+    def _find(elements: Iterator, wanted: tuple[str, str, str]):
+        try:
+            for el in elements:
                 ids = tuple(el.get(name, "").strip() for name in ("BldgID", "UnitID", "ResiID"))
                 if ids == wanted:
                     return el
-        return None
+            return None
+        finally:
+            getattr(elements, "close", lambda: None)()  # a stream stops reading once found
+
+    @staticmethod
+    def _delta_days(feed: Feed, since: dt.datetime | None) -> tuple[dt.date, dt.date]:
+        # eDex takes days, not times: ask from the day before the last sync to the day after
+        # today (margin for clock differences: eSite stamps changes in its server's local time);
+        # unchanged leases are skipped by their digest anyway.
+        tz = feed.property.tz
+        start = (since or feed.now - dt.timedelta(days=1)).astimezone(tz).date()
+        return start - dt.timedelta(days=1), feed.now.astimezone(tz).date() + dt.timedelta(days=1)
+
+    def _changes(self, feed: Feed, start: dt.date, end: dt.date) -> Iterator:
+        # The requests production clients sent: queries.delta_queries.
+        for _what, query in delta_queries(self.settings.property_id, start, end):
+            yield from self._stream(feed, DELTA_OPERATION, query)
 
     def _stream(self, feed: Feed, operation: str, xmldata: str, element="Lease", status=""):
         try:

@@ -225,13 +225,37 @@ def test_a_property_listed_with_no_lease_at_all_deactivates_nothing(
     assert "no lease was marked inactive" in run.message
 
 
-def test_a_lease_sync_whose_current_list_fails_keeps_the_lease(amsi_connection, control):
+class NoDeltaProvider(AmsiProvider):
+    """The AMSI provider talking to the sandbox, except that eSite's delta query lists nothing
+    (a change it does not count as one, or one older than the window asked for), so a lease
+    sync has to find the lease in the current and notice lists."""
+
+    def _changes(self, feed, start, end):
+        return iter(())
+
+
+def test_a_lease_sync_finds_a_change_in_the_delta_first(amsi_connection, control):
+    """A status set in eSite comes back by the delta query: the lease is updated (blocked,
+    its code kept), never deactivated, and the resident lists are not streamed."""
     imported(amsi_connection)
     current = links(LeaseStatus.ACTIVE)
     for link in current:
         patch(control, link, occustatuscode="P")
     run = run_sync(amsi_connection, "lease", lease_id=current[0].lease_id)
-    assert run.status == SyncStatus.PARTIAL
+    assert (run.status, run.updated, run.deactivated) == (SyncStatus.SUCCEEDED, 1, 0), run.message
+    link = AmsiLeaseLink.objects.select_related("lease").get(pk=current[0].pk)
+    assert link.active and link.raw["occustatuscode"] == "P"
+    assert link.lease.accounting_access == "blocked"
+
+
+def test_a_lease_sync_whose_current_list_fails_keeps_the_lease(amsi_connection, control):
+    imported(amsi_connection)
+    current = links(LeaseStatus.ACTIVE)
+    for link in current:
+        patch(control, link, occustatuscode="P")
+    run = SyncRun.objects.create(connection=amsi_connection, kind="lease")
+    Importer(NoDeltaProvider(amsi_connection), run).execute(lease_id=current[0].lease_id)
+    assert run.errors == 1
     assert REFUSED_TEXT in run.message
     assert f"lease {current[0].composite} was not marked inactive" in run.message
     assert run.deactivated == 0
