@@ -1,4 +1,5 @@
-"""Batch Deposit Reports: one per our batch id, to check against eSite's External Deposits.
+"""Batch Deposit Reports: one per our batch id, to check against the accounting system's own
+deposit report (the provider's ``system_name`` names it in the column titles).
 
 A report is derived from the batch's rows and the postings' remote references each time it is
 shown (no copy to go stale).
@@ -38,7 +39,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from integrations.models import Connection, Posting
+from integrations.models import Connection, Posting, PostingKind
 from rentplatform import csvsafe
 from rentplatform.models import DepositBatch
 
@@ -65,6 +66,15 @@ class ReportLine:
 class DepositReport:
     batch: DepositBatch
     lines: list[ReportLine] = field(default_factory=list)
+    system_name: str = "the accounting system"  # the provider's, when the property has one
+
+    @property
+    def lease_label(self) -> str:
+        return f"Lease ID in {self.system_name}"
+
+    @property
+    def reference_label(self) -> str:
+        return f"Reference in {self.system_name}"
 
     @property
     def payments_total(self) -> Decimal:
@@ -102,11 +112,11 @@ class DepositReport:
                 "Type",
                 "Resident",
                 "Unit",
-                "Lease (AMSI ID)",
+                self.lease_label,
                 "Method",
                 "Amount",
                 "Our reference",
-                "AMSI reference",
+                self.reference_label,
                 "Posting",
                 "Note",
             ]
@@ -153,11 +163,13 @@ def build_report(batch: DepositBatch) -> DepositReport:
     connection = Connection.objects.filter(property=batch.property).first()
     provider = connection.get_provider() if connection else None
     postings = {
-        (p.kind, p.payment_id if p.kind == "payment" else p.reversal_id): p
-        for p in Posting.objects.filter(payment__batch=batch, kind="payment")
-        | Posting.objects.filter(reversal__batch=batch, kind="reversal")
+        (p.kind, p.payment_id if p.kind == PostingKind.PAYMENT else p.reversal_id): p
+        for p in Posting.objects.filter(payment__batch=batch, kind=PostingKind.PAYMENT)
+        | Posting.objects.filter(reversal__batch=batch, kind=PostingKind.REVERSAL)
     }
     report = DepositReport(batch)
+    if provider is not None:
+        report.system_name = provider.system_name
 
     def who(payment):
         resident = payment.resident or payment.lease.residents.first()
@@ -173,7 +185,7 @@ def build_report(batch: DepositBatch) -> DepositReport:
     for payment in batch.payments.select_related("lease__unit__building", "resident").order_by(
         "accepted_at"
     ):
-        p = postings.get(("payment", payment.pk))
+        p = postings.get((PostingKind.PAYMENT, payment.pk))
         report.lines.append(
             ReportLine(
                 "Payment",
@@ -190,7 +202,7 @@ def build_report(batch: DepositBatch) -> DepositReport:
     for reversal in batch.reversals.select_related(
         "payment__lease__unit__building", "payment__resident"
     ).order_by("created_at"):
-        p = postings.get(("reversal", reversal.pk))
+        p = postings.get((PostingKind.REVERSAL, reversal.pk))
         payment = reversal.payment
         note = f"{reversal.return_code} {reversal.note}".strip() if reversal.return_code else ""
         note += f" reverses {payment.public_id[:12]} of batch {payment.batch.batch_id}"

@@ -12,9 +12,10 @@ from integrations.exceptions import (
     RetryableError,
 )
 from integrations.logging import mask
+from integrations.models import PostingKind
 from integrations.providers.base import AccountingProvider, ConnectionCheck, Delivered
 
-from . import batches, errors
+from . import batches, errors, reconcile
 from .client import get_client
 from .conf import settings_for
 from .identifiers import client_jnl_no, client_transaction_id
@@ -54,6 +55,7 @@ def reversal_reason(reversal) -> tuple[str, str]:
 class AmsiProvider(AccountingProvider):
     id = "amsi"
     name = "AMSI eSite (eDex)"
+    system_name = "eSite"
     has_own_admin = True  # integrations_amsi.admin: the AMSI connection form
 
     def __init__(self, connection):
@@ -269,10 +271,23 @@ class AmsiProvider(AccountingProvider):
 
         return close_due_batches(self, now=now)
 
-    def reconcile(self, month, report_text=None):
-        from .reconcile import reconcile_month
+    # -- reconciliation (integrations.reconciliation compares) ---------------------------------
+    def remote_month(self, month, report_text=None):
+        """eSite's External Deposits report, By Payment: fetched, or the export uploaded."""
+        return reconcile.remote_month(self, month, report_text)
 
-        return reconcile_month(self, month, report_text)
+    def known_batches(self, month, postings):
+        """Our eSite batches of the month (AmsiBatchLink) and what landed in them."""
+        return reconcile.known_batches(self.connection, month, postings)
+
+    def expected_batch(self, posting, transaction_id, remote):
+        """A reversal not recorded as landed is wherever eSite shows it (where a return lands
+        is eSite's choice), else in the original payment's batch, which its ReturnPayment
+        names; a payment in the batch its ClientJnlNo names."""
+        if posting.kind == PostingKind.REVERSAL:
+            shown = remote.batch_holding(transaction_id, negative=True)
+            return shown or posting.payment.batch.batch_id
+        return super().expected_batch(posting, transaction_id, remote)
 
     def lease_reference(self, lease) -> str:
         link = AmsiLeaseLink.objects.filter(lease=lease).first()

@@ -12,8 +12,13 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from integrations.reconciliation import KnownBatches
+
 if TYPE_CHECKING:
+    from django.db.models import QuerySet
+
     from integrations.models import Connection, Posting, SyncRun
+    from integrations.reconciliation import RemoteSide
 
 
 @dataclass
@@ -34,26 +39,22 @@ class ConnectionCheck:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class BatchDifference:
-    batch_id: str
-    kind: (
-        str  # missing_remote, missing_local, total_differs, count_differs, duplicate, missing_item
-    )
-    message: str
-    local: str = ""
-    remote: str = ""
-
-
 class AccountingProvider:
     id: ClassVar[str] = ""
     name: ClassVar[str] = ""
+    # How messages name the remote system ("eSite"); the display name when left empty.
+    system_name: ClassVar[str] = ""
     # A provider with its own admin (typed fields instead of the settings JSON) is left out of
     # the generic connection admin, so nobody edits its settings as raw JSON.
     has_own_admin: ClassVar[bool] = False
 
     def __init__(self, connection: Connection):
         self.connection = connection
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not cls.system_name:
+            cls.system_name = cls.name
 
     def _not_implemented(self, hook: str):
         cls = type(self)
@@ -126,10 +127,30 @@ class AccountingProvider:
         """Close (settle) remote batches that are due; returns a line per batch acted on."""
         raise self._not_implemented("close_batches")
 
-    def reconcile(self, month: dt.date, report_text: str | None = None) -> list[BatchDifference]:
-        """Compare our batches of ``month`` with the remote's; ``report_text`` is an export a
-        person uploaded (else the provider fetches what it can)."""
-        raise self._not_implemented("reconcile")
+    # -- reconciliation hooks (integrations.reconciliation compares; these answer) ------------
+    def remote_month(self, month: dt.date, report_text: str | None = None) -> RemoteSide:
+        """The remote's side of ``month``: its total per remote batch and its items.
+        ``report_text`` is an export a person uploaded; without it the provider fetches what
+        it can. Raise an IntegrationError saying what to do when it cannot be read."""
+        raise self._not_implemented("remote_month")
+
+    def transaction_id(self, posting: Posting) -> str:
+        """The id the remote knows a posting by (items are matched on it and the amount's
+        sign). Default: the posting's key. ``posting`` may be an unsaved stand-in for one the
+        outbox never wrote; raise PermanentError when the remote cannot know it."""
+        return posting.key
+
+    def known_batches(self, month: dt.date, postings: QuerySet[Posting]) -> KnownBatches:
+        """The remote batches we recorded for ``month`` (remote number -> our batch id it
+        reports under) and the postings recorded as landed: each posting in those batches, and
+        each of ``postings`` (the month's) landed elsewhere, so it is not expected again.
+        Default: nothing recorded; every posting is expected where ``expected_batch`` says."""
+        return KnownBatches()
+
+    def expected_batch(self, posting: Posting, transaction_id: str, remote: RemoteSide) -> str:
+        """The remote batch a posting nobody recorded as landed should be in. Default: the
+        batch id of the deposit batch its payment or reversal joined."""
+        return posting.subject.batch.batch_id
 
     def lease_reference(self, lease) -> str:
         """How the remote names a lease (shown on reports); optional."""

@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 
 from integrations.exceptions import AmbiguousOutcome, PermanentError, RetryableError
 from integrations.models import Connection, FakeRemoteEntry, Posting
+from integrations.reconciliation import ZERO, RemoteItem, RemoteSide, month_batches
 
 from .base import AccountingProvider, ConnectionCheck, Delivered
 
@@ -22,6 +23,7 @@ from .base import AccountingProvider, ConnectionCheck, Delivered
 class FakeProvider(AccountingProvider):
     id = "fake"
     name = "Fake (records postings; for demos and tests)"
+    system_name = "the fake remote"
 
     def test_connection(self) -> ConnectionCheck:
         if self.connection.setting("unreachable"):
@@ -90,5 +92,19 @@ class FakeProvider(AccountingProvider):
     def close_batches(self, *, now=None) -> list[str]:
         return []
 
-    def reconcile(self, month, report_text=None):
-        return []
+    def remote_month(self, month, report_text=None) -> RemoteSide:
+        """The FakeRemoteEntry rows of the month's batches: items keyed by posting key."""
+        if report_text is not None:
+            raise PermanentError(
+                "the fake remote has no export to upload; reconcile without one",
+                provider=self.id,
+                operation="reconcile",
+            )
+        batch_ids = month_batches(self.connection, month).values("batch_id")
+        side = RemoteSide()
+        for entry in FakeRemoteEntry.objects.filter(
+            connection=self.connection, batch_id__in=batch_ids
+        ).order_by("pk"):
+            side.totals[entry.batch_id] = side.totals.get(entry.batch_id, ZERO) + entry.amount
+            side.items.append(RemoteItem(entry.batch_id, entry.key, entry.amount, entry.kind))
+        return side

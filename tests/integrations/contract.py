@@ -6,7 +6,9 @@ A subclass supplies three fixtures/hooks:
 - ``lease``: a lease on that property the provider can post for;
 - ``remote_entries(connection, posting) -> int``: how many entries the remote holds for a
   posting (payment or reversal);
-- ``lose_next_reply(connection)``: make the next write land but its reply get lost.
+- ``lose_next_reply(connection)``: make the next write land but its reply get lost;
+- ``drop_remote_entry(connection, posting)`` (optional): remove a posting's entry from the
+  remote, so reconciliation has a difference to find.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from decimal import Decimal
 
 import pytest
 
-from integrations import outbox
+from integrations import outbox, reconciliation
 from integrations.models import Posting, PostingKind, PostingState
 from integrations.providers import registry
 from integrations.providers.base import AccountingProvider, ConnectionCheck
@@ -30,6 +32,9 @@ class ProviderContract:
         raise NotImplementedError
 
     def lose_next_reply(self, connection) -> None:
+        raise NotImplementedError
+
+    def drop_remote_entry(self, connection, posting) -> None:
         raise NotImplementedError
 
     def _pay(self, lease, amount="125.00", method="card"):
@@ -87,3 +92,26 @@ class ProviderContract:
         assert rp.state == PostingState.POSTED, rp.last_error
         assert rp.key != posting.key
         assert self.remote_entries(connection, rp) == 1
+
+    def test_reconciliation_of_posted_payment_and_reversal(self, connection, lease):
+        posting = self._pay(lease, method="card")
+        payment = posting.payment
+        services.settle_payment(payment)
+        reversal = services.charge_back_payment(payment)
+        rp = Posting.objects.get(reversal=reversal)
+        assert rp.state == PostingState.POSTED, rp.last_error
+        month = payment.batch.business_day.replace(day=1)
+        result = reconciliation.reconcile(connection, month)
+        assert result.error == ""
+        assert result.differences == [], result.differences
+        assert result.summary().endswith(
+            f"0 differences - our batches match {connection.get_provider().system_name}"
+        )
+        try:
+            self.drop_remote_entry(connection, rp)
+        except NotImplementedError:
+            pytest.skip("this provider's tests cannot remove a remote entry")
+        result = reconciliation.reconcile(connection, month)
+        missing = [d for d in result.differences if d.kind == "missing_item"]
+        assert [d.batch_id for d in missing] == [reversal.batch.batch_id], result.differences
+        assert reversal.public_id[:10] in missing[0].message

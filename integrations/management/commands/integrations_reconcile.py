@@ -6,9 +6,10 @@ Examples::
     python manage.py integrations_reconcile --property maple --month 2026-11
     python manage.py integrations_reconcile --property maple --report export.csv
 
-``--report`` takes an export a manager downloaded (AMSI: Reports > Accounting Reports >
-External Deposits, By Payment, CSV); without it the provider fetches what it can (the sandbox
-serves that report itself).
+``--report`` takes the accounting system's deposit export a manager downloaded (which one is
+the provider's to say: docs/amsi.md for eSite); without it the provider fetches what it can
+(the AMSI sandbox serves that report itself). Differences name the remote by the provider's
+``system_name``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--property", help="property code (default: every enabled one)")
         parser.add_argument("--month", help="YYYY-MM (default: this month)")
-        parser.add_argument("--report", help="an External Deposits export (CSV) to compare with")
+        parser.add_argument(
+            "--report", help="the accounting system's deposit export (CSV) to compare with"
+        )
 
     def handle(self, *args, **options):
         try:
@@ -54,7 +57,7 @@ class Command(BaseCommand):
                 self.stdout.write(
                     f"  batch {d.batch_id}: {d.kind}: {d.message}"
                     + (
-                        f" (ours {d.local or '-'}, AMSI {d.remote or '-'})"
+                        f" (ours {d.local or '-'}, {result.system_name} {d.remote or '-'})"
                         if d.local or d.remote
                         else ""
                     )

@@ -39,6 +39,7 @@ def test_report_page_and_csv_show_every_item_with_its_amsi_reference(world, deli
     assert csv_response["Content-Type"] == "text/csv"
     body = csv_response.content.decode()
     assert "Net deposit,100.00" in body
+    assert "Lease ID in eSite" in body and "Reference in eSite" in body
     assert world.posting(p).remote_reference in body
 
 
@@ -58,7 +59,7 @@ def test_reconcile_page_with_and_without_an_uploaded_export(world, deliver):
     client = _admin("integrations.reconcile", "integrations.view_depositreport")
     month = dt.date.today().strftime("%Y-%m")
     page = client.post(url, {"connection": world.connection.pk, "month": month})
-    assert "0 differences - our batches match AMSI" in page.content.decode()
+    assert "0 differences - our batches match eSite" in page.content.decode()
     # An uploaded export that lacks our batch: every difference is listed.
     from django.core.files.uploadedfile import SimpleUploadedFile
 

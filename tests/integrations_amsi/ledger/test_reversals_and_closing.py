@@ -245,7 +245,7 @@ def test_reconciliation_of_a_whole_day_has_zero_differences(world, deliver):
     result = reconcile(world.connection, today.replace(day=1))
     assert result.error == ""
     assert result.differences == [], result.differences
-    assert result.summary().endswith("0 differences - our batches match AMSI")
+    assert result.summary().endswith("0 differences - our batches match eSite")
 
 
 def test_reconciliation_lists_every_difference(world, deliver, settings):

@@ -350,7 +350,7 @@ def test_reconciliation_matches_a_return_batch(world, deliver, return_batch):
     result = reconcile(world.connection, today.replace(day=1))
     assert result.error == ""
     assert result.differences == [], result.differences
-    assert result.summary().endswith("0 differences - our batches match AMSI")
+    assert result.summary().endswith("0 differences - our batches match eSite")
 
 
 def test_a_missing_return_is_named_by_our_batch_id(world, deliver, settings):
