@@ -1,21 +1,25 @@
-"""The framework's API: "sync now" for a property or one lease.
+"""The framework's API: "sync now" for a property or one lease, and linking a lease by hand.
 
-Staff only, and only with ``integrations.run_sync``: a refused request writes nothing (no
-SyncRun row). The reply is the SyncRun's summary, the same counts the admin and the command show.
+Staff only, and only with the permission the admin action needs (``integrations.run_sync``,
+``integrations.run_import`` to link): a refused request writes nothing (no SyncRun row). A sync's
+reply is the SyncRun's summary, the same counts the admin and the command show.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.shortcuts import get_object_or_404
 from rest_framework import serializers, status
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from integrations import linking
 from integrations.models import Connection, SyncKind, SyncRun, SyncStatus
 from integrations.services import run_sync
+from rentplatform.models import Lease
 
 
 def staff_with(perm: str) -> type[BasePermission]:
@@ -75,8 +79,6 @@ class SyncNow(APIView):
     permission_classes = [staff_with("integrations.run_sync")]
 
     def post(self, request: Request) -> Response:
-        from rentplatform.models import Lease
-
         body = SyncRequestSerializer(data=request.data)
         if not body.is_valid():
             return Response(
@@ -108,6 +110,64 @@ class SyncNow(APIView):
             status.HTTP_502_BAD_GATEWAY if run.status == SyncStatus.FAILED else status.HTTP_200_OK
         )
         return Response(run_summary(run), status=code)
+
+
+class LeaseLink(APIView):
+    """POST {"remote_id": "21"}: verify the id with the lease's accounting system, link the
+    lease to that remote lease, sync the lease (``integrations.linking``; the admin's rules).
+
+    201 with the link and the lease sync's summary; 400 with a message a person can act on (an
+    id of another unit's lease, unknown to the remote, already linked, remote unreachable, a
+    provider that does not link by hand). ``field`` names the body's key: the AMSI provider
+    mounts this view at /api/amsi/leases/<id>/link/ with ``field="resi_id"`` (the older URL).
+    """
+
+    permission_classes = [staff_with("integrations.run_import")]
+    field = "remote_id"
+
+    def post(self, request: Request, lease_id: int) -> Response:
+        lease = get_object_or_404(Lease, pk=lease_id)
+        body = _link_serializer(self.field)(data=request.data)
+        if not body.is_valid():
+            try:
+                label = linking.connection_for(lease).get_provider().link_label
+            except linking.LinkRefused:
+                label = "lease id in the accounting system"
+            return Response(
+                {
+                    "code": "invalid",
+                    "detail": f"{self.field}: enter the {label}",
+                    "errors": body.errors,
+                },
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        try:
+            result = linking.link_lease(
+                lease,
+                body.validated_data[self.field],
+                triggered_by=f"api link:{request.user.get_username()}",
+            )
+        except linking.LinkRefused as err:
+            return Response(
+                {"code": "link_refused", "detail": err.message}, status=status.HTTP_400_BAD_REQUEST
+            )
+        return Response(
+            {
+                "lease": lease.pk,
+                "remote_id": result.remote_id,
+                "note": result.note,
+                "detail": result.message,
+                "sync": run_summary(result.run) if result.run else None,
+            },
+            status=status.HTTP_201_CREATED,
+        )
+
+
+def _link_serializer(field: str) -> type[serializers.Serializer]:
+    """A serializer whose one field is named ``field`` (so errors name the key that was sent)."""
+    return type(
+        "LinkSerializer", (serializers.Serializer,), {field: serializers.CharField(max_length=80)}
+    )
 
 
 def _not_found(detail: str) -> Response:

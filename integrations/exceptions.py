@@ -88,3 +88,13 @@ class ConnectionTestFailed(IntegrationError):
 
 class ProviderConfigurationError(ImproperlyConfigured):
     pass
+
+
+class LinkRefused(ValueError):
+    """Linking a lease by hand (integrations.linking) refused what a person typed; ``message``
+    says why, in words a manager reads. Outside the tree: nothing was asked of the remote, or
+    it answered that it has no such lease."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message

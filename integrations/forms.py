@@ -1,11 +1,16 @@
-"""Admin forms: provider choices from the registry; credentials are write-only."""
+"""Admin forms of the framework: the generic connection form (for a provider without a typed
+form of its own: ``AccountingProvider.admin_form``), the backfill date, and the lease link.
+
+Credentials are write-only: the password widget never renders a value back and a blank field
+keeps the stored one. The provider is chosen before the form is shown (the connection admin's
+first step), so it is not a field here.
+"""
 
 from __future__ import annotations
 
 from django import forms
 
 from integrations.models import Connection
-from integrations.providers import registry
 
 ENABLED_HELP = (
     "Unticked, payments still get their postings but nothing is sent; ticking it (and saving) "
@@ -14,7 +19,6 @@ ENABLED_HELP = (
 
 
 class ConnectionForm(forms.ModelForm):
-    provider = forms.ChoiceField(choices=())
     password = forms.CharField(
         required=False,
         widget=forms.PasswordInput(render_value=False),
@@ -23,13 +27,13 @@ class ConnectionForm(forms.ModelForm):
 
     class Meta:
         model = Connection
-        fields = ["property", "provider", "enabled", "settings"]
+        fields = ["property", "enabled", "settings"]
+
+    # The admin sets this to the signed-in user's name before saving (unused here).
+    changed_by = ""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["provider"].choices = [
-            (cls.id, cls.name) for cls in registry.all_providers() if not cls.has_own_admin
-        ]
         self.fields["enabled"].help_text = ENABLED_HELP
 
     def save(self, commit: bool = True):
@@ -60,3 +64,15 @@ class BackfillForm(forms.Form):
         if since > dt.date.today() + dt.timedelta(days=1):
             raise forms.ValidationError("that day is in the future: nothing was taken yet")
         return since
+
+
+class LeaseLinkForm(forms.Form):
+    """The remote lease id a person typed; label and help come from the lease's provider."""
+
+    remote_id = forms.CharField(max_length=80)
+
+    def __init__(self, provider, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        field = self.fields["remote_id"]
+        field.label = provider.link_label
+        field.help_text = provider.link_help

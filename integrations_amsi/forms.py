@@ -1,4 +1,4 @@
-"""Admin forms for AMSI: the typed connection form and the lease-link (ResiID) form.
+"""The AMSI connection form (the provider's ``admin_form``) and its layout (``admin_fieldsets``).
 
 The connection form edits ``Connection.settings`` and ``Connection.credentials`` through typed
 fields rather than raw JSON, so a property manager cannot misspell a key. The password is
@@ -12,6 +12,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
+from integrations.models import Connection
 from rentplatform.models.property import validate_time_zone
 
 from .conf import (
@@ -24,7 +25,6 @@ from .conf import (
     validate_merchant_id,
     validate_url,
 )
-from .proxy_models import AmsiConnection
 
 # form field -> Connection.settings key
 SETTINGS_FIELDS = {
@@ -133,11 +133,11 @@ class AmsiConnectionForm(forms.ModelForm):
     )
 
     class Meta:
-        model = AmsiConnection
+        model = Connection
         fields = ["property", "enabled"]
 
     # The admin sets this to the signed-in user's name before saving.
-    confirmed_by = ""
+    changed_by = ""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -195,8 +195,8 @@ class AmsiConnectionForm(forms.ModelForm):
             self.add_error("password", ValidationError("A password is required."))
         return data
 
-    def save(self, commit: bool = True) -> AmsiConnection:
-        connection: AmsiConnection = super().save(commit=False)
+    def save(self, commit: bool = True) -> Connection:
+        connection: Connection = super().save(commit=False)
         connection.provider = "amsi"
         settings = dict(connection.settings or {})
         for field, key in SETTINGS_FIELDS.items():
@@ -206,7 +206,7 @@ class AmsiConnectionForm(forms.ModelForm):
             else:
                 settings[key] = value
         record_duplicates_confirmation(
-            settings, self.cleaned_data.get("duplicates_refused", False), self.confirmed_by
+            settings, self.cleaned_data.get("duplicates_refused", False), self.changed_by
         )
         connection.settings = settings
         password = self.cleaned_data.get("password")
@@ -229,6 +229,38 @@ class AmsiConnectionForm(forms.ModelForm):
         super()._save_m2m()
         if getattr(self, "_pending_time_zone", False):
             self.instance.property.save(update_fields=["time_zone"])
+
+
+# The change page's layout; the read-only fields are the connection admin's.
+CONNECTION_FIELDSETS = [
+    (
+        None,
+        {
+            "fields": ["property", "enabled", "backfill_link"],
+            "description": "A disabled connection holds its payments' postings and sends "
+            "them once it is enabled again.",
+        },
+    ),
+    (
+        "eDex web services",
+        {"fields": ["url", "portfolio", "user_id", "password", "credentials_set", "timeout"]},
+    ),
+    (
+        "Property in AMSI",
+        {"fields": ["property_id", "merchant_id", "created_by", "close_cutoff", "time_zone"]},
+    ),
+    ("Settlement", {"fields": ["settlement_lag_days", "approval_code"]}),
+    (
+        "Unknown outcomes",
+        {
+            "fields": ["duplicates_refused", "duplicates_refused_code"],
+            "description": "Whether a payment whose reply was lost may be sent again "
+            "automatically. Leave unticked until this eSite has been seen to refuse a "
+            "repeated ClientTransactionID.",
+        },
+    ),
+    ("Last test", {"fields": ["last_tested_at", "last_test_ok", "last_test_message"]}),
+]
 
 
 def timing_help() -> str:
@@ -257,11 +289,3 @@ def record_duplicates_confirmation(settings: dict, confirmed: bool, who: str) ->
         settings["duplicates_refused_by"] = who or "unknown"
         settings["duplicates_refused_at"] = timezone.now().isoformat(timespec="seconds")
 
-
-class LeaseLinkForm(forms.Form):
-    resi_id = forms.CharField(
-        label="AMSI ResiID",
-        max_length=80,
-        help_text="Only the last part of eSite's Property-Building-Unit-ResiID "
-        "(for 001-01-101-21 enter 21).",
-    )

@@ -18,7 +18,9 @@ from integrations.providers.base import AccountingProvider, ConnectionCheck, Del
 from . import batches, errors, reconcile
 from .client import get_client
 from .conf import settings_for
+from .forms import CONNECTION_FIELDSETS, AmsiConnectionForm
 from .identifiers import client_jnl_no, client_transaction_id
+from .linking import AmsiLinking
 from .mapping import BadRecord
 from .models import AmsiLeaseLink
 from .xmldocs import PaymentDoc, ReturnDoc
@@ -52,11 +54,12 @@ def reversal_reason(reversal) -> tuple[str, str]:
     return reason, text[:DESCRIPTION_MAX]
 
 
-class AmsiProvider(AccountingProvider):
+class AmsiProvider(AmsiLinking, AccountingProvider):
     id = "amsi"
     name = "AMSI eSite (eDex)"
     system_name = "eSite"
-    has_own_admin = True  # integrations_amsi.admin: the AMSI connection form
+    admin_form = AmsiConnectionForm
+    admin_fieldsets = CONNECTION_FIELDSETS
 
     def __init__(self, connection):
         super().__init__(connection)
@@ -71,6 +74,11 @@ class AmsiProvider(AccountingProvider):
     @property
     def client(self):
         return get_client(self.settings, key=self.connection.pk)
+
+    def describe(self) -> str:
+        property_id = self.connection.setting("property_id", "")
+        portfolio = self.connection.setting("portfolio", "")
+        return f"PropertyId {property_id} in {portfolio}" if property_id else ""
 
     # -- connection --------------------------------------------------------------------------
     def test_connection(self) -> ConnectionCheck:

@@ -16,6 +16,7 @@ from integrations.reconciliation import KnownBatches
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
+    from django.forms import ModelForm
 
     from integrations.models import Connection, Posting, SyncRun
     from integrations.reconciliation import RemoteSide
@@ -44,9 +45,21 @@ class AccountingProvider:
     name: ClassVar[str] = ""
     # How messages name the remote system ("eSite"); the display name when left empty.
     system_name: ClassVar[str] = ""
-    # A provider with its own admin (typed fields instead of the settings JSON) is left out of
-    # the generic connection admin, so nobody edits its settings as raw JSON.
-    has_own_admin: ClassVar[bool] = False
+    # The admin (integrations.admin.connections): one connection admin for every provider.
+    # ``admin_form``: a ModelForm over Connection with typed fields for the settings and
+    # credentials (the admin sets its class attribute ``changed_by`` to the signed-in user's
+    # name before it saves); None: the generic form (settings as JSON, a write-only password).
+    # ``admin_fieldsets``: the change page's layout (Django admin fieldsets) naming the form's
+    # fields and the admin's read-only ones (``credentials_set``, ``backfill_link``,
+    # ``last_tested_at``, ``last_test_ok``, ``last_test_message``); None: the generic layout.
+    admin_form: ClassVar[type[ModelForm] | None] = None
+    admin_fieldsets: ClassVar[list[tuple[str | None, dict[str, Any]]] | None] = None
+    # Linking a lease by hand (integrations.linking: the lease admin's action and the API):
+    # whether this provider can (then it fills ``lease_key`` and ``verify_lease_key``), and
+    # the label and help text that ask a person for the remote lease id.
+    links_leases: ClassVar[bool] = False
+    link_label: ClassVar[str] = "Lease id in the accounting system"
+    link_help: ClassVar[str] = ""
 
     def __init__(self, connection: Connection):
         self.connection = connection
@@ -155,3 +168,20 @@ class AccountingProvider:
     def lease_reference(self, lease) -> str:
         """How the remote names a lease (shown on reports); optional."""
         return ""
+
+    def describe(self) -> str:
+        """How the remote names this connection's property (the connection list); optional."""
+        return ""
+
+    # -- linking a lease by hand (when ``links_leases``) ---------------------------------------
+    def lease_key(self, lease, text: str) -> tuple[tuple[str, ...], str]:
+        """(key, note): the remote key (``link_model.key_fields`` order) that ``text``, typed by
+        a person, names for ``lease``, and what was taken from ``text`` when it was not the
+        bare id. Raise integrations.linking.LinkRefused, in words a manager reads, when it
+        cannot be this lease's."""
+        raise self._not_implemented("lease_key")
+
+    def verify_lease_key(self, lease, key: tuple[str, ...]) -> None:
+        """Ask the remote whether it lists the lease ``key``: LinkRefused when it does not, an
+        IntegrationError when it could not be asked. Nothing is saved before this passes."""
+        raise self._not_implemented("verify_lease_key")

@@ -13,7 +13,12 @@ from __future__ import annotations
 
 from django.db import IntegrityError, transaction
 
-from integrations.exceptions import AmbiguousOutcome, PermanentError, RetryableError
+from integrations.exceptions import (
+    AmbiguousOutcome,
+    LinkRefused,
+    PermanentError,
+    RetryableError,
+)
 from integrations.models import Connection, FakeRemoteEntry, Posting
 from integrations.reconciliation import ZERO, RemoteItem, RemoteSide, month_batches
 
@@ -88,6 +93,29 @@ class FakeProvider(AccountingProvider):
 
     def sync(self, run, *, lease_id=None, since=None, progress=None) -> None:
         run.message = "the fake provider has nothing to import"
+
+    # -- linking by hand: a remote lease is known by its "id" -----------------------------------
+    links_leases = True
+    link_label = "Fake remote lease id"
+    link_help = 'The "id" of one of the connection\'s "leases" (e.g. L1), on this lease\'s unit.'
+
+    def lease_key(self, lease, text: str) -> tuple[tuple[str], str]:
+        value = (text or "").strip()
+        if not value.isalnum() or len(value) > 40:
+            raise LinkRefused(f"{value!r} is not a {self.system_name} lease id (letters, digits)")
+        return (value,), ""
+
+    def verify_lease_key(self, lease, key: tuple[str]) -> None:
+        leases = self.connection.setting("leases") or []
+        item = next((r for r in leases if r.get("id") == key[0]), None)
+        if item is None:
+            raise LinkRefused(f"{self.system_name} has no lease {key[0]}")
+        building, _, unit = str(item.get("unit", "")).rpartition("-")
+        if ((building or "1"), unit) != (lease.unit.building.code, lease.unit.code):
+            raise LinkRefused(
+                f"{self.system_name} lease {key[0]} is on unit {item.get('unit')}, not on "
+                f"lease #{lease.pk}'s unit"
+            )
 
     def close_batches(self, *, now=None) -> list[str]:
         return []

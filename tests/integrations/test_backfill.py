@@ -201,7 +201,7 @@ def test_amsi_backfill_posts_linked_leases_and_flags_an_unlinked_one(tmp_path, c
             "integrations.backfill_postings",
         )
         client.force_login(user)
-        url = reverse("admin:integrations_amsi_amsiconnection_backfill", args=[world.connection.pk])
+        url = reverse("admin:integrations_connection_backfill", args=[world.connection.pk])
         preview = client.post(url, {"since": linked.business_day.isoformat(), "preview": "1"})
         assert "2 payment(s) and 0 reversal(s)" in preview.content.decode()
         client.post(url, {"since": linked.business_day.isoformat(), "confirm": "1"})

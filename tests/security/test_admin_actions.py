@@ -74,7 +74,7 @@ def admin_world(world, deliver):
     services.settle_payment(card)
     lease = world.lease("001-01-103-3")
     services.block_lease(lease, "old reason")
-    # The generic connection admin lists providers without an admin of their own.
+    # A second provider's connection: the one connection admin serves both.
     from integrations.models import Connection
     from tests.factories import PropertyFactory
 
@@ -118,7 +118,7 @@ def _selection(model: type, name: str = "") -> list[str]:
 # Actions whose effect needs more than a forged POST can give (checked elsewhere): linking
 # needs an unlinked lease and a ResiID that AMSI confirms for its unit; deleting is stopped by
 # PROTECT foreign keys on most of these rows (Django's own delete_selected is tested upstream).
-NO_POSITIVE_CHECK = {"link_to_amsi", "delete_selected"}
+NO_POSITIVE_CHECK = {"link_lease", "delete_selected"}
 
 
 @pytest.mark.parametrize("model,name,perms", ACTIONS)
@@ -151,7 +151,7 @@ def test_action_refused_without_its_permission(request, db, model, name, perms):
         "apply": "1",
         "post": "yes",  # delete_selected's confirmation
         "reason": "forged block",
-        "resi_id": "3",
+        "remote_id": "3",  # link_lease's remote lease id (an AMSI ResiID here)
         "receipt": "4711",  # mark_found's receipt number
     }
     client = Client()

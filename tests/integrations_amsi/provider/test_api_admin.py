@@ -1,4 +1,5 @@
-"""Sync-now API and the AMSI admin: permissions, actions, and the password never shown."""
+"""Sync-now API and the admin of an AMSI connection (the one connection admin with the AMSI
+form): permissions, actions, and the password never shown."""
 
 from __future__ import annotations
 
@@ -7,10 +8,9 @@ from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import reverse
 
-from integrations.models import SyncRun
+from integrations.models import Connection, SyncRun
 from integrations.services import run_sync
 from integrations_amsi.models import AmsiLeaseLink
-from integrations_amsi.proxy_models import AmsiConnection
 from rentplatform.models import Lease, Property
 from tests.factories import UserFactory, staff_user
 
@@ -79,31 +79,33 @@ def test_sync_api_failure_is_502_with_message(amsi_connection, control):
 
 # -- connection admin -----------------------------------------------------------------------------
 def changelist() -> str:
-    return reverse("admin:integrations_amsi_amsiconnection_changelist")
+    return reverse("admin:integrations_connection_changelist")
+
+
+def change_url(connection) -> str:
+    return reverse("admin:integrations_connection_change", args=[connection.pk])
 
 
 def test_password_never_in_admin_pages(amsi_connection, admin_client):
-    # The generic connection admin leaves AMSI rows to the AMSI admin (no raw-JSON editing).
-    generic = admin_client.get(
-        reverse("admin:integrations_connection_change", args=[amsi_connection.pk])
-    )
-    assert generic.status_code == 302
     for url in (
-        reverse("admin:integrations_amsi_amsiconnection_change", args=[amsi_connection.pk]),
+        change_url(amsi_connection),
         changelist(),
-        reverse("admin:integrations_amsi_amsiconnection_add"),
+        reverse("admin:integrations_connection_add"),
+        reverse("admin:integrations_connection_add") + "?provider=amsi",
     ):
         response = admin_client.get(url)
         assert response.status_code == 200, url
         assert b"sandbox-secret" not in response.content
-    page = admin_client.get(
-        reverse("admin:integrations_amsi_amsiconnection_change", args=[amsi_connection.pk])
-    ).content.decode()
+    page = admin_client.get(change_url(amsi_connection)).content.decode()
+    # The AMSI form and layout (typed fields, no settings JSON).
     assert "set (encrypted)" in page and "edex_demo" in page
+    assert "eDex web services" in page and 'name="settings"' not in page
+    # The list names the AMSI property (the provider's describe()).
+    assert "PropertyId 001 in DEMO" in admin_client.get(changelist()).content.decode()
 
 
 def test_admin_form_saves_typed_fields_and_keeps_password(amsi_connection, admin_client):
-    url = reverse("admin:integrations_amsi_amsiconnection_change", args=[amsi_connection.pk])
+    url = change_url(amsi_connection)
     data = {
         "property": amsi_connection.property_id,
         "enabled": "on",
@@ -120,7 +122,7 @@ def test_admin_form_saves_typed_fields_and_keeps_password(amsi_connection, admin
     }
     response = admin_client.post(url, data)
     assert response.status_code == 302, response.content.decode()[:2000]
-    conn = AmsiConnection.objects.get()
+    conn = Connection.objects.get()
     assert conn.credentials == {"password": "sandbox-secret"}
     assert conn.settings["merchant_id"] == "7" and conn.settings["close_cutoff"] == "21:15"
     assert Property.objects.get().time_zone == "America/Denver"
@@ -186,10 +188,10 @@ def test_lease_admin_sync_action(amsi_connection, control):
     link = AmsiLeaseLink.objects.filter(block_payment_access=False).first()
     control.patch_lease(*link.key, BlockPaymentAccess="Y")
     perms = ("rentplatform.view_lease", "rentplatform.change_lease")
-    lease_action(staff_user(*perms), "sync_from_amsi", link.lease_id)
+    lease_action(staff_user(*perms), "sync_lease_now", link.lease_id)
     assert Lease.objects.get(pk=link.lease_id).accounting_access == "allowed"  # no permission
     response = lease_action(
-        staff_user(*perms, "integrations.run_sync"), "sync_from_amsi", link.lease_id
+        staff_user(*perms, "integrations.run_sync"), "sync_lease_now", link.lease_id
     )
     assert any("1 updated" in m for m in messages_of(response))
     assert Lease.objects.get(pk=link.lease_id).accounting_access == "blocked"
@@ -203,11 +205,13 @@ def test_lease_admin_link_action(amsi_connection):
     user = staff_user(
         "rentplatform.view_lease", "rentplatform.change_lease", "integrations.run_import"
     )
-    page = lease_action(user, "link_to_amsi", lease.pk)
-    assert b"Enter only the AMSI ResiID" in page.content
-    refused = lease_action(user, "link_to_amsi", lease.pk, apply="1", resi_id="001-99-1-1")
+    page = lease_action(user, "link_lease", lease.pk)
+    text = page.content.decode()
+    assert "Link to AMSI eSite (eDex) lease" in text and "Enter the AMSI ResiID" in text
+    assert "Verify with eSite and link" in text
+    refused = lease_action(user, "link_lease", lease.pk, apply="1", remote_id="001-99-1-1")
     assert b"Enter only the ResiID of this unit" in refused.content
-    done = lease_action(user, "link_to_amsi", lease.pk, apply="1", resi_id="-".join(key))
+    done = lease_action(user, "link_lease", lease.pk, apply="1", remote_id="-".join(key))
     assert any("took its last part" in m for m in messages_of(done))
     assert AmsiLeaseLink.objects.get(lease=lease).linked_by_hand
 
@@ -215,7 +219,7 @@ def test_lease_admin_link_action(amsi_connection):
 def test_duplicates_refused_confirmation_records_who_when_and_the_code(
     amsi_connection, admin_client, admin_user
 ):
-    url = reverse("admin:integrations_amsi_amsiconnection_change", args=[amsi_connection.pk])
+    url = change_url(amsi_connection)
     data = {
         "property": amsi_connection.property_id,
         "enabled": "on",
@@ -236,7 +240,7 @@ def test_duplicates_refused_confirmation_records_who_when_and_the_code(
     assert not amsi_connection.get_provider().checks_unknown_outcomes()
 
     assert admin_client.post(url, data | {"duplicates_refused_code": "206"}).status_code == 302
-    conn = AmsiConnection.objects.get()
+    conn = Connection.objects.get()
     assert conn.settings["duplicates_refused_by"] == admin_user.get_username()
     assert conn.settings["duplicates_refused_at"]
     assert conn.get_provider().checks_unknown_outcomes()
@@ -245,6 +249,6 @@ def test_duplicates_refused_confirmation_records_who_when_and_the_code(
 
     data.pop("duplicates_refused")
     assert admin_client.post(url, data | {"duplicates_refused_code": "206"}).status_code == 302
-    conn = AmsiConnection.objects.get()
+    conn = Connection.objects.get()
     assert "duplicates_refused_at" not in conn.settings
     assert not conn.get_provider().checks_unknown_outcomes()

@@ -1,5 +1,7 @@
 """Lease link by hand: ResiID only, a matching composite accepted, a mismatching composite or
-an unknown ResiID refused, a ResiID shared by two units resolved by the lease's unit."""
+an unknown ResiID refused, a ResiID shared by two units resolved by the lease's unit (the
+framework's link sequence, integrations.linking, with the AMSI hooks), and the link API with
+its older AMSI URL."""
 
 from __future__ import annotations
 
@@ -8,10 +10,10 @@ from collections import defaultdict
 import pytest
 from django.test import Client
 
+from integrations.linking import LinkRefused, link_lease
 from integrations.models import SyncRun
 from integrations_amsi.client import get_client
 from integrations_amsi.conf import settings_for
-from integrations_amsi.linking import LinkRefused, link_lease
 from integrations_amsi.models import AmsiLeaseLink
 from integrations_amsi.xmldocs import edex
 from rentplatform.models import Building, Lease, LeaseStatus, Unit
@@ -65,7 +67,8 @@ def test_matching_composite_is_accepted_as_its_last_part(amsi_connection, first_
     composite = "-".join(first_key)
     result = link_lease(lease, composite)
     assert f"took its last part, ResiID {first_key[3]}" in result.note
-    assert result.link.resi_id == first_key[3]
+    assert AmsiLeaseLink.objects.get(lease=lease).resi_id == first_key[3]
+    assert result.remote_id == composite
 
 
 def test_mismatching_composite_is_refused(amsi_connection, first_key):
@@ -82,7 +85,7 @@ def test_unknown_resi_id_is_refused(amsi_connection, first_key):
     lease = pending_lease(amsi_connection, first_key[1], first_key[2])
     with pytest.raises(
         LinkRefused,
-        match=f"AMSI has no lease with ResiID 9999 on unit {first_key[1]}-{first_key[2]}",
+        match=f"eSite has no lease with ResiID 9999 on unit {first_key[1]}-{first_key[2]}",
     ):
         link_lease(lease, "9999")
     assert not AmsiLeaseLink.objects.exists()
@@ -95,7 +98,8 @@ def test_shared_resi_id_resolved_by_unit(amsi_connection):
     resi, keys = next((r, k) for r, k in by_resi.items() if len(k) > 1)
     leases = [pending_lease(amsi_connection, k[1], k[2]) for k in keys[:2]]
     for lease, key in zip(leases, keys, strict=False):
-        assert link_lease(lease, resi).link.key == key
+        assert link_lease(lease, resi).remote_id == "-".join(key)
+        assert AmsiLeaseLink.objects.get(lease=lease).key == key
     # and the same ResiID on a unit that does not have it is refused
     other = next(k for k in sandbox_keys(amsi_connection) if k[3] != resi)
     lease = pending_lease(amsi_connection, other[1], other[2])
@@ -113,28 +117,49 @@ def test_already_linked_is_refused(amsi_connection, first_key):
 
 def test_link_api(amsi_connection, first_key):
     lease = pending_lease(amsi_connection, first_key[1], first_key[2])
-    url = f"/api/amsi/leases/{lease.pk}/link/"
+    url = f"/api/integrations/leases/{lease.pk}/link/"
     client = Client()
     client.force_login(staff_user("integrations.run_sync"))
     assert (
-        client.post(url, {"resi_id": first_key[3]}, content_type="application/json").status_code
+        client.post(url, {"remote_id": first_key[3]}, content_type="application/json").status_code
         == 403
     )
     client.force_login(staff_user("integrations.run_import"))
-    response = client.post(url, {"resi_id": "9999"}, content_type="application/json")
+    response = client.post(url, {"remote_id": "9999"}, content_type="application/json")
     assert response.status_code == 400
-    assert response.json()["detail"].startswith("AMSI has no lease with ResiID 9999")
-    response = client.post(url, {"resi_id": "-".join(first_key)}, content_type="application/json")
+    assert response.json()["detail"].startswith("eSite has no lease with ResiID 9999")
+    response = client.post(url, {"resi_id": "21"}, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["detail"] == "remote_id: enter the AMSI ResiID"
+    response = client.post(url, {"remote_id": "-".join(first_key)}, content_type="application/json")
     assert response.status_code == 201, response.json()
     body = response.json()
-    assert body["composite"] == "-".join(first_key) and "took its last part" in body["note"]
+    assert body["remote_id"] == "-".join(first_key) and "took its last part" in body["note"]
     assert body["sync"]["status"] == "succeeded"
     assert (
         client.post(
-            "/api/amsi/leases/999999/link/", {"resi_id": "1"}, content_type="application/json"
+            "/api/integrations/leases/999999/link/",
+            {"remote_id": "1"},
+            content_type="application/json",
         ).status_code
         == 404
     )
+
+
+def test_link_api_older_amsi_url(amsi_connection, first_key):
+    """/api/amsi/leases/<id>/link/ {"resi_id"}: the same view, the body's key named as before."""
+    lease = pending_lease(amsi_connection, first_key[1], first_key[2])
+    url = f"/api/amsi/leases/{lease.pk}/link/"
+    client = Client()
+    client.force_login(staff_user("integrations.run_sync"))
+    assert client.post(url, {"resi_id": "1"}, content_type="application/json").status_code == 403
+    client.force_login(staff_user("integrations.run_import"))
+    response = client.post(url, {"remote_id": first_key[3]}, content_type="application/json")
+    assert response.status_code == 400 and "resi_id" in response.json()["errors"]
+    response = client.post(url, {"resi_id": first_key[3]}, content_type="application/json")
+    assert response.status_code == 201, response.json()
+    assert response.json()["remote_id"] == "-".join(first_key)
+    assert AmsiLeaseLink.objects.get(lease=lease).linked_by_hand
 
 
 def test_tenant_added_by_hand_is_adopted_not_duplicated(amsi_connection, first_key):

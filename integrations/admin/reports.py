@@ -1,0 +1,200 @@
+"""Admin for Batch Deposit Reports: the report page, its CSV, its email (sent again on request)
+and the reconcile view (``integrations.reconciliation.reconcile``)."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path
+
+from integrations.models import Connection, DepositReport
+
+from .base import ReadOnlyAdmin
+
+
+class ReconcileForm(forms.Form):
+    connection = forms.ModelChoiceField(queryset=Connection.objects.filter(enabled=True))
+    month = forms.CharField(help_text="YYYY-MM", max_length=7)
+    report = forms.FileField(
+        required=False,
+        help_text="Optional: the External Deposits export from eSite (By Payment, CSV). "
+        "Without it the provider fetches the report itself where it can (the sandbox can).",
+    )
+
+    def clean_month(self):
+        from integrations.reconciliation import parse_month
+
+        try:
+            return parse_month(self.cleaned_data["month"])
+        except ValueError as err:
+            raise forms.ValidationError(str(err)) from None
+
+    def clean_report(self):
+        upload = self.cleaned_data.get("report")
+        if not upload:
+            return None
+        if upload.size > 20 * 1024 * 1024:
+            raise forms.ValidationError("the export is over 20 MB; is it the right file?")
+        return upload.read().decode("utf-8-sig", errors="replace")
+
+
+class ReportEmailFilter(admin.SimpleListFilter):
+    """Which Batch Deposit Reports reached the managers (integrations.reports)."""
+
+    title = "report email"
+    parameter_name = "report_email"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("sent", "Sent"),
+            ("pending", "Pending or sending"),
+            ("failing", "Failing, will retry"),
+            ("failed", "Failed"),
+            ("not_sent", "Not sent (failing, failed or none)"),
+        ]
+
+    def queryset(self, request, queryset):
+        from django.db.models import Q
+
+        from integrations.models.posting import ReportDeliveryState as S
+
+        value = self.value()
+        if value == "sent":
+            return queryset.filter(report_delivery__state=S.SENT)
+        if value == "pending":
+            return queryset.filter(report_delivery__state__in=[S.PENDING, S.SENDING])
+        if value == "failing":
+            return queryset.filter(report_delivery__state=S.RETRYING)
+        if value == "failed":
+            return queryset.filter(report_delivery__state=S.FAILED)
+        if value == "not_sent":
+            return queryset.filter(status="deposited").filter(
+                Q(report_delivery__isnull=True)
+                | Q(report_delivery__state__in=[S.RETRYING, S.FAILED])
+            )
+        return queryset
+
+
+@admin.register(DepositReport)
+class DepositReportAdmin(ReadOnlyAdmin):
+    """Batch Deposit Reports (one per our batch id), their CSV, their email, reconciliation."""
+
+    list_display = [
+        "batch_id",
+        "property",
+        "stream",
+        "kind",
+        "business_day",
+        "status",
+        "net",
+        "report_email",
+    ]
+    list_filter = ["status", ReportEmailFilter, "stream", "kind", "property"]
+    list_select_related = ["property", "report_delivery"]
+    search_fields = ["batch_id"]
+    date_hierarchy = "business_day"
+    actions = ["send_again"]
+
+    @admin.display(description="Report email")
+    def report_email(self, obj):
+        delivery = getattr(obj, "report_delivery", None)
+        if delivery is not None:
+            return delivery.status_text[:200]
+        return "not sent" if obj.status == "deposited" else "-"
+
+    def has_resend_report_permission(self, request):
+        return request.user.has_perm("integrations.resend_report")
+
+    @admin.action(description="Send the report email again", permissions=["resend_report"])
+    def send_again(self, request, queryset):
+        from integrations.reports import NotAllowed, resend
+
+        n = 0
+        for batch in queryset.filter(status="deposited"):
+            try:
+                resend(batch)
+            except NotAllowed as err:
+                self.message_user(request, str(err), messages.WARNING)
+                continue
+            n += 1
+        skipped = queryset.exclude(status="deposited").count()
+        note = f"; {skipped} not deposited yet, left alone" if skipped else ""
+        self.message_user(request, f"{n} report(s) queued to be sent again{note}")
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("integrations.view_depositreport") or request.user.has_perm(
+            "rentplatform.view_depositbatch"
+        )
+
+    @admin.display(description="Net")
+    def net(self, obj):
+        from rentplatform.services.batches import batch_totals
+
+        return batch_totals(obj)["net"]
+
+    def get_urls(self):
+        urls = [
+            path(
+                "reconcile/",
+                self.admin_site.admin_view(self.reconcile_view),
+                name="integrations_depositreport_reconcile",
+            ),
+            path(
+                "<int:pk>/csv/",
+                self.admin_site.admin_view(self.csv_view),
+                name="integrations_depositreport_csv",
+            ),
+        ]
+        return urls + super().get_urls()
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        from integrations.reports import build_report
+
+        batch = self.get_object(request, object_id)
+        if batch is None or not self.has_view_permission(request, batch):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Batch Deposit Report {batch.batch_id}",
+            "report": build_report(batch),
+            "batch": batch,
+        }
+        return TemplateResponse(request, "admin/integrations/deposit_report.html", context)
+
+    def csv_view(self, request, pk):
+        from integrations.reports import build_report
+
+        batch = self.get_object(request, str(pk))
+        if batch is None or not self.has_view_permission(request, batch):
+            raise PermissionDenied
+        response = HttpResponse(build_report(batch).as_csv(), content_type="text/csv")
+        response["Content-Disposition"] = (
+            f'attachment; filename="batch-deposit-report-{batch.batch_id}.csv"'
+        )
+        return response
+
+    def reconcile_view(self, request):
+        from integrations.reconciliation import reconcile
+
+        if not request.user.has_perm("integrations.reconcile"):
+            raise PermissionDenied
+        result = None
+        form = ReconcileForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            result = reconcile(
+                form.cleaned_data["connection"],
+                form.cleaned_data["month"],
+                form.cleaned_data["report"],
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Reconcile with the accounting system",
+            "form": form,
+            "result": result,
+        }
+        return TemplateResponse(request, "admin/integrations/reconcile.html", context)
