@@ -31,23 +31,17 @@ Design notes:
 
 from __future__ import annotations
 
-import io
 import logging
-import re
-import socket
-import ssl
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import requests
-import urllib3.exceptions
 import zeep
 from lxml import etree
 from zeep.exceptions import Error as ZeepError
 from zeep.exceptions import Fault, TransportError
-from zeep.wsdl.utils import etree_to_string
 
 from integrations.exceptions import (
     AmbiguousOutcome,
@@ -57,7 +51,7 @@ from integrations.exceptions import (
 )
 from integrations.logging import mask, register_secret
 
-from .conf import DEFAULT_MAX_REPLY_BYTES, AmsiSettings
+from .conf import AmsiSettings
 from .errors import (
     UNKNOWN_PORTFOLIO,
     UNKNOWN_PROPERTY,
@@ -66,23 +60,33 @@ from .errors import (
     is_error_document,
 )
 from .properties import parse_property_list
+from .streaming import _EdexError, _EnvelopeReader
+from .transport import (
+    MAX_ERROR_BODY_BYTES,
+    MalformedReply,
+    ReplyTooLarge,
+    _cut_off,
+    _decode,
+    _ExchangeFailed,
+    _fault_text,
+    _read_at_most,
+    _timed_out,
+    _Transport,
+    failed_before_sending,
+    is_login_fault,
+)
 from .xmldocs import (
     MAX_DOCUMENT_BYTES,
     UnsafeXml,
     leasing_error,
-    local,
     parse_document,
     parse_ledger_result,
-    safe_parser,
 )
 
 log = logging.getLogger(__name__)
 
 WSDL_TIMEOUT = 10.0
 SOAP_ACTION = "http://tempuri.org/{}"
-MAX_WSDL_BYTES = 16 * 1024 * 1024  # eSite's WSDLs are ~30 KiB
-MAX_ERROR_BODY_BYTES = 1024 * 1024  # of an HTTP error reply on the streamed path: quoted only
-_READ_CHUNK = 64 * 1024
 
 _clients: dict[tuple, EdexClient] = {}
 _clients_lock = threading.Lock()
@@ -103,201 +107,6 @@ def get_client(settings: AmsiSettings, *, key: Any = None) -> EdexClient:
 def clear_clients() -> None:
     with _clients_lock:
         _clients.clear()
-
-
-class MalformedReply(Exception):
-    pass
-
-
-class ReplyTooLarge(Exception):
-    """A reply over the byte limit: refused on its Content-Length, or reading stopped there."""
-
-
-class _ExchangeFailed(Exception):
-    """The HTTP exchange itself failed. ``sent``: the request may have reached the server (it
-    is False only when no connection was ever made). ``in_body``: the reply's status and
-    headers had arrived, its body had not (all of it)."""
-
-    def __init__(self, error: BaseException, *, sent: bool, in_body: bool = False):
-        super().__init__(f"{type(error).__name__}: {error}")
-        self.error = error
-        self.sent = sent
-        self.in_body = in_body
-
-
-# Raised only while opening a connection: the request never left.
-_CONNECT_ERRORS = (
-    urllib3.exceptions.NewConnectionError,  # refused, unreachable (NameResolutionError: DNS)
-    urllib3.exceptions.ConnectTimeoutError,  # not ReadTimeoutError: that one is after sending
-    ssl.SSLCertVerificationError,  # the TLS handshake, before the request
-    ConnectionRefusedError,
-    socket.gaierror,
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.PoolTimeout,
-    httpx.UnsupportedProtocol,
-    httpx.InvalidURL,
-)
-# A request requests refused to build (bad URL or header): nothing was opened.
-_INVALID_REQUEST = (
-    requests.exceptions.InvalidURL,
-    requests.exceptions.MissingSchema,
-    requests.exceptions.InvalidSchema,
-    requests.exceptions.InvalidHeader,
-    requests.exceptions.URLRequired,
-)
-
-
-def _causes(err: BaseException) -> Iterator[BaseException]:
-    """The error and what it wraps: ``__cause__``, urllib3's ``reason``, exceptions in ``args``
-    (how requests and urllib3 nest them). Not ``__context__``: an error merely raised while
-    handling another says nothing about when this one happened."""
-    seen: set[int] = set()
-    todo = [err]
-    while todo and len(seen) < 32:
-        current = todo.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        nested = [current.__cause__, getattr(current, "reason", None)]
-        nested += [a for a in getattr(current, "args", ()) if isinstance(a, BaseException)]
-        todo += [e for e in nested if isinstance(e, BaseException)]
-
-
-def failed_before_sending(err: BaseException) -> bool:
-    """True only when the request certainly never reached the server: no connection was made
-    (refused, DNS, connect timeout, certificate refused) or the request was never built.
-    Anything else (a read timeout, a reset, a cut or undecodable body, an unknown error) may
-    have come after the server had the request."""
-    if isinstance(err, (requests.ConnectTimeout, *_INVALID_REQUEST)):
-        return True
-    return any(isinstance(e, _CONNECT_ERRORS) for e in _causes(err))
-
-
-def _cut_off(err: BaseException) -> bool:
-    """The reply's body ended early or could not be decoded (requests and urllib3 raise these
-    only once the status and headers have arrived)."""
-    return isinstance(
-        err,
-        requests.exceptions.ChunkedEncodingError
-        | requests.exceptions.ContentDecodingError
-        | httpx.DecodingError,
-    ) or any(
-        isinstance(
-            e,
-            urllib3.exceptions.IncompleteRead
-            | urllib3.exceptions.InvalidChunkLength
-            | urllib3.exceptions.DecodeError,
-        )
-        for e in _causes(err)
-    )
-
-
-def _timed_out(err: BaseException) -> bool:
-    """No (complete) reply in time: requests' ReadTimeout, or one raised mid-body, which
-    requests reports as a ConnectionError wrapping urllib3's ReadTimeoutError."""
-    return isinstance(err, requests.Timeout | httpx.TimeoutException) or any(
-        isinstance(e, urllib3.exceptions.ReadTimeoutError | socket.timeout) for e in _causes(err)
-    )
-
-
-def read_bounded(response: requests.Response, limit: int, what: str) -> bytes:
-    """Read a streamed requests response into memory, at most ``limit`` bytes (after content
-    decoding, so a compressed bomb stops there too). A Content-Length over the limit is refused
-    before anything is read. The body is then ``response.content`` as usual."""
-    length = response.headers.get("Content-Length", "")
-    if length.strip().isdigit() and int(length) > limit:
-        response.close()
-        raise ReplyTooLarge(
-            f"{what} refused unread: its Content-Length ({int(length)}) is over the {limit} "
-            "byte limit"
-        )
-    buffer = io.BytesIO()
-    received = 0
-    try:
-        for chunk in response.iter_content(_READ_CHUNK):
-            received += len(chunk)
-            if received > limit:
-                raise ReplyTooLarge(
-                    f"{what} refused: over the {limit} byte limit (no Content-Length said "
-                    "so); reading stopped there"
-                )
-            buffer.write(chunk)
-    except BaseException:
-        response.close()  # never hand a half-read connection back to the pool
-        raise
-    response._content = buffer.getvalue()
-    response._content_consumed = True
-    return response._content
-
-
-class _Transport(zeep.Transport):
-    """zeep's transport: bounded reads, every failure of the exchange sorted by whether the
-    request may have been received, and a strict parse before zeep's.
-
-    zeep parses leniently (lxml recover mode) and then crashes with AttributeError/TypeError
-    on a plain-text HTTP 500 or a truncated envelope; a strict, entity-free parse here turns
-    both into errors we can classify.
-    """
-
-    def __init__(self, *args, max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.max_reply_bytes = max_reply_bytes
-        self._calls = threading.local()
-
-    # The phase of this thread's current call, so that the client can tell an exception zeep
-    # raised before sending (a bug: nothing was sent) from one raised reading the reply.
-    def begin_call(self) -> None:
-        self._calls.sending = False
-
-    def request_sent(self) -> bool:
-        return getattr(self._calls, "sending", False)
-
-    def post_xml(self, address, envelope, headers):
-        message = etree_to_string(envelope)
-        if self.logger.isEnabledFor(logging.DEBUG):  # as zeep logs it (masked by our logging)
-            self.logger.debug("HTTP Post to %s:\n%s", address, _decode_all(message))
-        self._calls.sending = True
-        try:
-            response = self.session.post(
-                address, data=message, headers=headers, timeout=self.operation_timeout, stream=True
-            )
-        except Exception as err:  # noqa: BLE001  (sorted, not swallowed: see _ExchangeFailed)
-            raise _ExchangeFailed(err, sent=not failed_before_sending(err)) from err
-        try:
-            content = read_bounded(response, self.max_reply_bytes, "reply")
-        except ReplyTooLarge:
-            raise
-        except Exception as err:  # noqa: BLE001
-            raise _ExchangeFailed(err, sent=True, in_body=True) from err
-        if self.logger.isEnabledFor(logging.DEBUG):
-            self.logger.debug(
-                "HTTP Response from %s (status: %d):\n%s",
-                address,
-                response.status_code,
-                _decode_all(content),
-            )
-        content_type = response.headers.get("Content-Type", "")
-        if response.status_code >= 400 and "xml" not in content_type:
-            raise TransportError(
-                f"HTTP {response.status_code}",
-                status_code=response.status_code,
-                content=content,
-            )
-        try:
-            parse_document(content, what="SOAP reply")
-        except UnsafeXml as err:
-            raise MalformedReply(str(err)) from None
-        return response
-
-    def _load_remote_data(self, url):
-        response = self.session.get(url, timeout=self.load_timeout, stream=True)
-        try:
-            response.raise_for_status()
-            return read_bounded(response, MAX_WSDL_BYTES, url)  # "<url> refused ..."
-        finally:
-            response.close()
 
 
 class EdexClient:
@@ -594,186 +403,3 @@ class EdexClient:
             f"connected to {self.settings.base_url} as {self.settings.user_id}, portfolio "
             f"{self.settings.portfolio}, property {self.settings.property_id}"
         )
-
-
-_LOGIN_FAULT = re.compile(
-    r"credential|password|user ?id|log ?in|authenticat|not authori[sz]ed", re.IGNORECASE
-)
-
-
-_FAULT_STRING = re.compile(r"<(?:\w+:)?(?:faultstring|Text)\b[^>]*>(.*?)</", re.S)
-
-
-def _fault_text(text: str) -> str:
-    """The faultstring (SOAP 1.1) or Reason/Text (SOAP 1.2) of a fault reply, if any."""
-    match = _FAULT_STRING.search(text or "")
-    return match.group(1).strip()[:300] if match else ""
-
-
-def is_login_fault(text: str) -> bool:
-    """A SOAP Fault that says the login failed (the amsi gem: "generally appears when there is
-    an issue with the auth section in the request (e.g. invalid password)")."""
-    return bool(_LOGIN_FAULT.search(text or ""))
-
-
-def _read_at_most(response: httpx.Response, limit: int) -> bytes:
-    """The first ``limit`` bytes of a streamed httpx body (the rest is never read)."""
-    data = bytearray()
-    for chunk in response.iter_bytes(_READ_CHUNK):
-        data += chunk[: limit - len(data)]
-        if len(data) >= limit:
-            break
-    return bytes(data)
-
-
-def _decode_all(content: Any) -> str:
-    return content.decode("utf-8", "replace") if isinstance(content, bytes) else str(content)
-
-
-def _decode(content: Any) -> str:
-    if isinstance(content, bytes):
-        return content.decode("utf-8", "replace")[:500]
-    return str(content or "")[:500]
-
-
-_FIRST_START_TAG = re.compile(r"<[A-Za-z_]")
-_MAX_PROLOG = 1024 * 1024
-
-
-def _without_comments(text: str) -> str:
-    """The text with complete comments removed and an unfinished one cut off."""
-    text = re.sub(r"<!--.*?-->", "", text, flags=re.S)
-    cut = text.find("<!--")
-    return text if cut < 0 else text[:cut]
-
-
-class _EdexError(Exception):
-    def __init__(self, code: str, description: str, text: str):
-        self.code, self.description, self.text = code, description, text
-
-
-class _ResultTarget:
-    """lxml parser target: passes the text of <{name}> (the escaped XMLData) to ``sink``."""
-
-    def __init__(self, name: str, sink):
-        self.name = name
-        self.sink = sink
-        self.inside = False
-        self.seen = False
-        self.fault: list[str] = []
-        self._in_fault = False
-
-    def start(self, tag, attrib):
-        name = local(tag)
-        if name == self.name:
-            self.inside = self.seen = True
-        elif name in ("faultstring", "Text"):
-            self._in_fault = True
-
-    def end(self, tag):
-        name = local(tag)
-        if name == self.name:
-            self.inside = False
-        elif name in ("faultstring", "Text"):
-            self._in_fault = False
-
-    def data(self, text):
-        if self.inside:
-            self.sink(text)
-        elif self._in_fault:
-            self.fault.append(text)
-
-    def doctype(self, *args):
-        raise UnsafeXml("the SOAP reply carries a DTD, which is refused")
-
-    def comment(self, text):
-        pass
-
-    def close(self):
-        return None
-
-
-class _EnvelopeReader:
-    """Stream-parse a SOAP envelope whose Result holds a residents document."""
-
-    def __init__(self, result_name: str, element: str = "Lease"):
-        self.element = element
-        self.inner = etree.XMLPullParser(
-            events=("start", "end"),
-            resolve_entities=False,
-            no_network=True,
-            load_dtd=False,
-            huge_tree=False,
-        )
-        self.target = _ResultTarget(result_name, self._feed_inner)
-        self.outer = safe_parser(target=self.target)
-        self.root_name = ""
-        self.error: dict[str, str] = {}
-        self._head = ""
-        self._sniffed = False
-
-    def _feed_inner(self, text: str) -> None:
-        if self._sniffed:
-            self.inner.feed(text)
-            return
-        self._head += text
-        if _FIRST_START_TAG.search(_without_comments(self._head)) or len(self._head) > _MAX_PROLOG:
-            self._flush_head()
-
-    def _flush_head(self) -> None:
-        # Everything before the root element (the prolog) is checked as a whole, however long
-        # the comments or whitespace in front: a DTD is refused before the parser sees it.
-        self._sniffed = True
-        visible = _without_comments(self._head)
-        match = _FIRST_START_TAG.search(visible)
-        if match is None and len(self._head) > _MAX_PROLOG:
-            raise UnsafeXml("the residents document has no root element in its first 1 MB")
-        prolog = visible[: match.start()] if match else visible
-        if "<!DOCTYPE" in prolog.upper() or "<!ENTITY" in prolog.upper():
-            raise UnsafeXml("the residents document carries a DTD, which is refused")
-        self.inner.feed(self._head)
-        self._head = ""
-
-    def feed(self, chunk: bytes) -> Iterator[etree._Element]:
-        self.outer.feed(chunk)
-        yield from self._events()
-
-    def close(self) -> Iterator[etree._Element]:
-        self.outer.close()
-        if self.target.fault:
-            raise _EdexError("", "SOAP fault: " + "".join(self.target.fault)[:300], "")
-        if not self.target.seen:
-            raise UnsafeXml("the reply has no result element")
-        if not self._sniffed:
-            self._flush_head()
-        yield from self._events()
-        self.inner.close()
-        if self.root_name == "InternetTrafficResponse":
-            raise _EdexError(
-                self.error.get("ErrorCode", ""), self.error.get("ErrorDescription", ""), ""
-            )
-        if not self.root_name:
-            raise UnsafeXml("the result is empty")
-
-    def _events(self) -> Iterator[etree._Element]:
-        for event, el in self.inner.read_events():
-            name = local(el.tag)
-            if event == "start":
-                if not self.root_name:
-                    self.root_name = name
-                continue
-            if self.root_name == "InternetTrafficResponse":
-                if name in ("ErrorCode", "ErrorDescription"):
-                    self.error[name] = (el.text or "").strip()
-                continue
-            if (
-                name == self.element
-                and el.getparent() is not None
-                and el.getparent().getparent() is None
-            ):
-                yield el
-                # Free what was parsed so far: memory stays flat for 100,000 leases.
-                el.clear()
-                parent = el.getparent()
-                while el.getprevious() is not None:
-                    del parent[0]

@@ -17,6 +17,7 @@ import pytest
 
 from integrations.exceptions import AmbiguousOutcome, RetryableError
 from integrations_amsi import client as client_mod
+from integrations_amsi import transport as transport_mod
 from integrations_amsi.client import EdexClient
 from integrations_amsi.conf import DEFAULT_MAX_REPLY_BYTES, AmsiSettings, settings_for
 from integrations_amsi.sandbox.testing import SandboxServer
@@ -137,7 +138,7 @@ def test_max_reply_bytes_is_read_from_the_connection():
 
 def test_an_oversize_wsdl_is_refused_unread(sandbox, monkeypatch):
     server, _control = sandbox
-    monkeypatch.setattr(client_mod, "MAX_WSDL_BYTES", 1024, raising=False)
+    monkeypatch.setattr(transport_mod, "MAX_WSDL_BYTES", 1024)
     with pytest.raises(RetryableError, match="over the 1024 byte limit"):
         edex_client(server).leasing_document("GetPropertyList", "")
 
