@@ -1,4 +1,10 @@
-"""Proxy of the generic Connection for AMSI connections (its own admin and form)."""
+"""Proxy of the generic Connection for AMSI connections: no longer used.
+
+AMSI connections are edited in the one connection admin (integrations.admin.connections) with
+the AMSI form on ``Connection`` itself. Nothing reads this proxy; it remains only while
+``integrations_amsi/models.py`` imports it (its last line). To remove it: drop that import,
+delete this module, and add a migration with ``migrations.DeleteModel("AmsiConnection")``.
+"""
 
 from __future__ import annotations
 
