@@ -1,0 +1,180 @@
+"""The probe's report: steps, evidence rows, what only a payment can confirm, and network
+failures in words."""
+
+from __future__ import annotations
+
+import errno
+import re
+import socket
+import ssl
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from integrations.logging import mask
+
+OK, WARN, FAIL, SKIP = "OK", "WARN", "FAIL", "SKIP"
+CONFIRMED, NOT_SEEN = "confirmed", "not seen"
+
+WSDL_TIMEOUT = 10.0  # seconds for the WSDL download (the client uses the same)
+DELTA_DAYS = 7
+FIRST_PAYMENT_DOC = 'docs/amsi.md, "First payment on a live eSite"'
+EVIDENCE_DOC = "docs/amsi-evidence.md"
+
+LEASING_READS = (
+    "GetPropertyList",
+    "GetPropertyUnits",
+    "GetPropertyResidents",
+    "GetResidentsByStatusChangeOrTransactionDate",
+)
+
+# What only a real payment can confirm (procedure: docs/amsi.md, "First payment on a live eSite").
+PAYMENT_ONLY = (
+    "AddPayment is accepted with this ClientMerchantID and our integer ClientTransactionID and "
+    "ClientJnlNo, and opens an External cash batch numbered by our batch id (ClientJnlNo), "
+    "Created By the eDex user (Ledger > Cash Batches)",
+    "UpdateSettlementData closes that batch (its Approve mark) with the batch total",
+    "ReturnPayment reverses the payment, and the settlement sent after a return is accepted",
+    "whether eSite refuses a repeated ClientTransactionID (the connection's 'duplicates refused' "
+    "confirmation: who and when)",
+)
+
+# The evidence table's rows (docs/amsi-evidence.md), by short stable name.
+EVIDENCE_ROWS = (
+    "login error reply",
+    "GetPropertyList shape",
+    "ClientMerchantID type",
+    "lease status codes",
+    "empty lists",
+    "delta query",
+)
+
+
+@dataclass
+class Step:
+    number: int
+    name: str
+    title: str
+    status: str
+    detail: str
+    fix: str = ""
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.number,
+            "name": self.name,
+            "title": self.title,
+            "status": self.status,
+            "detail": mask(self.detail),
+            "fix": mask(self.fix),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class Evidence:
+    row: str
+    status: str
+    seen: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"row": self.row, "status": self.status, "seen": mask(self.seen)}
+
+
+@dataclass
+class ProbeReport:
+    target: dict[str, str]
+    steps: list[Step] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)
+    payment_only: tuple[str, ...] = PAYMENT_ONLY
+
+    @property
+    def failures(self) -> list[Step]:
+        return [s for s in self.steps if s.status == FAIL]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    @property
+    def fix(self) -> str:
+        """One sentence naming what to fix (the first failure's), or ""."""
+        failures = self.failures
+        return mask(failures[0].fix) if failures else ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "target": {k: mask(v) for k, v in self.target.items()},
+            "read_only": True,
+            "steps": [s.as_dict() for s in self.steps],
+            "evidence": [e.as_dict() for e in self.evidence],
+            "evidence_doc": EVIDENCE_DOC,
+            "payment_only": list(self.payment_only),
+            "first_payment_doc": FIRST_PAYMENT_DOC,
+            "fix": self.fix,
+        }
+
+
+# -- network failures in words ---------------------------------------------------------------
+
+
+def network_reason(err: BaseException, timeout: float = WSDL_TIMEOUT) -> str:
+    """A transport failure as words a person can act on ("connection refused", ...)."""
+    if isinstance(err, httpx.TimeoutException | TimeoutError | socket.timeout):
+        return f"timed out after {timeout:g} s"
+    seen: set[int] = set()
+    cause: BaseException | None = err
+    chain: list[BaseException] = []
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    for item in chain:
+        if isinstance(item, ssl.SSLCertVerificationError):
+            return f"TLS certificate not trusted ({item.verify_message or 'verification failed'})"
+        if isinstance(item, ssl.SSLError):
+            return f"TLS handshake failed ({item.reason or item})"
+        if isinstance(item, socket.gaierror):
+            return "name not resolved"
+        if isinstance(item, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(item, ConnectionResetError):
+            return "connection reset by the server"
+        if isinstance(item, OSError) and item.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            return "network unreachable" if item.errno == errno.ENETUNREACH else "host unreachable"
+    text = " ".join(str(item) for item in chain).lower()
+    for needle, reason in (
+        ("connection refused", "connection refused"),
+        ("name or service not known", "name not resolved"),
+        ("nodename nor servname", "name not resolved"),
+        ("temporary failure in name resolution", "name not resolved"),
+        ("getaddrinfo failed", "name not resolved"),
+        ("no address associated", "name not resolved"),
+        ("certificate verify failed", "TLS certificate not trusted"),
+        ("wrong version number", "TLS handshake failed (is the port plain HTTP?)"),
+        ("network is unreachable", "network unreachable"),
+        ("no route to host", "host unreachable"),
+        ("connection reset", "connection reset by the server"),
+        ("timed out", f"timed out after {timeout:g} s"),
+        ("server disconnected", "the server closed the connection without a reply"),
+    ):
+        if needle in text:
+            return reason
+    words = re.sub(r"\[Errno -?\d+\]\s*", "", str(chain[-1])).strip()
+    return words or "the connection failed"
+
+
+# -- the probe ---------------------------------------------------------------------------------
+
+
+_TITLES = {
+    1: "Leasing WSDL",
+    2: "Login and portfolio",
+    3: "Property in GetPropertyList",
+    4: "ClientMerchantID",
+    5: "Units and residents",
+    6: "Delta query",
+}
