@@ -20,9 +20,9 @@ from .client import get_client
 from .conf import settings_for
 from .forms import CONNECTION_FIELDSETS, AmsiConnectionForm
 from .identifiers import client_jnl_no, client_transaction_id
+from .importer import AmsiImport
 from .linking import AmsiLinking
-from .mapping import BadRecord
-from .models import AmsiLeaseLink
+from .models import AmsiLeaseLink, AmsiOccupantLink
 from .xmldocs import PaymentDoc, ReturnDoc
 
 log = logging.getLogger(__name__)
@@ -54,10 +54,12 @@ def reversal_reason(reversal) -> tuple[str, str]:
     return reason, text[:DESCRIPTION_MAX]
 
 
-class AmsiProvider(AmsiLinking, AccountingProvider):
+class AmsiProvider(AmsiImport, AmsiLinking, AccountingProvider):
     id = "amsi"
     name = "AMSI eSite (eDex)"
     system_name = "eSite"
+    link_model = AmsiLeaseLink
+    occupant_model = AmsiOccupantLink
     admin_form = AmsiConnectionForm
     admin_fieldsets = CONNECTION_FIELDSETS
 
@@ -90,21 +92,6 @@ class AmsiProvider(AmsiLinking, AccountingProvider):
             )
         except IntegrationError as err:
             return ConnectionCheck(False, mask(str(err)))
-
-    # -- import and resync -------------------------------------------------------------------
-    def sync(self, run, *, lease_id=None, since=None, progress=None) -> None:
-        from .importer import Importer
-
-        importer = Importer(self.connection, run, self.client, self.settings, progress)
-        try:
-            importer.execute(lease_id=lease_id, since=since)
-        except BadRecord as err:
-            raise PermanentError(err.message, provider=self.id, record=err.record) from None
-        except BaseException:
-            # Everything was rolled back: the counts must not claim otherwise.
-            run.created = run.updated = run.unchanged = run.deactivated = 0
-            run.changes = []
-            raise
 
     # -- postings ----------------------------------------------------------------------------
     def _link(self, payment) -> AmsiLeaseLink:

@@ -12,14 +12,19 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from integrations.importing import run_import
 from integrations.reconciliation import KnownBatches
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from django.db.models import QuerySet
     from django.forms import ModelForm
 
+    from integrations.importing import Feed
     from integrations.models import Connection, Posting, SyncRun
     from integrations.reconciliation import RemoteSide
+    from integrations.records import LeaseRecord, UnitRecord
 
 
 @dataclass
@@ -45,6 +50,10 @@ class AccountingProvider:
     name: ClassVar[str] = ""
     # How messages name the remote system ("eSite"); the display name when left empty.
     system_name: ClassVar[str] = ""
+    # Import (integrations.importing): the provider's subclasses of the framework's abstract
+    # link models (integrations.models.links); None for a provider that imports nothing.
+    link_model: ClassVar[type | None] = None
+    occupant_model: ClassVar[type | None] = None
     # The admin (integrations.admin.connections): one connection admin for every provider.
     # ``admin_form``: a ModelForm over Connection with typed fields for the settings and
     # credentials (the admin sets its class attribute ``changed_by`` to the signed-in user's
@@ -132,9 +141,48 @@ class AccountingProvider:
         """Import or resync into the host's models, counting on ``run``.
 
         ``run.kind`` says which (import, full, delta, lease); ``run.dry_run`` means count and
-        describe, write nothing.
+        describe, write nothing. The framework does the work (integrations.importing) through
+        the read and mapping hooks below; a provider overrides ``sync`` only to import
+        something other than units, leases and residents.
         """
-        raise self._not_implemented("sync")
+        if self.link_model is None:
+            run.message = f"{self.system_name} has nothing to import"
+            return
+        run_import(self, run, lease_id=lease_id, since=since, progress=progress)
+
+    # -- import hooks: read the remote, map each record (integrations.records) -----------------
+    def read_units(self, feed: Feed) -> Iterable[Any]:
+        """Every unit of the property (full import and resync); each item goes through
+        ``unit_record``. Optional: units also come from the leases."""
+        return ()
+
+    def read_leases(self, feed: Feed) -> Iterable[Any]:
+        """Every lease the remote lists as current or on notice (full import and resync); each
+        item goes through ``lease_record`` (or is a LeaseRecord already). A list that was not
+        read completely must be reported with ``feed.incomplete(reason)``, or leases missing
+        from it would be marked inactive."""
+        raise self._not_implemented("read_leases")
+
+    def read_changed_leases(self, feed: Feed, since: dt.datetime | None) -> Iterable[Any]:
+        """The leases changed since ``since`` (None: since a day ago), any status."""
+        raise self._not_implemented("read_changed_leases")
+
+    def read_lease(self, feed: Feed, link) -> Any | None:
+        """One linked lease, read again ("sync now"); None when the remote no longer lists it
+        (it is then marked inactive, unless ``feed.incomplete`` was called)."""
+        raise self._not_implemented("read_lease")
+
+    def unit_record(self, item: Any) -> UnitRecord:
+        """Map one item of ``read_units``; raise BadRecord naming it when it cannot be."""
+        raise self._not_implemented("unit_record")
+
+    def lease_record(self, item: Any) -> LeaseRecord:
+        """Map one item of the lease reads; raise BadRecord naming it when it cannot be."""
+        raise self._not_implemented("lease_record")
+
+    def property_label(self) -> str:
+        """How errors about the whole property name it (the remote's property id, say)."""
+        return f"property {self.connection.property.code}"
 
     def close_batches(self, *, now: dt.datetime | None = None) -> list[str]:
         """Close (settle) remote batches that are due; returns a line per batch acted on."""

@@ -7,11 +7,20 @@ Failures are set in the connection's settings::
     {"fail": {"mode": "retryable" | "permanent" | "ambiguous" | "lost_reply", "count": 2}}
 
 ``lost_reply`` writes the entry and then reports an unknown outcome, the hardest case.
+
+Its remote leases are the connection's ``leases`` setting, a list of dicts::
+
+    {"id": "L1", "unit": "A-101", "balance": "0.00", "blocked": false,
+     "people": [["Ada", "Lovelace"]]}
 """
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
+
 from django.db import IntegrityError, transaction
+from django.db.models import Q, Sum
+from django.utils import timezone
 
 from integrations.exceptions import (
     AmbiguousOutcome,
@@ -19,8 +28,17 @@ from integrations.exceptions import (
     PermanentError,
     RetryableError,
 )
-from integrations.models import Connection, FakeRemoteEntry, Posting
+from integrations.models import (
+    Connection,
+    FakeLeaseLink,
+    FakeOccupantLink,
+    FakeRemoteEntry,
+    Posting,
+    PostingState,
+)
 from integrations.reconciliation import ZERO, RemoteItem, RemoteSide, month_batches
+from integrations.records import BadRecord, LeaseRecord, OccupantRecord
+from rentplatform.models import DepositBatch, LeaseStatus, PaymentAccess
 
 from .base import AccountingProvider, ConnectionCheck, Delivered
 
@@ -29,6 +47,8 @@ class FakeProvider(AccountingProvider):
     id = "fake"
     name = "Fake (records postings; for demos and tests)"
     system_name = "the fake remote"
+    link_model = FakeLeaseLink
+    occupant_model = FakeOccupantLink
 
     def test_connection(self) -> ConnectionCheck:
         if self.connection.setting("unreachable"):
@@ -91,8 +111,40 @@ class FakeProvider(AccountingProvider):
         entry = FakeRemoteEntry.objects.filter(connection=self.connection, key=posting.key).first()
         return Delivered(entry.reference) if entry else None
 
-    def sync(self, run, *, lease_id=None, since=None, progress=None) -> None:
-        run.message = "the fake provider has nothing to import"
+    # -- import: the remote's leases are the connection's "leases" setting ---------------------
+    def read_leases(self, feed):
+        return list(self.connection.setting("leases") or [])
+
+    def read_changed_leases(self, feed, since):
+        return self.read_leases(feed)
+
+    def read_lease(self, feed, link):
+        return next((r for r in self.read_leases(feed) if r.get("id") == link.remote_id), None)
+
+    def lease_record(self, item) -> LeaseRecord:
+        name = str(item.get("id") or "?")
+        if not item.get("id") or not item.get("unit"):
+            raise BadRecord(name, "lease without id or unit")
+        building, _, unit = str(item["unit"]).rpartition("-")
+        try:
+            balance = Decimal(str(item.get("balance", "0")))
+        except InvalidOperation:
+            raise BadRecord(name, f"balance {item.get('balance')!r} is not an amount") from None
+        blocked = bool(item.get("blocked"))
+        return LeaseRecord(
+            key=(name,),
+            building=building or "1",
+            unit=unit,
+            status=item.get("status", LeaseStatus.ACTIVE),
+            balance=balance,
+            access=PaymentAccess.BLOCKED if blocked else PaymentAccess.ALLOWED,
+            access_reason="blocked in the fake remote" if blocked else "",
+            occupants=[
+                OccupantRecord(key=str(n), first_name=first, last_name=last)
+                for n, (first, last) in enumerate(item.get("people", []), start=1)
+            ],
+            raw={k: str(v) for k, v in item.items()},
+        )
 
     # -- linking by hand: a remote lease is known by its "id" -----------------------------------
     links_leases = True
@@ -118,7 +170,38 @@ class FakeProvider(AccountingProvider):
             )
 
     def close_batches(self, *, now=None) -> list[str]:
-        return []
+        """Close each batch of an earlier day (property time) once every posting of it is
+        posted, at the total of its remote entries; again when that total moved. What was
+        closed, at which total, is kept in the connection's ``closed_batches`` setting."""
+        now = now or timezone.now()
+        today = now.astimezone(self.connection.property.tz).date()
+        fresh = Connection.objects.get(pk=self.connection.pk)
+        closed = dict(fresh.setting("closed_batches") or {})
+        totals = (
+            FakeRemoteEntry.objects.filter(connection=self.connection)
+            .values_list("batch_id")
+            .annotate(total=Sum("amount"))
+            .order_by("batch_id")
+        )
+        lines = []
+        for batch_id, total in totals:
+            batch = DepositBatch.objects.get(batch_id=batch_id)
+            unfinished = Posting.objects.filter(connection=self.connection).filter(
+                Q(payment__batch=batch) | Q(reversal__batch=batch)
+            )
+            if batch.business_day >= today or (
+                unfinished.exclude(state=PostingState.POSTED).exists()
+            ):
+                continue
+            if closed.get(batch_id) != str(total):
+                closed[batch_id] = str(total)
+                lines.append(f"batch {batch_id}: settled at {total}")
+        if lines:
+            with transaction.atomic():
+                conn = Connection.objects.select_for_update().get(pk=self.connection.pk)
+                conn.settings["closed_batches"] = closed
+                conn.save(update_fields=["settings"])
+        return lines
 
     def remote_month(self, month, report_text=None) -> RemoteSide:
         """The FakeRemoteEntry rows of the month's batches: items keyed by posting key."""

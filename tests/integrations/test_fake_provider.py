@@ -50,12 +50,19 @@ class TestFakeProviderContract(ProviderContract):
     def set_remote_balance(self, connection, link, amount):
         self._edit(connection, link, balance=str(amount))
 
+    def block_remote_lease(self, connection, link):
+        self._edit(connection, link, blocked=True)
+
     def end_remote_lease(self, connection, link):
         connection.refresh_from_db()
         connection.settings["leases"] = [
             lease for lease in connection.settings["leases"] if lease["id"] != link.remote_id
         ]
         connection.save()
+
+    def remote_batch_closed(self, connection, batch_id):
+        connection.refresh_from_db()
+        return batch_id in (connection.setting("closed_batches") or {})
 
     def lose_next_reply(self, connection):
         connection.settings = {"fail": {"mode": "lost_reply", "count": 1}}
