@@ -1,19 +1,15 @@
-"""The Batch Deposit Report and reconciliation pages in the admin, and the AMSI provider's
-run of the provider contract suite."""
+"""The Batch Deposit Report and reconciliation pages in the admin."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-import pytest
 from django.test import Client
 from django.urls import reverse
 
 from integrations.models import DepositReport
 from rentplatform import services
 from tests.factories import staff_user
-from tests.integrations.contract import ProviderContract
-from tests.integrations_amsi.world import AmsiWorld
 
 ALLOWED = "001-01-101-1"
 OTHER = "001-01-102-2"
@@ -75,60 +71,3 @@ def test_reconcile_page_with_and_without_an_uploaded_export(world, deliver):
     bad = client.post(url, {"connection": world.connection.pk, "month": "11/2026"})
     assert "is not YYYY-MM" in bad.content.decode()
     assert DepositReport.objects.count() >= 1
-
-
-class TestAmsiProviderContract(ProviderContract):
-    provider_id = "amsi"
-
-    @pytest.fixture
-    def world(self, tmp_path):
-        w = AmsiWorld(tmp_path)
-        w.import_property()
-        yield w
-        w.close()
-
-    @pytest.fixture
-    def connection(self, world):
-        return world.connection
-
-    @pytest.fixture
-    def lease(self, world):
-        return world.lease(ALLOWED)
-
-    def remote_entries(self, connection, posting):
-        from integrations.models import Posting
-        from integrations_amsi.identifiers import client_transaction_id
-        from integrations_amsi.sandbox.testing import SandboxControl
-
-        original = Posting.objects.get(payment=posting.payment, kind="payment")
-        txn = client_transaction_id(original)
-        reversal = posting.kind == "reversal"
-        url = connection.settings["url"].split("/edexweb")[0]
-        control = SandboxControl(url)
-        try:
-            return sum(
-                1
-                for batch in control.ledger()
-                for e in batch["entries"]
-                if e["client_transaction_id"] == txn
-                and bool(e.get("original_transaction_id")) == reversal
-            )
-        finally:
-            control.close()
-
-    def lose_next_reply(self, connection):
-        from integrations_amsi.sandbox.testing import SandboxControl
-
-        control = SandboxControl(connection.settings["url"].split("/edexweb")[0])
-        control.add_fault("lost_reply", "AddPayment", count=1)
-        control.close()
-
-
-class TestAmsiProviderContractAutomatic(TestAmsiProviderContract):
-    """The same contract on a connection whose operator confirmed that this eSite refuses a
-    repeated ClientTransactionID: unknown outcomes are then checked unattended."""
-
-    @pytest.fixture
-    def connection(self, world):
-        world.confirm_duplicates_refused()
-        return world.connection
