@@ -11,10 +11,9 @@ class IntegrationsConfig(AppConfig):
     def ready(self) -> None:
         from integrations import checks, receivers  # noqa: F401  (register checks and receivers)
         from integrations.logging import install_record_masking
-        from integrations.providers import registry
-        from integrations.providers.fake import FakeProvider
 
-        registry.register(FakeProvider)
+        # No provider is registered here: each provider's app registers its own, and the fake
+        # provider is offered only where settings.INTEGRATIONS["PROVIDERS"] names it.
         # Mask secrets in every log record, not only in the console handler's output (zeep's
         # DEBUG transport log carries the eDex Password in each envelope).
         install_record_masking()

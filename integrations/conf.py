@@ -16,6 +16,9 @@ from django.core.exceptions import ImproperlyConfigured
 
 DEFAULTS: dict[str, Any] = {
     "CREDENTIALS_KEYS": [],
+    # Dotted paths of provider classes offered besides those their own apps register (the fake
+    # provider, in tests and the demo); see integrations.providers.registry.
+    "PROVIDERS": [],
     # Attempts before a posting needs attention; backoff between attempts, in seconds.
     "MAX_ATTEMPTS": 8,
     "RETRY_BACKOFF_SECONDS": [2, 10, 60, 300, 900, 1800, 3600],

@@ -164,6 +164,10 @@ INTEGRATIONS = {
     "MAX_ATTEMPTS": 8,
     "RETRY_BACKOFF_SECONDS": [5, 15, 60, 300, 900, 1800, 3600],
     "DELTA_SYNC_MINUTES": int(os.environ.get("INTEGRATIONS_DELTA_SYNC_MINUTES", "5")),
+    # Provider classes offered besides those their apps register, by dotted path: none in
+    # production; the tests and the demo name the fake provider
+    # (INTEGRATIONS_PROVIDERS=integrations.providers.fake.FakeProvider).
+    "PROVIDERS": [p for p in os.environ.get("INTEGRATIONS_PROVIDERS", "").split(",") if p],
 }
 
 LOGGING = {

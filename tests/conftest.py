@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+FAKE_PROVIDER = "integrations.providers.fake.FakeProvider"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_REFERENCE = REPO_ROOT.parent / "shared" / "amsi-reference"
 
@@ -48,6 +49,8 @@ def _integrations_settings(settings):
         "DELIVERY": "sync",
         "RETRY_BACKOFF_SECONDS": [0],
         "UNKNOWN_OUTCOME_DELAY_SECONDS": 0,
+        # The fake provider is offered in tests only (and in the demo), never by default.
+        "PROVIDERS": [*settings.INTEGRATIONS.get("PROVIDERS", []), FAKE_PROVIDER],
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import models
 
 from integrations.crypto import EncryptedJSONField
+from integrations.providers import registry
 
 
 class Connection(models.Model):
@@ -42,9 +43,8 @@ class Connection(models.Model):
         return f"{self.property.code} -> {self.provider}"
 
     def get_provider(self):
-        from integrations.providers import registry
-
-        return registry.get(self.provider)(self)
+        """Shorthand for ``registry.get_provider(self)``."""
+        return registry.get_provider(self)
 
     def setting(self, name: str, default=None):
         return (self.settings or {}).get(name, default)
