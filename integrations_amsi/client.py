@@ -51,8 +51,10 @@ from integrations.exceptions import (
 )
 from integrations.logging import mask, register_secret
 
+from . import PROVIDER_ID
 from .conf import AmsiSettings
 from .errors import (
+    TEST_LOGIN_REFUSED,
     UNKNOWN_PORTFOLIO,
     UNKNOWN_PROPERTY,
     LoginRefused,
@@ -120,7 +122,7 @@ class EdexClient:
 
     # -- plumbing ------------------------------------------------------------------------------
     def _context(self, operation: str, record: str = "") -> dict[str, str]:
-        return {"provider": "amsi", "operation": operation, "record": record}
+        return {"provider": PROVIDER_ID, "operation": operation, "record": record}
 
     def _service(self, name: str):
         """The bound SOAP 1.1 service ("Leasing" or "Ledger"), WSDL loaded on first use."""
@@ -359,7 +361,7 @@ class EdexClient:
             raise ConnectionTestFailed(
                 f"{what} (credentials refused: {err.message}); postings for this connection "
                 "wait until a test passes",
-                code="LOGIN",
+                code=TEST_LOGIN_REFUSED,
                 **context,
             ) from err
         except RetryableError as err:

@@ -22,6 +22,8 @@ from integrations.exceptions import (
     UnknownRemoteError,
 )
 
+from . import PROVIDER_ID
+
 RETRYABLE = "retryable"
 PERMANENT = "permanent"
 ALREADY_DONE = "already_done"
@@ -64,12 +66,16 @@ KNOWN_ERRORS: dict[str, KnownError] = {
     ]
 }
 
+# The code of a reply that is not an error (an empty ErrorCode means the same).
+SUCCESS = "0"
 NO_DATA = "103"
 UNKNOWN_PROPERTY = "102"
 UNKNOWN_PORTFOLIO = "101"
 DUPLICATE_TRANSACTION = "206"
 ALREADY_RETURNED = "301"
 UNKNOWN_BATCH = "401"
+# Our own code (not eSite's) on a connection test that failed because the login was refused.
+TEST_LOGIN_REFUSED = "LOGIN"
 
 
 _PORTFOLIO_REFUSED = re.compile(r"verify portfolio name", re.IGNORECASE)
@@ -92,7 +98,7 @@ def error_for(
     """The exception for an eDex error code, by the table; unknown codes are never dropped."""
     known = classify(code)
     context = {
-        "provider": "amsi",
+        "provider": PROVIDER_ID,
         "operation": operation,
         "record": record,
         "code": str(code),

@@ -24,6 +24,8 @@ import re
 
 from integrations.exceptions import PermanentError
 
+from . import PROVIDER_ID
+
 MAX_ID = 999_999_999
 TRANSACTION_ID_BASE = 500_000_000
 _ID = re.compile(r"[1-9][0-9]{0,8}")
@@ -43,7 +45,7 @@ def client_transaction_id(payment_posting) -> str:
         raise PermanentError(
             f"posting #{payment_posting.pk} is past the 9-digit ClientTransactionID range; "
             "see docs/design.md (identifiers)",
-            provider="amsi",
+            provider=PROVIDER_ID,
             record=payment_posting.key,
             code="ID_RANGE",
         )
@@ -56,7 +58,7 @@ def client_jnl_no(batch_id: str, *, record: str = "") -> str:
         raise PermanentError(
             f"batch id {batch_id!r} is not a positive integer of at most 9 digits, which is "
             "all eSite accepts as ClientJnlNo",
-            provider="amsi",
+            provider=PROVIDER_ID,
             record=record or batch_id,
             code="BAD_BATCH_ID",
         )

@@ -15,7 +15,7 @@ from integrations.logging import mask
 from integrations.models import PostingKind
 from integrations.providers.base import AccountingProvider, ConnectionCheck, Delivered
 
-from . import batches, errors, reconcile
+from . import PROVIDER_ID, batches, errors, reconcile
 from .client import get_client
 from .conf import settings_for
 from .forms import CONNECTION_FIELDSETS, AmsiConnectionForm
@@ -55,7 +55,7 @@ def reversal_reason(reversal) -> tuple[str, str]:
 
 
 class AmsiProvider(AmsiImport, AmsiLinking, AccountingProvider):
-    id = "amsi"
+    id = PROVIDER_ID
     name = "AMSI eSite (eDex)"
     system_name = "eSite"
     link_model = AmsiLeaseLink
@@ -88,7 +88,7 @@ class AmsiProvider(AmsiImport, AmsiLinking, AccountingProvider):
             return ConnectionCheck(True, self.client.test())
         except ConnectionTestFailed as err:
             return ConnectionCheck(
-                False, err.message, details={"login_refused": err.code == "LOGIN"}
+                False, err.message, details={"login_refused": err.code == errors.TEST_LOGIN_REFUSED}
             )
         except IntegrationError as err:
             return ConnectionCheck(False, mask(str(err)))
@@ -218,7 +218,9 @@ class AmsiProvider(AmsiImport, AmsiLinking, AccountingProvider):
         """A person found the posting in eSite: remember which eSite batch holds it."""
         from .xmldocs import LedgerReply
 
-        batches.record_landing(self, posting, LedgerReply(error_code="0", error_description=""))
+        batches.record_landing(
+            self, posting, LedgerReply(error_code=errors.SUCCESS, error_description="")
+        )
 
     def where_to_look(self, posting) -> str:
         """What a person looks for in eSite to settle an unconfirmed posting."""

@@ -13,6 +13,8 @@ from decimal import Decimal
 
 from lxml import etree
 
+from .errors import SUCCESS
+
 MAX_DOCUMENT_BYTES = 512 * 1024 * 1024
 
 
@@ -158,7 +160,7 @@ class LedgerReply:
 
     @property
     def ok(self) -> bool:
-        return self.error_code in ("", "0")
+        return self.error_code in ("", SUCCESS)
 
 
 def _text(el: etree._Element, name: str) -> str:

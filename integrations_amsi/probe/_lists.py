@@ -11,14 +11,10 @@ from lxml import etree
 
 from integrations.exceptions import IntegrationError, RetryableError
 
-from ..errors import LoginRefused
+from ..errors import UNKNOWN_PROPERTY, LoginRefused
 from ..queries import DELTA_OPERATION, delta_queries, residents_query, units_query
 from ..xmldocs import local, mdy
 from .report import _TITLES, CONFIRMED, FAIL, OK, WARN, Step
-
-# Codes of the sandbox's own table the probe reads as more than "an empty list".
-UNKNOWN_PORTFOLIO = "101"
-UNKNOWN_PROPERTY = "102"
 
 
 def _is_login_refusal(err: IntegrationError) -> bool:

@@ -16,11 +16,11 @@ from integrations.logging import mask, register_secret
 
 from ..client import get_client
 from ..conf import AmsiSettings
+from ..errors import UNKNOWN_PORTFOLIO
 from ..identifiers import is_edex_int
 from ..properties import PropertyInfo, parse_property_list
 from ..xmldocs import UnsafeXml, local, parse_document
 from ._lists import (
-    UNKNOWN_PORTFOLIO,
     _error_text,
     _is_login_refusal,
     _list_error,

@@ -30,6 +30,7 @@ from integrations.logging import register_secret
 from integrations.models import Connection
 from integrations_amsi.conf import parse_cutoff, validate_merchant_id, validate_url
 from integrations_amsi.management.commands._password import read_password
+from integrations_amsi.provider import AmsiProvider
 from rentplatform.models import Property
 from rentplatform.models.property import validate_time_zone
 
@@ -88,13 +89,13 @@ class Command(BaseCommand):
                 if changed:
                     prop.save(update_fields=changed)
             connection = Connection.objects.filter(property=prop).first()
-            if connection is not None and connection.provider != "amsi":
+            if connection is not None and connection.provider != AmsiProvider.id:
                 raise CommandError(
                     f"property {code} is connected to provider {connection.provider!r}, not AMSI; "
                     "remove that connection first"
                 )
             new_connection = connection is None
-            connection = connection or Connection(property=prop, provider="amsi")
+            connection = connection or Connection(property=prop, provider=AmsiProvider.id)
             settings = dict(connection.settings or {})
             settings.update(
                 url=opts["url"],

@@ -29,6 +29,8 @@ from integrations.exceptions import IntegrationError
 from integrations.logging import mask
 from integrations.models import Connection, Posting, PostingKind, PostingState
 from integrations_amsi.conf import record_duplicates_refused
+from integrations_amsi.errors import SUCCESS
+from integrations_amsi.provider import AmsiProvider
 
 
 class Command(BaseCommand):
@@ -51,7 +53,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **opts: Any) -> None:
         connection = Connection.objects.filter(
-            property__code=opts["property_code"], provider="amsi"
+            property__code=opts["property_code"], provider=AmsiProvider.id
         ).first()
         if connection is None:
             raise CommandError(f"property {opts['property_code']!r} has no AMSI connection")
@@ -91,8 +93,8 @@ class Command(BaseCommand):
             ) from err
         if reply.ok:
             raise CommandError(
-                f"eSite ACCEPTED the repeat (ErrorCode {reply.error_code or '0'}): batch {batch} "
-                f"now holds {posting.payment.amount} twice. eSite books repeats, so leave "
+                f"eSite ACCEPTED the repeat (ErrorCode {reply.error_code or SUCCESS}): batch "
+                f"{batch} now holds {posting.payment.amount} twice. eSite books repeats, so leave "
                 "'Duplicates refused' unticked; remove the extra entry in eSite before the batch "
                 "closes (or it will not settle at our total)."
             )

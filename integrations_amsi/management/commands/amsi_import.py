@@ -18,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from integrations.models import Connection, SyncKind, SyncStatus
 from integrations.services import run_sync
+from integrations_amsi.provider import AmsiProvider
 
 SHOW_CHANGES = 200
 SHOW_ERRORS = 100
@@ -36,7 +37,7 @@ class Command(BaseCommand):
         code = opts["property_code"]
         connection = (
             Connection.objects.select_related("property")
-            .filter(property__code=code, provider="amsi")
+            .filter(property__code=code, provider=AmsiProvider.id)
             .first()
         )
         if connection is None:

@@ -54,6 +54,7 @@ from integrations_amsi.probe import (
     Step,
     probe,
 )
+from integrations_amsi.provider import AmsiProvider
 from rentplatform.models import Property
 
 AD_HOC = ("url", "portfolio", "user", "property_id", "merchant_id")
@@ -152,7 +153,7 @@ class Command(BaseCommand):
             )
         connection = (
             Connection.objects.select_related("property")
-            .filter(property__code=code, provider="amsi")
+            .filter(property__code=code, provider=AmsiProvider.id)
             .first()
         )
         if connection is None:

@@ -30,6 +30,7 @@ from integrations.reconciliation import reconcile
 from integrations.reports import build_report
 from integrations_amsi import demo
 from integrations_amsi.models import AmsiBatchLink, AmsiLeaseLink
+from integrations_amsi.provider import AmsiProvider
 from integrations_amsi.sandbox.testing import SandboxControl
 from rentplatform import services
 from rentplatform.models import DepositBatch, Payment, Property
@@ -124,7 +125,7 @@ class Command(BaseCommand):
         connection, _ = Connection.objects.update_or_create(
             property=prop,
             defaults={
-                "provider": "amsi",
+                "provider": AmsiProvider.id,
                 "settings": {
                     "url": f"http://127.0.0.1:{port}/edexweb/esite",
                     "portfolio": "DEMO",

@@ -17,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from integrations.models import Connection
 from integrations_amsi import demo
+from integrations_amsi.provider import AmsiProvider
 
 
 class Command(BaseCommand):
@@ -28,7 +29,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if not demo.sandbox_state().exists():
             raise CommandError("no demo state under var/demo/: run `make demo` first")
-        connection = Connection.objects.filter(provider="amsi").first()
+        connection = Connection.objects.filter(provider=AmsiProvider.id).first()
         port = urlparse(connection.settings["url"]).port if connection else 8089
         procs = []
         demo.stop_children_on_sigterm()
