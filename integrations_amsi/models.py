@@ -143,5 +143,3 @@ class AmsiBatchEntry(models.Model):
     def __str__(self) -> str:
         return f"posting #{self.posting_id} {self.amount} in {self.link}"
 
-
-from .proxy_models import AmsiConnection  # noqa: E402,F401  (proxy; admin in admin.py)
