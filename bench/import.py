@@ -87,6 +87,7 @@ def _measure(leases: int, base_url: str, profile: str | None) -> dict:
     from django.db import connection as db
     from django.test.utils import CaptureQueriesContext
 
+    from integrations.models import SyncKind, SyncStatus
     from integrations.services import run_sync
     from rentplatform.models import Lease
     from tests.integrations_amsi.world import connect_to_sandbox
@@ -104,14 +105,14 @@ def _measure(leases: int, base_url: str, profile: str | None) -> dict:
         profiler = cProfile.Profile()
         profiler.enable()
     start = time.perf_counter()
-    run = run_sync(conn, "import")
+    run = run_sync(conn, SyncKind.IMPORT)
     first = time.perf_counter() - start
     if profiler:
         profiler.disable()
         profiler.dump_stats(profile)
     peak = _status_kb("VmHWM") if peak_reset else _status_kb("VmHWM")
     growth_mb = (peak - rss_before) / 1024
-    assert run.status == "succeeded", run.message
+    assert run.status == SyncStatus.SUCCEEDED, run.message
     assert run.created == leases == Lease.objects.count(), (run.created, leases)
 
     from django.db import reset_queries
@@ -119,7 +120,7 @@ def _measure(leases: int, base_url: str, profile: str | None) -> dict:
     reset_queries()  # the log is a bounded deque: start empty so the capture is exact
     with CaptureQueriesContext(db) as ctx:
         start = time.perf_counter()
-        rerun = run_sync(conn, "import")
+        rerun = run_sync(conn, SyncKind.IMPORT)
         second = time.perf_counter() - start
     writes = [
         q["sql"]
@@ -127,7 +128,7 @@ def _measure(leases: int, base_url: str, profile: str | None) -> dict:
         if q["sql"].lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))
         and "integrations_syncrun" not in q["sql"]
     ]
-    assert rerun.status == "succeeded", rerun.message
+    assert rerun.status == SyncStatus.SUCCEEDED, rerun.message
     assert (rerun.created, rerun.updated, rerun.deactivated) == (0, 0, 0)
     assert rerun.unchanged == leases
     assert writes == [], writes[:3]

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from integrations import outbox, services
 from integrations.conf import INLINE_RETRY_SECONDS as _INLINE_RETRY_SECONDS
-from integrations.models import Connection, Posting, PostingState
+from integrations.models import Connection, Posting, PostingState, SyncKind
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def delta_sync_all() -> int:
     n = 0
     for connection in Connection.objects.filter(enabled=True):
         try:
-            services.run_sync(connection, "delta", triggered_by="schedule")
+            services.run_sync(connection, SyncKind.DELTA, triggered_by="schedule")
         except Exception:  # noqa: BLE001  (one property's failure must not stop the others)
             log.exception("delta sync of %s failed", connection)
         n += 1
@@ -57,7 +57,7 @@ def full_sync_all() -> int:
     n = 0
     for connection in Connection.objects.filter(enabled=True):
         try:
-            services.run_sync(connection, "full", triggered_by="schedule")
+            services.run_sync(connection, SyncKind.FULL, triggered_by="schedule")
         except Exception:  # noqa: BLE001
             log.exception("full sync of %s failed", connection)
         n += 1

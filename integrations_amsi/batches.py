@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 ZERO = Decimal("0.00")
 CENT = Decimal("0.01")
 # Postings that wait for a person, not for the outbox.
-WAITING_FOR_A_PERSON = (PostingState.NEEDS_ATTENTION, "unconfirmed")
+WAITING_FOR_A_PERSON = (PostingState.NEEDS_ATTENTION, PostingState.UNCONFIRMED)
 
 
 # -- settlement dates ---------------------------------------------------------------------------

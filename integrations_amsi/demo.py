@@ -19,6 +19,9 @@ from pathlib import Path
 import httpx
 from django.conf import settings
 
+from integrations import outbox
+from integrations.models import Posting, PostingKind, PostingState
+
 DEMO_PROPERTY = "maple"
 SANDBOX_USER = "edex_demo"
 SANDBOX_PASSWORD = "sandbox-secret"
@@ -128,9 +131,6 @@ def look_in_sandbox(sandbox, postings=None, *, who: str = "demo") -> list[tuple[
     The outbox refuses "not there, post it" while a slow write could still land
     (``NotAllowed``); such a posting is left for the next look.
     """
-    from integrations import outbox
-    from integrations.models import Posting, PostingState
-
     if postings is None:
         postings = Posting.objects.filter(state=PostingState.UNCONFIRMED)
     postings = list(postings.order_by("pk"))
@@ -141,7 +141,7 @@ def look_in_sandbox(sandbox, postings=None, *, who: str = "demo") -> list[tuple[
     for posting in postings:
         provider = posting.connection.get_provider()
         txn = provider.transaction_id(posting)
-        reversal = posting.kind == "reversal"
+        reversal = posting.kind == PostingKind.REVERSAL
         found = [
             e
             for e in entries

@@ -78,21 +78,21 @@ class Posting(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["payment", "kind"],
-                condition=Q(kind="payment"),
+                condition=Q(kind=PostingKind.PAYMENT),
                 name="one_payment_posting_per_payment",
             ),
             models.UniqueConstraint(
                 fields=["reversal", "kind"],
-                condition=Q(kind="reversal"),
+                condition=Q(kind=PostingKind.REVERSAL),
                 name="one_reversal_posting_per_reversal",
             ),
             models.CheckConstraint(
-                condition=Q(kind="payment", reversal__isnull=True)
-                | Q(kind="reversal", reversal__isnull=False),
+                condition=Q(kind=PostingKind.PAYMENT, reversal__isnull=True)
+                | Q(kind=PostingKind.REVERSAL, reversal__isnull=False),
                 name="reversal_posting_has_reversal",
             ),
             models.CheckConstraint(
-                condition=~Q(state="posted") | Q(posted_at__isnull=False),
+                condition=~Q(state=PostingState.POSTED) | Q(posted_at__isnull=False),
                 name="posted_posting_has_time",
             ),
         ]
@@ -103,6 +103,25 @@ class Posting(models.Model):
     @property
     def subject(self):
         return self.reversal if self.kind == PostingKind.REVERSAL else self.payment
+
+
+class AttemptOutcome(models.TextChoices):
+    """How one attempt ended (``PostingAttempt.outcome``; empty while it runs). The field has
+    no ``choices``, so adding an outcome needs no migration."""
+
+    POSTED = "posted", "Posted"
+    # The write was already there: eSite refused the repeat (checked unattended), or a
+    # provider's reply said so.
+    FOUND_POSTED = "found_posted", "Found already posted"
+    ALREADY_DONE = "already_done", "Already done"
+    PAUSED = "paused", "Login refused: connection paused"
+    UNCONFIRMED = "unconfirmed", "Unconfirmed: waits for a person"
+    UNKNOWN = "unknown", "Unknown outcome: checked before another write"
+    RETRY = "retry", "Failed, will retry"
+    REFUSED = "refused", "Refused"
+    CRASHED = "crashed", "Crashed (a bug: see the traceback)"
+    FOUND_BY_PERSON = "found_by_person", "Found by a person"
+    NOT_FOUND_BY_PERSON = "not_found_by_person", "Not found by a person: post it"
 
 
 class PostingAttempt(models.Model):
@@ -167,7 +186,7 @@ class ReportDelivery(models.Model):
         permissions = [("resend_report", "Can send a Batch Deposit Report again")]
         constraints = [
             models.CheckConstraint(
-                condition=~Q(state="sent") | Q(sent_at__isnull=False),
+                condition=~Q(state=ReportDeliveryState.SENT) | Q(sent_at__isnull=False),
                 name="sent_report_has_time",
             ),
         ]

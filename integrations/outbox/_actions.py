@@ -12,6 +12,7 @@ from django.utils import timezone
 from integrations import signals
 from integrations.logging import mask
 from integrations.models import Connection, Posting, PostingAttempt, PostingState
+from integrations.models.posting import AttemptOutcome
 
 from ._common import NotAllowed, _can_check, _unknown_outcome_not_before, log
 from ._delivery import _pause
@@ -140,7 +141,9 @@ def mark_found(posting: Posting, *, receipt: str, who: str, note: str = "") -> P
         posting.remote_reference = receipt[:100]
         posting.last_error = ""
         posting.save()
-        _person_attempt(posting, "found_by_person", who, f"receipt {receipt}. {note}".strip())
+        _person_attempt(
+            posting, AttemptOutcome.FOUND_BY_PERSON, who, f"receipt {receipt}. {note}".strip()
+        )
         transaction.on_commit(
             lambda p=posting: signals.posting_posted.send(sender=Posting, posting=p)
         )
@@ -169,7 +172,9 @@ def post_unconfirmed(posting: Posting, *, who: str, note: str = "") -> Posting:
         posting.attempts = 0
         posting.next_attempt_at = None
         posting.save()
-        _person_attempt(posting, "not_found_by_person", who, note or "not found: post it")
+        _person_attempt(
+            posting, AttemptOutcome.NOT_FOUND_BY_PERSON, who, note or "not found: post it"
+        )
         enqueue_on_commit(posting.pk)
     log.info("posting %s: not found in the accounting system by %s, posting it", posting.key, who)
     return posting

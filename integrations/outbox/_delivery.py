@@ -22,6 +22,7 @@ from integrations.exceptions import (
 )
 from integrations.logging import mask
 from integrations.models import Connection, Posting, PostingAttempt, PostingKind, PostingState
+from integrations.models.posting import AttemptOutcome
 
 from ._claims import claim
 from ._common import _backoff, _can_check, _holds, log
@@ -150,26 +151,26 @@ def deliver(posting_id: int, *, force: bool = False) -> str | None:
     posting, attempt = claimed
     provider = posting.connection.get_provider()
     if posting.outcome_unknown and not _can_check(posting.connection):
-        return _finish(posting, attempt, "unconfirmed", None, None)
-    outcome = "posted"
+        return _finish(posting, attempt, AttemptOutcome.UNCONFIRMED, None, None)
+    outcome = AttemptOutcome.POSTED
     error: Exception | None = None
     delivered = None
     try:
         delivered = provider.deliver(posting)
     except LoginRefused as err:
-        error, outcome = err, "paused"
+        error, outcome = err, AttemptOutcome.PAUSED
     except AlreadyDone as err:
-        error, outcome = err, "already_done"
+        error, outcome = err, AttemptOutcome.ALREADY_DONE
     except AmbiguousOutcome as err:
-        error, outcome = err, "unknown"
+        error, outcome = err, AttemptOutcome.UNKNOWN
     except RetryableError as err:
-        error, outcome = err, "retry"
+        error, outcome = err, AttemptOutcome.RETRY
     except PermanentError as err:
-        error, outcome = err, "refused"
+        error, outcome = err, AttemptOutcome.REFUSED
     except IntegrationError as err:
-        error, outcome = err, "refused"
+        error, outcome = err, AttemptOutcome.REFUSED
     except Exception as err:  # noqa: BLE001  (a bug must not lose the posting: ask a person)
-        error, outcome = err, "crashed"
+        error, outcome = err, AttemptOutcome.CRASHED
         log.exception("posting %s crashed in %s", posting.key, provider.id)
     return _finish(posting, attempt, outcome, delivered, error)
 
@@ -179,7 +180,7 @@ def _finish(posting: Posting, attempt: PostingAttempt, outcome: str, delivered, 
     with transaction.atomic():
         posting = Posting.objects.select_for_update().get(pk=posting.pk)
         message = mask(str(error)) if error else ""
-        if outcome == "crashed":
+        if outcome == AttemptOutcome.CRASHED:
             message = mask(
                 f"{type(error).__name__}: {error}\n"
                 + "".join(traceback.format_exception(error))[-2000:]
@@ -191,30 +192,30 @@ def _finish(posting: Posting, attempt: PostingAttempt, outcome: str, delivered, 
             if error.response:
                 posting.response_document = error.response
         posting.claimed_until = None
-        if outcome in ("posted", "already_done"):
+        if outcome in (AttemptOutcome.POSTED, AttemptOutcome.ALREADY_DONE):
             posting.state = PostingState.POSTED
             posting.posted_at = now
             posting.outcome_unknown = False
             posting.next_attempt_at = None
-            posting.last_error = "" if outcome == "posted" else message
+            posting.last_error = "" if outcome == AttemptOutcome.POSTED else message
             if delivered is not None:
                 posting.remote_reference = delivered.remote_reference[:100]
                 posting.remote_data = delivered.data
                 posting.request_document = mask(delivered.request_document)
                 posting.response_document = mask(delivered.response_document)
                 if delivered.already_there:
-                    outcome = "found_posted"
+                    outcome = AttemptOutcome.FOUND_POSTED
             elif isinstance(error, AlreadyDone):
                 posting.remote_reference = error.remote_reference[:100]
-        elif outcome == "paused":
+        elif outcome == AttemptOutcome.PAUSED:
             # Not this posting's fault: the attempt is given back and the connection paused.
             posting.state = PostingState.RETRYING
             posting.attempts = max(posting.attempts - 1, 0)
             posting.last_error = message
             posting.next_attempt_at = None
             _pause(posting.connection, message)
-        elif outcome == "unconfirmed" or (
-            outcome == "unknown" and not _can_check(posting.connection)
+        elif outcome == AttemptOutcome.UNCONFIRMED or (
+            outcome == AttemptOutcome.UNKNOWN and not _can_check(posting.connection)
         ):
             posting.state = PostingState.UNCONFIRMED
             posting.outcome_unknown = True
@@ -224,11 +225,11 @@ def _finish(posting: Posting, attempt: PostingAttempt, outcome: str, delivered, 
                 or posting.last_error
                 or ("the last attempt ended without a reply (its worker stopped mid-call)")
             )
-            if outcome == "unknown":
-                outcome = "unconfirmed"
-        elif outcome in ("retry", "unknown"):
+            if outcome == AttemptOutcome.UNKNOWN:
+                outcome = AttemptOutcome.UNCONFIRMED
+        elif outcome in (AttemptOutcome.RETRY, AttemptOutcome.UNKNOWN):
             posting.last_error = message
-            if outcome == "unknown":
+            if outcome == AttemptOutcome.UNKNOWN:
                 posting.outcome_unknown = True
             if posting.attempts >= get_setting("MAX_ATTEMPTS"):
                 posting.state = PostingState.NEEDS_ATTENTION

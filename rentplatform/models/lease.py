@@ -48,7 +48,9 @@ class EffectiveAccess:
         if self.access == PaymentAccess.BLOCKED:
             return False
         if self.access == PaymentAccess.CARDS_ONLY:
-            return method == "card"
+            from .payment import PaymentMethod  # here: payment.py imports this module (Lease)
+
+            return method == PaymentMethod.CARD
         return True
 
 

@@ -92,14 +92,14 @@ class DepositBatch(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["property", "stream", "business_day", "kind"],
-                condition=Q(status="open"),
+                condition=Q(status=BatchStatus.OPEN),
                 name="one_open_batch_per_property_stream_day_kind",
             ),
             models.CheckConstraint(
                 condition=Q(batch_id__regex=r"^[0-9]+$"), name="batch_id_is_digits"
             ),
             models.CheckConstraint(
-                condition=~Q(status="deposited") | Q(deposited_at__isnull=False),
+                condition=~Q(status=BatchStatus.DEPOSITED) | Q(deposited_at__isnull=False),
                 name="deposited_batch_has_time",
             ),
         ]
@@ -154,16 +154,16 @@ class Payment(models.Model):
             ),
             models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
             models.CheckConstraint(
-                condition=~Q(state="returned")
-                | (Q(method="ach") & Q(return_code__regex=r"^R[0-9]{2}$")),
+                condition=~Q(state=PaymentState.RETURNED)
+                | (Q(method=PaymentMethod.ACH) & Q(return_code__regex=r"^R[0-9]{2}$")),
                 name="returned_payment_is_ach_with_code",
             ),
             models.CheckConstraint(
-                condition=Q(state="returned") | Q(return_code=""),
+                condition=Q(state=PaymentState.RETURNED) | Q(return_code=""),
                 name="return_code_only_when_returned",
             ),
             models.CheckConstraint(
-                condition=~Q(state="charged_back") | Q(method="card"),
+                condition=~Q(state=PaymentState.CHARGED_BACK) | Q(method=PaymentMethod.CARD),
                 name="charged_back_payment_is_card",
             ),
         ]
@@ -235,7 +235,7 @@ class Reversal(models.Model):
             ),
             models.CheckConstraint(condition=Q(amount__gt=0), name="reversal_amount_positive"),
             models.CheckConstraint(
-                condition=~Q(kind="return") | Q(return_code__regex=r"^R[0-9]{2}$"),
+                condition=~Q(kind=ReversalKind.RETURN) | Q(return_code__regex=r"^R[0-9]{2}$"),
                 name="return_reversal_has_code",
             ),
         ]

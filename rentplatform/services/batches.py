@@ -142,7 +142,9 @@ def deposit_batch(batch: DepositBatch, *, now: dt.datetime | None = None) -> Dep
     with committing():
         batch = lock_batch(batch.pk)
         if batch.status == BatchStatus.DEPOSITED:
-            raise ServiceError(f"batch {batch.batch_id} is already deposited", code="deposited")
+            raise ServiceError(
+                f"batch {batch.batch_id} is already deposited", code=BatchStatus.DEPOSITED
+            )
         unsettled = batch.payments.filter(state=PaymentState.PROCESSING).count()
         if unsettled:
             raise ServiceError(

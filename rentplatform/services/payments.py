@@ -17,6 +17,7 @@ from rentplatform.models import (
     LeaseStatus,
     NachaReturnCode,
     Payment,
+    PaymentAccess,
     PaymentMethod,
     PaymentState,
     Resident,
@@ -53,16 +54,16 @@ def _check_can_pay(lease: Lease, resident: Resident | None, method: str) -> None
     access = lease.effective_access
     if not access.allows(method):
         contact = ", ".join(lease.property.manager_email_list) or "your property manager"
-        if access.access == "blocked":
+        if access.access == PaymentAccess.BLOCKED:
             raise PaymentRefused(
                 "Online payments are blocked on this lease "
                 f"({access.reason or 'no reason given'}). Please contact {contact}.",
-                code="blocked",
+                code=PaymentAccess.BLOCKED,
             )
         raise PaymentRefused(
             f"This lease accepts card payments only ({access.reason or 'no reason given'}); "
             f"bank (ACH) payments are refused. Please contact {contact} with questions.",
-            code="cards_only",
+            code=PaymentAccess.CARDS_ONLY,
         )
 
 

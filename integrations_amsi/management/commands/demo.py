@@ -25,7 +25,7 @@ from django.test import Client
 from django.utils import timezone
 
 from integrations import services as integration_services
-from integrations.models import Connection, Posting, PostingState
+from integrations.models import Connection, Posting, PostingState, SyncKind, SyncStatus
 from integrations.reconciliation import reconcile
 from integrations.reports import build_report
 from integrations_amsi import demo
@@ -33,20 +33,27 @@ from integrations_amsi.models import AmsiBatchLink, AmsiLeaseLink
 from integrations_amsi.provider import AmsiProvider
 from integrations_amsi.sandbox.testing import SandboxControl
 from rentplatform import services
-from rentplatform.models import DepositBatch, Payment, Property
+from rentplatform.models import (
+    BatchKind,
+    DepositBatch,
+    Payment,
+    PaymentMethod,
+    PaymentState,
+    Property,
+)
 
 PAYMENTS = [
-    ("ana", "card", "1250.00"),
-    ("ben", "ach", "975.50"),
-    ("chloe", "card", "1100.00"),
-    ("farid", "ach", "1320.25"),
-    ("erin", "card", "890.00"),
-    ("gia", "ach", "640.00"),
-    ("hugo", "ach", "720.00"),
-    ("ana", "ach", "25.00"),
-    ("chloe", "card", "35.00"),
+    ("ana", PaymentMethod.CARD, "1250.00"),
+    ("ben", PaymentMethod.ACH, "975.50"),
+    ("chloe", PaymentMethod.CARD, "1100.00"),
+    ("farid", PaymentMethod.ACH, "1320.25"),
+    ("erin", PaymentMethod.CARD, "890.00"),
+    ("gia", PaymentMethod.ACH, "640.00"),
+    ("hugo", PaymentMethod.ACH, "720.00"),
+    ("ana", PaymentMethod.ACH, "25.00"),
+    ("chloe", PaymentMethod.CARD, "35.00"),
 ]
-REFUSED = [("dev", "card", "1000.00"), ("erin", "ach", "890.00")]
+REFUSED = [("dev", PaymentMethod.CARD, "1000.00"), ("erin", PaymentMethod.ACH, "890.00")]
 
 
 class Command(BaseCommand):
@@ -152,8 +159,8 @@ class Command(BaseCommand):
         return connection
 
     def _import(self, connection: Connection) -> None:
-        run = integration_services.run_sync(connection, "import", triggered_by="demo")
-        if run.status != "succeeded":
+        run = integration_services.run_sync(connection, SyncKind.IMPORT, triggered_by="demo")
+        if run.status != SyncStatus.SUCCEEDED:
             raise CommandError(f"import failed: {run.summary()}")
         self.out(f"3. Imported from AMSI: {run.summary()}")
         User = get_user_model()
@@ -243,8 +250,10 @@ class Command(BaseCommand):
     def _deposit(self, connection: Connection, taken: dict[str, list[Payment]]) -> None:
         self.out("8. The bank deposits the batches; reversals after deposit:")
         now = timezone.now()
-        for batch in DepositBatch.objects.filter(property=connection.property, kind="payments"):
-            for payment in batch.payments.filter(state="processing"):
+        for batch in DepositBatch.objects.filter(
+            property=connection.property, kind=BatchKind.PAYMENTS
+        ):
+            for payment in batch.payments.filter(state=PaymentState.PROCESSING):
                 services.settle_payment(payment)
             services.deposit_batch(batch, now=now)
             self.out(f"   batch {batch.batch_id} ({batch.stream}) settled and deposited")
@@ -269,7 +278,9 @@ class Command(BaseCommand):
             self.out(f"   {line}")
 
     def _close_reversal_batches(self, connection: Connection) -> None:
-        for batch in DepositBatch.objects.filter(property=connection.property, kind="reversals"):
+        for batch in DepositBatch.objects.filter(
+            property=connection.property, kind=BatchKind.REVERSALS
+        ):
             services.close_batch(batch)
             services.deposit_batch(batch)
 

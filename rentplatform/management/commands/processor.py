@@ -39,6 +39,7 @@ from rentplatform.models import (
     DepositBatch,
     Lease,
     Payment,
+    PaymentMethod,
     PaymentState,
     Property,
     Resident,
@@ -112,7 +113,7 @@ class Command(BaseCommand):
         pay = sub.add_parser("pay", parents=[common], help="accept a payment (portal checks)")
         pay.add_argument("--lease", type=int, required=True)
         pay.add_argument("--amount", required=True, help="decimal string, e.g. 125.00")
-        pay.add_argument("--method", required=True, choices=["card", "ach"])
+        pay.add_argument("--method", required=True, choices=PaymentMethod.values)
         pay.add_argument("--resident", type=int, help="pay as this resident (checks membership)")
         pay.add_argument("--at", help="ISO datetime; naive means the property's time zone")
         pay.add_argument("--idempotency-key")
