@@ -58,6 +58,10 @@ class AmsiProvider(AmsiImport, AmsiLinking, AccountingProvider):
     id = PROVIDER_ID
     name = "AMSI eSite (eDex)"
     system_name = "eSite"
+    report_help = (
+        "Reports > Accounting Reports > External Deposits, By Payment, CSV (the sandbox "
+        "serves it itself)."
+    )
     link_model = AmsiLeaseLink
     occupant_model = AmsiOccupantLink
     admin_form = AmsiConnectionForm

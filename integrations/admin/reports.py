@@ -6,11 +6,17 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q
 from django.http import HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
 
 from integrations.models import Connection, DepositReport
+from integrations.models.posting import ReportDeliveryState as S
+from integrations.providers import registry
+from integrations.reconciliation import parse_month, reconcile
+from integrations.reports import NotAllowed, build_report, resend
+from rentplatform.services.batches import batch_totals
 
 from .base import ReadOnlyAdmin
 
@@ -18,15 +24,24 @@ from .base import ReadOnlyAdmin
 class ReconcileForm(forms.Form):
     connection = forms.ModelChoiceField(queryset=Connection.objects.filter(enabled=True))
     month = forms.CharField(help_text="YYYY-MM", max_length=7)
-    report = forms.FileField(
-        required=False,
-        help_text="Optional: the External Deposits export from eSite (By Payment, CSV). "
-        "Without it the provider fetches the report itself where it can (the sandbox can).",
-    )
+    report = forms.FileField(required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        exports = [
+            f"{cls.system_name}: {cls.report_help}"
+            for cls in registry.all_providers()
+            if cls.report_help
+        ]
+        self.fields["report"].help_text = " ".join(
+            [
+                "Optional: the accounting system's export of the month's deposits.",
+                *exports,
+                "Without it the provider fetches the report itself where it can.",
+            ]
+        )
 
     def clean_month(self):
-        from integrations.reconciliation import parse_month
-
         try:
             return parse_month(self.cleaned_data["month"])
         except ValueError as err:
@@ -57,10 +72,6 @@ class ReportEmailFilter(admin.SimpleListFilter):
         ]
 
     def queryset(self, request, queryset):
-        from django.db.models import Q
-
-        from integrations.models.posting import ReportDeliveryState as S
-
         value = self.value()
         if value == "sent":
             return queryset.filter(report_delivery__state=S.SENT)
@@ -110,8 +121,6 @@ class DepositReportAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Send the report email again", permissions=["resend_report"])
     def send_again(self, request, queryset):
-        from integrations.reports import NotAllowed, resend
-
         n = 0
         for batch in queryset.filter(status="deposited"):
             try:
@@ -131,8 +140,6 @@ class DepositReportAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Net")
     def net(self, obj):
-        from rentplatform.services.batches import batch_totals
-
         return batch_totals(obj)["net"]
 
     def get_urls(self):
@@ -151,8 +158,6 @@ class DepositReportAdmin(ReadOnlyAdmin):
         return urls + super().get_urls()
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        from integrations.reports import build_report
-
         batch = self.get_object(request, object_id)
         if batch is None or not self.has_view_permission(request, batch):
             raise PermissionDenied
@@ -166,8 +171,6 @@ class DepositReportAdmin(ReadOnlyAdmin):
         return TemplateResponse(request, "admin/integrations/deposit_report.html", context)
 
     def csv_view(self, request, pk):
-        from integrations.reports import build_report
-
         batch = self.get_object(request, str(pk))
         if batch is None or not self.has_view_permission(request, batch):
             raise PermissionDenied
@@ -178,8 +181,6 @@ class DepositReportAdmin(ReadOnlyAdmin):
         return response
 
     def reconcile_view(self, request):
-        from integrations.reconciliation import reconcile
-
         if not request.user.has_perm("integrations.reconcile"):
             raise PermissionDenied
         result = None

@@ -54,6 +54,9 @@ class AccountingProvider:
     # link models (integrations.models.links); None for a provider that imports nothing.
     link_model: ClassVar[type | None] = None
     occupant_model: ClassVar[type | None] = None
+    # Reconciliation: where a person gets the remote's deposits export to upload (the admin's
+    # reconcile form shows it); "" when the provider always fetches it.
+    report_help: ClassVar[str] = ""
     # The admin (integrations.admin.connections): one connection admin for every provider.
     # ``admin_form``: a ModelForm over Connection with typed fields for the settings and
     # credentials (the admin sets its class attribute ``changed_by`` to the signed-in user's
