@@ -39,9 +39,13 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from integrations import outbox
+from integrations.conf import get_setting
+from integrations.logging import mask
 from integrations.models import Connection, Posting, PostingKind
+from integrations.models.posting import ReportDelivery, ReportDeliveryState
 from rentplatform import csvsafe
-from rentplatform.models import DepositBatch
+from rentplatform.models import BatchStatus, DepositBatch
 
 log = logging.getLogger(__name__)
 
@@ -251,8 +255,6 @@ def email_timeout() -> float:
 def _claim_seconds() -> float:
     # The postings' claim: longer than django-q2's task timeout, so a claim never expires while
     # its task may still be talking to the mail server (docs/reliability.md, the timing chain).
-    from integrations.conf import get_setting
-
     return float(get_setting("CLAIM_SECONDS"))
 
 
@@ -266,8 +268,6 @@ NO_RECIPIENTS = "the property has no manager emails: add them, then use Send aga
 
 def ensure_delivery(batch: DepositBatch):
     """The batch's delivery row, written once (a concurrent writer's row is returned)."""
-    from integrations.models.posting import ReportDelivery, ReportDeliveryState
-
     recipients = batch.property.manager_email_list
     now = timezone.now()
     defaults = {"recipients": ", ".join(recipients), "next_attempt_at": now}
@@ -292,16 +292,12 @@ def _claimable(now: dt.datetime) -> Q:
 
 
 def _states():
-    from integrations.models.posting import ReportDeliveryState
-
     return ReportDeliveryState
 
 
 def claim(delivery_id: int) -> bool:
     """Take the delivery for one attempt: True for exactly one of any number of concurrent
     callers (the UPDATE's WHERE is re-checked under the row's write lock)."""
-    from integrations.models.posting import ReportDelivery
-
     now = timezone.now()
     taken = ReportDelivery.objects.filter(_claimable(now), pk=delivery_id).update(
         state=_states().SENDING,
@@ -313,8 +309,6 @@ def claim(delivery_id: int) -> bool:
 
 
 def _error_text(err: BaseException) -> str:
-    from integrations.logging import mask
-
     return mask(f"{type(err).__name__}: {err}")[:1000]
 
 
@@ -332,8 +326,6 @@ def deliver(delivery_id: int) -> bool:
 
 def send_claimed(delivery_id: int) -> bool:
     """Send a delivery this caller has claimed (``claim`` returned True); see ``deliver``."""
-    from integrations.models.posting import ReportDelivery
-
     state = _states()
     delivery = ReportDelivery.objects.select_related("batch__property").get(pk=delivery_id)
     batch = delivery.batch
@@ -397,10 +389,6 @@ def send_report(batch_id: int) -> bool:
 def report_sweep() -> int:
     """The schedule's task: write missing deliveries, give up on abandoned last attempts, and
     queue one attempt per due delivery. Returns how many were queued."""
-    from integrations import outbox
-    from integrations.models.posting import ReportDelivery
-    from rentplatform.models import BatchStatus
-
     state = _states()
     now = timezone.now()
     since = now - dt.timedelta(days=float(report_setting("REPORT_BACKFILL_DAYS")))
@@ -432,9 +420,6 @@ class NotAllowed(Exception):
 
 def resend(batch: DepositBatch) -> None:
     """A person's "send again": queue a fresh round of attempts (sent or not before)."""
-    from integrations import outbox
-    from integrations.models.posting import ReportDelivery
-
     state = _states()
     delivery = ensure_delivery(batch)
     now = timezone.now()

@@ -11,7 +11,9 @@ from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
+from integrations.conf import CALLS_PER_ATTEMPT, timing_chain
 from integrations.models import Connection
 from rentplatform.models.property import validate_time_zone
 
@@ -164,8 +166,6 @@ class AmsiConnectionForm(forms.ModelForm):
         """The timing chain, enforced: one attempt's calls and inline wait must end before the
         task timeout, or django-q2 may stop (and later re-deliver) a task still talking to
         eSite."""
-        from integrations.conf import timing_chain
-
         value = self.cleaned_data.get("timeout")
         if value is not None:
             problem = timing_chain().operation_timeout_problem(value)
@@ -265,8 +265,6 @@ CONNECTION_FIELDSETS = [
 
 def timing_help() -> str:
     """The timeout field's help, with the configured numbers (docs/configuration.md)."""
-    from integrations.conf import CALLS_PER_ATTEMPT, timing_chain
-
     chain = timing_chain()
     limit = chain.max_operation_timeout()
     if limit is None:
@@ -280,12 +278,9 @@ def timing_help() -> str:
 
 def record_duplicates_confirmation(settings: dict, confirmed: bool, who: str) -> None:
     """Keep (or clear) who confirmed that this eSite refuses a repeated ClientTransactionID."""
-    from django.utils import timezone
-
     if not confirmed:
         settings.pop("duplicates_refused_by", None)
         settings.pop("duplicates_refused_at", None)
     elif not settings.get("duplicates_refused_at"):
         settings["duplicates_refused_by"] = who or "unknown"
         settings["duplicates_refused_at"] = timezone.now().isoformat(timespec="seconds")
-

@@ -12,7 +12,7 @@ from integrations.exceptions import (
     RetryableError,
 )
 from integrations.logging import mask
-from integrations.models import PostingKind
+from integrations.models import Posting, PostingKind
 from integrations.providers.base import AccountingProvider, ConnectionCheck, Delivered
 
 from . import PROVIDER_ID, batches, errors, reconcile
@@ -23,7 +23,7 @@ from .identifiers import client_jnl_no, client_transaction_id
 from .importer import AmsiImport
 from .linking import AmsiLinking
 from .models import AmsiLeaseLink, AmsiOccupantLink
-from .xmldocs import PaymentDoc, ReturnDoc
+from .xmldocs import LedgerReply, PaymentDoc, ReturnDoc
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +140,6 @@ class AmsiProvider(AmsiImport, AmsiLinking, AccountingProvider):
 
     def _payment_posting(self, posting):
         """The payment posting a reversal refers to (it carries the ClientTransactionID)."""
-        from integrations.models import Posting, PostingKind
-
         original = Posting.objects.filter(
             payment_id=posting.payment_id, kind=PostingKind.PAYMENT
         ).first()
@@ -220,8 +218,6 @@ class AmsiProvider(AmsiImport, AmsiLinking, AccountingProvider):
 
     def confirmed_by_person(self, posting, receipt: str) -> None:
         """A person found the posting in eSite: remember which eSite batch holds it."""
-        from .xmldocs import LedgerReply
-
         batches.record_landing(
             self, posting, LedgerReply(error_code=errors.SUCCESS, error_description="")
         )
@@ -268,9 +264,7 @@ class AmsiProvider(AmsiImport, AmsiLinking, AccountingProvider):
 
     # -- batches -------------------------------------------------------------------------------
     def close_batches(self, *, now: dt.datetime | None = None) -> list[str]:
-        from .batches import close_due_batches
-
-        return close_due_batches(self, now=now)
+        return batches.close_due_batches(self, now=now)
 
     # -- reconciliation (integrations.reconciliation compares) ---------------------------------
     def remote_month(self, month, report_text=None):
