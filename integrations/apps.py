@@ -9,6 +9,8 @@ class IntegrationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        # Imported here, not at the top: Django imports apps.py while it loads the app registry,
+        # before these modules' models may be imported.
         from integrations import checks, receivers  # noqa: F401  (register checks and receivers)
         from integrations.logging import install_record_masking
 

@@ -9,11 +9,15 @@ the connection (it may be fixed in the admin without a restart).
 from __future__ import annotations
 
 from django.core.checks import Error, Tags, Warning, register
+from django.db import DatabaseError
+
+from integrations.conf import timing_chain
+from integrations.models import Connection
+from integrations.providers import registry
 
 
 @register()
 def check_timeouts(app_configs, **kwargs):
-    from integrations.conf import timing_chain
 
     chain = timing_chain()
     return [
@@ -25,7 +29,6 @@ def check_timeouts(app_configs, **kwargs):
 def connection_timeout(connection) -> float | None:
     """A connection's per-call timeout: its ``timeout`` setting, else its provider's default
     (``default_operation_timeout``, when the provider declares one)."""
-    from integrations.providers import registry
 
     value = connection.setting("timeout")
     if value in (None, ""):
@@ -41,10 +44,6 @@ def connection_timeout(connection) -> float | None:
 
 @register(Tags.database)
 def check_connection_timeouts(app_configs, **kwargs):
-    from django.db import DatabaseError
-
-    from integrations.conf import timing_chain
-    from integrations.models import Connection
 
     chain = timing_chain()
     try:
@@ -70,10 +69,6 @@ def check_connection_timeouts(app_configs, **kwargs):
 
 @register(Tags.database)
 def check_connections_providers(app_configs, **kwargs):
-    from django.db import DatabaseError
-
-    from integrations.models import Connection
-    from integrations.providers import registry
 
     known = {cls.id for cls in registry.all_providers()}
     try:

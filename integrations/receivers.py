@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from django.db import transaction
 from django.dispatch import receiver
 
 from integrations.logging import mask
@@ -34,8 +35,6 @@ for _n, _signal in enumerate(platform.REVERSAL_SIGNALS):
 
 @receiver(platform.batch_deposited, dispatch_uid="integrations.batch_deposited")
 def on_batch_deposited(sender, batch, **kwargs):
-    from django.db import transaction
-
     transaction.on_commit(lambda: _queue_report(batch.pk))
 
 

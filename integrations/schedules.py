@@ -5,13 +5,13 @@ from __future__ import annotations
 import datetime as dt
 
 from django.utils import timezone
+from django_q.models import Schedule
 
 from integrations.conf import get_setting
+from integrations.reports import report_setting
 
 
 def wanted() -> list[dict]:
-    from integrations.reports import report_setting
-
     now = timezone.now()
     nightly = now.replace(
         hour=int(get_setting("FULL_SYNC_HOUR_UTC")), minute=0, second=0, microsecond=0
@@ -51,8 +51,6 @@ def wanted() -> list[dict]:
 
 def ensure_schedules() -> list[tuple[str, str]]:
     """Create missing schedules and correct changed ones; returns (name, action) pairs."""
-    from django_q.models import Schedule
-
     results = []
     for spec in wanted():
         fields = {

@@ -9,7 +9,9 @@ from django.utils import timezone
 
 from integrations import outbox, services
 from integrations.conf import INLINE_RETRY_SECONDS as _INLINE_RETRY_SECONDS
+from integrations.conf import get_setting
 from integrations.models import Connection, Posting, PostingState, SyncKind
+from integrations.reports import send_report
 
 log = logging.getLogger(__name__)
 
@@ -20,8 +22,6 @@ INLINE_RETRY_SECONDS = _INLINE_RETRY_SECONDS
 
 
 def deliver_posting(posting_id: int) -> str | None:
-    from integrations.conf import get_setting
-
     state = outbox.deliver(posting_id)
     # Only a real worker waits and re-queues; in the in-process (sync) mode the sweep or the
     # caller drives retries, so a test never loops through every attempt at once. A reversal
@@ -47,7 +47,7 @@ def delta_sync_all() -> int:
     for connection in Connection.objects.filter(enabled=True):
         try:
             services.run_sync(connection, SyncKind.DELTA, triggered_by="schedule")
-        except Exception:  # noqa: BLE001  (one property's failure must not stop the others)
+        except Exception:  # one property's failure must not stop the others
             log.exception("delta sync of %s failed", connection)
         n += 1
     return n
@@ -58,7 +58,7 @@ def full_sync_all() -> int:
     for connection in Connection.objects.filter(enabled=True):
         try:
             services.run_sync(connection, SyncKind.FULL, triggered_by="schedule")
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("full sync of %s failed", connection)
         n += 1
     return n
@@ -71,12 +71,10 @@ def close_batches_all() -> list[str]:
             lines += connection.get_provider().close_batches()
         except NotImplementedError:
             continue
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("closing batches of %s failed", connection)
     return lines
 
 
 def send_deposit_report(batch_id: int) -> bool:
-    from integrations.reports import send_report
-
     return send_report(batch_id)

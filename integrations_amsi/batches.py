@@ -37,6 +37,7 @@ from integrations.models import Posting, PostingKind, PostingState
 from rentplatform.models import DepositBatch
 
 from .conf import DEFAULT_SETTLEMENT_LAG_DAYS
+from .errors import error_for
 from .identifiers import client_transaction_id
 from .models import AmsiBatchEntry, AmsiBatchKind, AmsiBatchLink
 from .xmldocs import settlement_xml
@@ -253,8 +254,6 @@ def settle_batch(provider, link: AmsiBatchLink, *, now: dt.datetime) -> str:
         link.save(update_fields=["settle_error"])
         return f"{label}: will retry settling: {err.message}"
     if not reply.ok:
-        from .errors import error_for
-
         err = error_for(
             reply.error_code,
             reply.error_description,

@@ -316,7 +316,7 @@ class EdexClient:
             raise
         except (etree.XMLSyntaxError, UnsafeXml) as err:
             raise RetryableError(f"malformed reply: {err}", **context) from err
-        except Exception as err:  # noqa: BLE001  (a read: whatever broke, try again later)
+        except Exception as err:  # a read: whatever broke, try again later
             raise RetryableError(self._stream_failure(err, in_body), **context) from err
 
     def _stream_failure(self, err: Exception, in_body: bool) -> str:

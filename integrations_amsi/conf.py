@@ -11,8 +11,11 @@ import re
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from integrations.exceptions import ProviderConfigurationError
+
+from .identifiers import is_edex_int
 
 DEFAULT_TIMEOUT = 20.0  # seconds per SOAP call: 2 x 20 + 5 s < the django-q2 task timeout (90 s)
 DEFAULT_CUTOFF = "22:00"  # batches of a day are settled from this local time on
@@ -122,8 +125,6 @@ def _max_reply_bytes(value) -> int:
 
 def validate_merchant_id(value: str) -> None:
     """ClientMerchantID: production sent an integer (its own group id), so this does too."""
-    from .identifiers import is_edex_int
-
     if value and not is_edex_int(str(value).strip()):
         raise ValidationError(
             f"merchant id {value!r} must be a positive whole number of at most 9 digits: "
@@ -168,9 +169,7 @@ def record_duplicates_refused(connection, *, who: str, code: str) -> None:
     """Record that this eSite was seen to refuse a repeated ClientTransactionID: who saw it,
     when, and the ErrorCode it answered (which then means "already posted" on AddPayment).
     From then on unknown outcomes are re-sent and checked unattended."""
-    from django.utils import timezone
-
-    from .client import clear_clients
+    from .client import clear_clients  # here: client.py imports this module
 
     connection.refresh_from_db()
     connection.settings = {

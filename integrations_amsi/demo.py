@@ -71,7 +71,7 @@ def free_port(preferred: int) -> int:
 
 
 def _manage(*args: str, log: Path | None = None, env: dict | None = None) -> subprocess.Popen:
-    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 (owned by the child)
+    out = open(log, "ab") if log else subprocess.DEVNULL  # owned by the child
     return subprocess.Popen(
         [sys.executable, "manage.py", *args],
         cwd=settings.BASE_DIR,

@@ -185,13 +185,13 @@ class _Transport(zeep.Transport):
             response = self.session.post(
                 address, data=message, headers=headers, timeout=self.operation_timeout, stream=True
             )
-        except Exception as err:  # noqa: BLE001  (sorted, not swallowed: see _ExchangeFailed)
+        except Exception as err:  # sorted, not swallowed: see _ExchangeFailed
             raise _ExchangeFailed(err, sent=not failed_before_sending(err)) from err
         try:
             content = read_bounded(response, self.max_reply_bytes, "reply")
         except ReplyTooLarge:
             raise
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             raise _ExchangeFailed(err, sent=True, in_body=True) from err
         if self.logger.isEnabledFor(logging.DEBUG):
             self.logger.debug(

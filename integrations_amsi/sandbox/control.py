@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from lxml import etree
 
 from .reports import batches, jsonable
+from .seed import load_demo
 from .variants import describe
 from .xmlsafe import XmlRejected, iterparse_file, local, parse_bytes
 
@@ -70,7 +71,7 @@ def _stream(h: Handler, tag: str, root_name: str) -> list[etree._Element]:
         fh.close()
 
 
-def lease_json(row) -> dict:  # noqa: ANN001 - sqlite3.Row
+def lease_json(row) -> dict:  # row: a sqlite3.Row
     return {
         "PropertyId": row["property_id"],
         "BldgID": row["bldg_id"],
@@ -121,7 +122,7 @@ def handle(h: Handler, path: str, query: dict[str, list[str]]) -> None:
         _send_json(h, HTTPStatus.BAD_REQUEST, {"error": str(err)})
 
 
-def _dispatch(h: Handler, path: str, query: dict[str, list[str]]) -> None:  # noqa: C901
+def _dispatch(h: Handler, path: str, query: dict[str, list[str]]) -> None:
     sb = h.sandbox
     store = sb.store
     parts = [p for p in path.split("/") if p][1:]
@@ -140,8 +141,6 @@ def _dispatch(h: Handler, path: str, query: dict[str, list[str]]) -> None:  # no
         store.wipe()
         sb.faults.clear()  # variants stay: they describe which eSite this is, not its data
         if body.get("seed") == "demo":
-            from .seed import load_demo
-
             load_demo(store)
         _send_json(h, 200, {"status": "reset"})
     elif parts == ["properties"] and m == "GET":

@@ -110,12 +110,12 @@ class SandboxHTTPServer(ThreadingHTTPServer):
         self._open_lock = threading.Lock()
         super().__init__(addr, Handler)
 
-    def process_request(self, request, client_address) -> None:  # noqa: ANN001
+    def process_request(self, request, client_address) -> None:
         with self._open_lock:
             self._open.add(request)
         super().process_request(request, client_address)
 
-    def shutdown_request(self, request) -> None:  # noqa: ANN001
+    def shutdown_request(self, request) -> None:
         with self._open_lock:
             self._open.discard(request)
         super().shutdown_request(request)
@@ -136,7 +136,7 @@ class SandboxHTTPServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         return f"http://{host}:{port}"
 
-    def handle_error(self, request, client_address) -> None:  # noqa: ANN001
+    def handle_error(self, request, client_address) -> None:
         log.debug("connection error from %s", client_address, exc_info=True)
 
 
@@ -146,7 +146,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "Microsoft-IIS/10.0"
     sys_version = ""
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
+    def log_message(self, format: str, *args: object) -> None:  # the stdlib's parameter name
         log.debug("%s %s", self.address_string(), format % args)
 
     def setup(self) -> None:
@@ -229,7 +229,7 @@ class Handler(BaseHTTPRequestHandler):
     def spool_body(self, limit: int) -> IO[bytes]:
         """Big control uploads go to a temp file so 100k leases do not sit twice in memory."""
         length = self._length(limit)
-        fh = tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024)  # noqa: SIM115
+        fh = tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024)
         while length > 0:
             chunk = self.rfile.read(min(length, 1 << 20))
             if not chunk:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Count, Max, Sum
 from django.db.models.functions import Length
 from django.utils import timezone
 
@@ -176,10 +177,6 @@ def deposit_batch(batch: DepositBatch, *, now: dt.datetime | None = None) -> Dep
 
 def batch_totals(batch: DepositBatch) -> dict:
     """Counts and totals of a batch: payments minus reversals."""
-    from decimal import Decimal
-
-    from django.db.models import Count, Sum
-
     pay = batch.payments.aggregate(n=Count("pk"), total=Sum("amount"))
     rev = batch.reversals.aggregate(n=Count("pk"), total=Sum("amount"))
     # SQLite's SUM drops trailing zeros: bring every total back to two places.

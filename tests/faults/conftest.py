@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from integrations_amsi.client import clear_clients
 from tests.faults.harness import Cluster, Platform, SandboxProcess, database_url
 
 _default = settings.DATABASES["default"]
@@ -83,8 +84,6 @@ def clusters(run_env):
 
 @pytest.fixture
 def platform(sandbox, clusters):
-    from integrations_amsi.client import clear_clients
-
     p = Platform(sandbox)
     p.import_property()
     yield p

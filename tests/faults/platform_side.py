@@ -1,5 +1,8 @@
 """The platform side of a fault run: payments, reversals, the sweep driver, the person who
-settles unconfirmed postings, batch closing, and the comparison with the sandbox's ledger."""
+settles unconfirmed postings, batch closing, and the comparison with the sandbox's ledger.
+
+Its Django imports are inside the methods, not a cycle: the benches import ``tests.faults.harness``
+(and so this module) before they set Django up."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+from django.db import connection
 
 from tests.faults.timings import REPO, TIMINGS
 
@@ -24,8 +25,6 @@ def free_port() -> int:
 
 def database_url() -> str:
     """The URL of the database this process is using now (the test database in a test)."""
-    from django.db import connection
-
     sd = connection.settings_dict
     if connection.vendor == "sqlite":
         name = str(sd["NAME"])
@@ -110,7 +109,7 @@ class SandboxProcess:
             args += ["--seed", self.seed]
         for name, value in sorted(self.variants.items()):
             args += ["--variant", f"{name}={value}"]
-        log = open(self.workdir / "sandbox.log", "ab")  # noqa: SIM115 (the child owns it)
+        log = open(self.workdir / "sandbox.log", "ab")  # the child owns it
         self.proc = subprocess.Popen(
             args, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -218,7 +217,7 @@ class Cluster:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Cluster:
-        log = open(self.workdir / f"cluster-{self.name}.log", "ab")  # noqa: SIM115
+        log = open(self.workdir / f"cluster-{self.name}.log", "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "manage.py", "qcluster"], cwd=REPO, env=self.env, stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True,

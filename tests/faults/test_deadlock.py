@@ -32,6 +32,7 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -46,7 +47,9 @@ from rentplatform.services import (
     refund_payment,
     return_payment,
     settle_payment,
+    void_payment,
 )
+from rentplatform.services import payments as payments_module
 from tests.factories import LeaseFactory, LeaseResidentFactory, PropertyFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -350,8 +353,6 @@ def test_a_payment_never_joins_a_batch_deposited_while_it_was_taken(
     the payment only read the batch: the deposit ran, and the payment then joined a deposited
     batch, where it would never be deposited.
     """
-    from rentplatform.services import payments as payments_module
-
     prop = PropertyFactory()
     lease = LeaseFactory(unit__building__property=prop)
     resident = LeaseResidentFactory(lease=lease).resident
@@ -431,10 +432,6 @@ def test_every_service_locks_only_its_own_rows_in_the_one_order(postgresql_only,
     unit, building and property in one ``FOR UPDATE``; settling and reversing locked payment,
     batch and lease in one, in the opposite order to a deposit (batch, then payments).
     """
-    from django.test.utils import CaptureQueriesContext
-
-    from rentplatform.services import void_payment
-
     prop = PropertyFactory()
     Connection.objects.create(property=prop, provider="fake")
     lease = LeaseFactory(unit__building__property=prop)

@@ -24,6 +24,7 @@ import time
 import pytest
 from django.db import connection
 
+from integrations import outbox
 from integrations.models import Posting, PostingAttempt, PostingState
 from tests.faults.harness import (
     BOTH_DUPLICATES,
@@ -202,8 +203,6 @@ def test_two_clusters_race_on_one_postgresql_database(platform, clusters, capsys
             "two clusters racing need PostgreSQL row locks (SELECT ... FOR UPDATE); SQLite has "
             "none and one SQLite file is never shared by clusters on several machines"
         )
-    from integrations import outbox
-
     sandbox = platform.sandbox
     sandbox.add_fault("lost_reply", "*", ratio=0.2, seed=11)
     sandbox.add_fault("latency", "*", ratio=0.2, seed=12, seconds=SLOW_WRITE_SECONDS)

@@ -10,6 +10,7 @@ import zeep
 from zeep.transports import Transport
 
 from integrations_amsi.sandbox.testing import SandboxControl, SandboxServer
+from tests.integrations_amsi.sandbox.edex import Edex
 
 REFERENCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "amsi-reference"
 
@@ -59,6 +60,4 @@ def ledger_client(amsi_sandbox: SandboxServer) -> zeep.Client:
 
 @pytest.fixture
 def edex(amsi_sandbox: SandboxServer, leasing_client: zeep.Client, ledger_client: zeep.Client):
-    from tests.integrations_amsi.sandbox.edex import Edex
-
     return Edex(amsi_sandbox, leasing_client, ledger_client)

@@ -8,19 +8,26 @@ rule it checks instead of a stack of setup.
 from __future__ import annotations
 
 import datetime as dt
+import time
 import zoneinfo
 from decimal import Decimal
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from integrations import outbox
-from integrations.models import Connection, Posting, PostingState
+from integrations.models import Connection, Posting, PostingKind, PostingState, SyncKind
 from integrations.services import run_sync
+from integrations_amsi.client import clear_clients
+from integrations_amsi.conf import record_duplicates_refused
+from integrations_amsi.demo import look_in_sandbox
+from integrations_amsi.errors import DUPLICATE_TRANSACTION
 from integrations_amsi.models import AmsiBatchLink, AmsiLeaseLink
+from integrations_amsi.provider import AmsiProvider
 from integrations_amsi.sandbox.testing import SandboxServer
 from rentplatform import services
-from rentplatform.models import Lease, Payment, Property
+from rentplatform.models import Lease, Payment, PaymentMethod, Property
 
 CHICAGO = zoneinfo.ZoneInfo("America/Chicago")
 
@@ -35,7 +42,7 @@ def connect_to_sandbox(base_url: str, *, timeout: float) -> tuple[Property, Conn
     )
     connection = Connection.objects.create(
         property=prop,
-        provider="amsi",
+        provider=AmsiProvider.id,
         settings={
             "url": f"{base_url}/edexweb/esite",
             "portfolio": "DEMO",
@@ -57,8 +64,6 @@ class AmsiWorld:
         self.property, self.connection = connect_to_sandbox(self.server.base_url, timeout=timeout)
 
     def close(self) -> None:
-        from integrations_amsi.client import clear_clients
-
         self.control.close()
         self.server.stop()
         clear_clients()
@@ -68,12 +73,10 @@ class AmsiWorld:
         """What an operator records after seeing this eSite refuse a repeated
         ClientTransactionID (the sandbox answers 206): unknown outcomes are then re-sent and
         checked unattended."""
-        from integrations_amsi.conf import record_duplicates_refused
-
-        record_duplicates_refused(self.connection, who=who, code="206")
+        record_duplicates_refused(self.connection, who=who, code=DUPLICATE_TRANSACTION)
 
     def import_property(self):
-        run = run_sync(self.connection, "import")
+        run = run_sync(self.connection, SyncKind.IMPORT)
         assert run.status == "succeeded", run.message
         return run
 
@@ -96,21 +99,19 @@ class AmsiWorld:
         return dt.datetime.combine(day, dt.time(hour, minute), tzinfo=CHICAGO)
 
     # -- money -----------------------------------------------------------------------------------
-    def pay(self, composite: str, amount: str, method: str = "card", *, when=None) -> Payment:
+    def pay(
+        self, composite: str, amount: str, method: str = PaymentMethod.CARD, *, when=None
+    ) -> Payment:
         return services.accept_payment(self.lease(composite), Decimal(amount), method, now=when)
 
-    def posting(self, payment: Payment, kind: str = "payment") -> Posting:
-        if kind == "payment":
-            return Posting.objects.get(payment=payment, kind="payment")
-        return Posting.objects.get(reversal__payment=payment, kind="reversal")
+    def posting(self, payment: Payment, kind: str = PostingKind.PAYMENT) -> Posting:
+        if kind == PostingKind.PAYMENT:
+            return Posting.objects.get(payment=payment, kind=PostingKind.PAYMENT)
+        return Posting.objects.get(reversal__payment=payment, kind=PostingKind.REVERSAL)
 
     def deliver_all(self, rounds: int = 10, max_wait: float = 10.0) -> None:
         """Run due postings until none is left (what the retry sweep does in production),
         waiting for a retry that is due within ``max_wait`` seconds."""
-        import time
-
-        from django.utils import timezone
-
         for _ in range(rounds):
             due = list(outbox.due_postings().values_list("pk", flat=True))
             if not due:
@@ -158,8 +159,6 @@ class AmsiWorld:
     def resolve_unconfirmed(self) -> int:
         """Play the person (integrations_amsi.demo.look_in_sandbox): each unconfirmed posting
         is looked up in the sandbox's ledger, then "found" or "not there, post it"."""
-        from integrations_amsi.demo import look_in_sandbox
-
         return len(look_in_sandbox(self.control, who="world"))
 
     def all_posted(self) -> bool:

@@ -180,16 +180,16 @@ def test_an_error_reply_to_a_streamed_read_is_read_only_so_far(sandbox, monkeypa
 
     real = client_mod.httpx.stream
 
-    def status_500(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def status_500(*args, **kwargs):
         cm = real(*args, **kwargs)
 
         class Wrap:
-            def __enter__(self):  # noqa: ANN204
+            def __enter__(self):
                 resp = cm.__enter__()
                 resp.status_code = http.HTTPStatus.INTERNAL_SERVER_ERROR
                 return resp
 
-            def __exit__(self, *exc):  # noqa: ANN002, ANN204
+            def __exit__(self, *exc):
                 return cm.__exit__(*exc)
 
         return Wrap()

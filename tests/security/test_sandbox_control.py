@@ -27,7 +27,7 @@ TOKEN = "s3cret-control-token"
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "", "192.0.2.10", "example.test"])  # noqa: S104
+@pytest.mark.parametrize("host", ["0.0.0.0", "", "192.0.2.10", "example.test"])
 def test_make_server_refuses_beyond_loopback_without_a_token(tmp_path, host):
     sandbox = Sandbox(tmp_path / "state.sqlite3")
     try:
@@ -40,9 +40,9 @@ def test_make_server_refuses_beyond_loopback_without_a_token(tmp_path, host):
 
 def test_make_server_on_every_address_with_a_token(tmp_path):
     sandbox = Sandbox(tmp_path / "state.sqlite3")
-    httpd = make_server(sandbox, "0.0.0.0", 0, control_token=TOKEN)  # noqa: S104
+    httpd = make_server(sandbox, "0.0.0.0", 0, control_token=TOKEN)
     try:
-        assert httpd.server_address[0] == "0.0.0.0"  # noqa: S104
+        assert httpd.server_address[0] == "0.0.0.0"
         assert sandbox.control_token == TOKEN
     finally:
         httpd.server_close()
@@ -55,7 +55,7 @@ def test_loopback_needs_no_token(host):
 
 
 def test_sandbox_server_refuses_every_address_without_a_token(tmp_path):
-    server = SandboxServer(tmp_path / "state.sqlite3", host="0.0.0.0")  # noqa: S104
+    server = SandboxServer(tmp_path / "state.sqlite3", host="0.0.0.0")
     with pytest.raises(ControlTokenRequired):
         server.start()
 

@@ -15,6 +15,7 @@ AMSI batches, print the Batch Deposit Reports and a reconciliation, and say wher
 from __future__ import annotations
 
 import io
+import logging
 import time
 from decimal import Decimal
 
@@ -72,8 +73,6 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        import logging
-
         # The demo narrates what happens; the refusals it provokes are not server errors.
         for name in ("django.request", "integrations", "integrations_amsi"):
             logging.getLogger(name).setLevel(logging.ERROR)

@@ -137,7 +137,7 @@ def test_connection_test_with_a_cut_reply_says_unreachable(client, control):
 def _refuse_connections_with(monkeypatch, make_error) -> None:
     """Every new connection fails as urllib3 reports it (the WSDL is already loaded)."""
 
-    def new_conn(self):  # noqa: ANN001, ANN202
+    def new_conn(self):
         raise make_error(self)
 
     monkeypatch.setattr(urllib3.connection.HTTPConnection, "_new_conn", new_conn)
@@ -234,10 +234,10 @@ class _RawHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: RawEdex
 
-    def log_message(self, *args) -> None:  # noqa: ANN002
+    def log_message(self, *args) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         upstream = httpx.get(self.server.sandbox.base_url + self.path, timeout=10)
         self.send_response(upstream.status_code)
         self.send_header("Content-Type", upstream.headers.get("Content-Type", "text/xml"))
@@ -245,7 +245,7 @@ class _RawHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(upstream.content)
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.server.posts += 1
         self.close_connection = True
@@ -319,7 +319,7 @@ def test_any_exception_processing_a_received_reply_is_an_unknown_outcome(client,
     TypeError on odd replies) comes after the write was sent: unknown, not "crashed"."""
     from zeep.wsdl.bindings.soap import SoapBinding
 
-    def broken(self, client, operation, response):  # noqa: ANN001, ANN202
+    def broken(self, client, operation, response):
         raise AttributeError("'NoneType' object has no attribute 'find'")
 
     monkeypatch.setattr(SoapBinding, "process_reply", broken)
@@ -335,7 +335,7 @@ def test_a_bug_before_sending_is_not_hidden_as_an_unknown_outcome(client, contro
     outbox records it with its traceback) and the ledger is untouched."""
     from zeep.wsdl.bindings.soap import SoapBinding
 
-    def broken(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def broken(self, *args, **kwargs):
         raise TypeError("cannot serialize")
 
     client._service("Ledger")
