@@ -6,8 +6,9 @@ the XMLData the provider built for a real posting with only ClientTransactionID 
 id from ``FLOOR_IDS`` on, so the sandbox books every call instead of refusing a repeat).
 
 ``floor_task`` is what bench/worker.py queues as the bare-task floor: the same call inside a
-django-q2 task on the same workers, appending its finishing time to a file (the task result
-table is pruned at ``save_limit``, a file is not).
+django-q2 task on the same workers, appending "transaction id, finishing time" to a file (the
+task result table is pruned at ``save_limit``, a file is not; a task the broker delivered twice
+shows as its id twice).
 """
 
 from __future__ import annotations
@@ -50,5 +51,5 @@ def floor_task(base_url: str, template: str, transaction_id: int, out: str) -> f
     add_payment(base_url, with_transaction_id(template, transaction_id))
     done = time.time()
     with open(out, "a") as f:  # one short O_APPEND write per task: lines never interleave
-        f.write(f"{done}\n")
+        f.write(f"{transaction_id} {done}\n")
     return done

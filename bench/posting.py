@@ -130,7 +130,7 @@ def _measure(kind: str, sandbox, rounds: int, profile_dir: str) -> dict:
             times[name].append(seconds)
             if name == "in-process":
                 taking.append(taken)
-    counts = {name: _count(run[name], connection) for name in PATHS}
+    counts = {name: _count(run[name], connection, profile_dir, kind, name) for name in PATHS}
     result = {
         "counts": counts,
         "db": kind,
@@ -147,8 +147,9 @@ def _measure(kind: str, sandbox, rounds: int, profile_dir: str) -> dict:
     return result
 
 
-def _count(path, connection) -> dict:
-    """SQL statements and database connections opened by one more payment through ``path``."""
+def _count(path, connection, profile_dir: str = "", kind: str = "", name: str = "") -> dict:
+    """SQL statements and database connections opened by one more payment through ``path``
+    (with a profile folder, the statements are written there too)."""
     from django.db.backends.signals import connection_created
     from django.test.utils import CaptureQueriesContext
 
@@ -163,6 +164,10 @@ def _count(path, connection) -> dict:
             path()
     finally:
         connection_created.disconnect(note)
+    if profile_dir:
+        Path(profile_dir).mkdir(parents=True, exist_ok=True)
+        sql = "\n".join(q["sql"][:300] for q in ctx.captured_queries)
+        (Path(profile_dir) / f"posting-{kind}-{name}-sql.txt").write_text(sql + "\n")
     return {"queries": len(ctx.captured_queries), "connects": len(opened)}
 
 
