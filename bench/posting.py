@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import io
 import json
-import pstats
 import shutil
 import subprocess
 import sys
@@ -172,9 +170,7 @@ def _count(path, connection, profile_dir: str = "", kind: str = "", name: str = 
 
 
 def _profile(kind: str, run: dict, n: int, profile_dir: str) -> dict[str, str]:
-    """cProfile of n payments through each platform path; the stats and a text summary."""
-    out = Path(profile_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    """cProfile of n payments through each platform path: where the stats were written."""
     written = {}
     for name in ("in-process", "task"):
         profiler = cProfile.Profile()
@@ -182,15 +178,8 @@ def _profile(kind: str, run: dict, n: int, profile_dir: str) -> dict[str, str]:
         for _ in range(n):
             run[name]()
         profiler.disable()
-        stem = out / f"posting-{kind}-{name}"
-        profiler.dump_stats(f"{stem}.prof")
-        text = io.StringIO()
-        stats = pstats.Stats(profiler, stream=text).strip_dirs()
-        text.write(f"{n} payments, path {name}, {kind}\n")
-        stats.sort_stats("cumulative").print_stats(60)
-        stats.sort_stats("tottime").print_stats(40)
-        Path(f"{stem}.txt").write_text(text.getvalue())
-        written[name] = f"{stem}.txt"
+        title = f"{n} payments, path {name}, {kind}"
+        written[name] = c.write_profile(profiler, profile_dir, f"posting-{kind}-{name}", title)
     return written
 
 

@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import io
 import json
 import os
-import pstats
 import shutil
 import subprocess
 import sys
@@ -293,7 +291,9 @@ def take_phase(bench: Bench, args, label: str, connection) -> dict:
     elapsed = time.monotonic() - start
     if profiler:
         profiler.disable()
-        _write_profile(profiler, args.profile, f"take-{args.child.replace(':', '-')}", len(ids))
+        stem = f"take-{args.child.replace(':', '-')}"
+        title = f"{len(ids)} payments taken while the workers ran"
+        c.write_profile(profiler, args.profile, stem, title)
     if sampler:
         sampler.stop()
     connection_created.disconnect(count)
@@ -358,18 +358,6 @@ class WaitSampler(threading.Thread):
     def summary(self) -> dict[str, float]:
         """Per wait, the share of samples in which an active session was waiting on it."""
         return {k: round(v / max(self.samples, 1), 3) for k, v in self.waits.most_common(6)}
-
-
-def _write_profile(profiler, folder: str, stem: str, n: int) -> None:
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    profiler.dump_stats(out / f"{stem}.prof")
-    text = io.StringIO()
-    text.write(f"{n} payments taken while the workers ran\n")
-    stats = pstats.Stats(profiler, stream=text).strip_dirs()
-    stats.sort_stats("cumulative").print_stats(50)
-    stats.sort_stats("tottime").print_stats(30)
-    (out / f"{stem}.txt").write_text(text.getvalue())
 
 
 def main(argv=None) -> int:
