@@ -13,14 +13,14 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 from django.conf import settings
 
 from integrations import outbox
 from integrations.models import Posting, PostingKind, PostingState
+
+from .sandbox.process import start_process, stop_group
 
 DEMO_PROPERTY = "maple"
 SANDBOX_USER = "edex_demo"
@@ -83,24 +83,14 @@ def _manage(*args: str, log: Path | None = None, env: dict | None = None) -> sub
 
 
 def start_sandbox(port: int, *, seed: bool, variants: list[str] = ()) -> subprocess.Popen:
-    args = ["amsi_sandbox", "--addr", f"127.0.0.1:{port}", "--state", str(sandbox_state())]
-    if seed:
-        args += ["--seed", "demo"]
-    for variant in variants:
-        args += ["--variant", variant]
-    proc = _manage(*args, log=demo_dir() / "sandbox.log")
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the sandbox exited (see {demo_dir() / 'sandbox.log'})")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/sandbox/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    stop(proc)
-    raise RuntimeError("the sandbox did not answer within 30 s")
+    """The demo's sandbox, answering (``variants``: NAME=VALUE strings, as on its command line)."""
+    return start_process(
+        sandbox_state(),
+        port=port,
+        seed="demo" if seed else None,
+        args=[arg for variant in variants for arg in ("--variant", variant)],
+        log=demo_dir() / "sandbox.log",
+    ).proc
 
 
 def start_worker() -> subprocess.Popen:
@@ -108,16 +98,7 @@ def start_worker() -> subprocess.Popen:
 
 
 def stop(proc: subprocess.Popen | None, timeout: float = 20) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
-    except ProcessLookupError:
-        pass
+    stop_group(proc, wait=timeout)
 
 
 def look_in_sandbox(sandbox, postings=None, *, who: str = "demo") -> list[tuple[str, str]]:

@@ -9,9 +9,12 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from integrations_amsi.sandbox.testing import SandboxServer
 
 FAKE_PROVIDER = "integrations.providers.fake.FakeProvider"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +55,35 @@ def _integrations_settings(settings):
         # The fake provider is offered in tests only (and in the demo), never by default.
         "PROVIDERS": [*settings.INTEGRATIONS.get("PROVIDERS", []), FAKE_PROVIDER],
     }
+
+
+@pytest.fixture
+def start_sandbox(tmp_path: Path) -> Iterator[Callable[..., SandboxServer]]:
+    """Start in-process sandboxes on free loopback ports (``start_sandbox(name, **options)``,
+    options as SandboxServer's; the state file is tmp_path/<name>.sqlite3); all are stopped
+    after the test. The one way the suites start an in-process sandbox (a process of its own:
+    integrations_amsi.sandbox.process)."""
+    started: list[SandboxServer] = []
+
+    def start(name: str = "state", **options) -> SandboxServer:
+        server = SandboxServer(tmp_path / f"{name}.sqlite3", **options).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in reversed(started):
+        server.stop()
+
+
+@pytest.fixture
+def amsi_sandbox(start_sandbox) -> SandboxServer:
+    """A fresh sandbox with the demo portfolio loaded."""
+    return start_sandbox(seed="demo")
+
+
+@pytest.fixture
+def empty_sandbox(start_sandbox) -> SandboxServer:
+    return start_sandbox()
 
 
 @pytest.fixture

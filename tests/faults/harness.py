@@ -1,7 +1,7 @@
 """Processes and checks for the fault suite and bench/chaos.py.
 
-- ``SandboxProcess``: the eSite sandbox as its own process (``manage.py amsi_sandbox``), so it can
-  be restarted, stopped for a while, or killed.
+- ``SandboxProcess``: the eSite sandbox as its own process (integrations_amsi.sandbox.process),
+  so it can be restarted, stopped for a while, or killed.
 - ``Cluster``: a real django-q2 cluster (``manage.py qcluster``) in its own process group, reading
   the database and the (short) timings from its environment.
 - ``Platform``: the property connected to the sandbox, imported; payments, reversals, a driver

@@ -5,22 +5,15 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 from django.db import connection
 
+from integrations_amsi.sandbox.process import free_port, start_process, stop_group
 from tests.faults.timings import REPO, TIMINGS
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def database_url() -> str:
@@ -60,25 +53,10 @@ def child_env(workdir: Path, db_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def _stop_group(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, wait: float = 15) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, sig)
-        proc.wait(timeout=wait)
-    except ProcessLookupError:
-        return
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return
-        proc.wait(timeout=10)
-
-
 class SandboxProcess:
-    """``manage.py amsi_sandbox`` on a fixed loopback port; restarts keep the state file and
-    the variants (``--variant NAME=VALUE``, e.g. ``{"duplicates": "accept"}``)."""
+    """The sandbox as its own process (integrations_amsi.sandbox.process) on a fixed loopback
+    port; restarts keep the state file and the variants (``--variant NAME=VALUE``, e.g.
+    ``{"duplicates": "accept"}``)."""
 
     def __init__(
         self,
@@ -103,38 +81,25 @@ class SandboxProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30) -> SandboxProcess:
-        args = [sys.executable, "manage.py", "amsi_sandbox", "--addr", f"127.0.0.1:{self.port}"]
-        args += ["--state", str(self.state)]
-        if self.seed and self.starts == 0:
-            args += ["--seed", self.seed]
-        for name, value in sorted(self.variants.items()):
-            args += ["--variant", f"{name}={value}"]
-        log = open(self.workdir / "sandbox.log", "ab")  # the child owns it
-        self.proc = subprocess.Popen(
-            args, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-        log.close()
+        self.proc = start_process(
+            self.state,
+            port=self.port,
+            seed=self.seed if self.starts == 0 else None,
+            variants=self.variants,
+            log=self.workdir / "sandbox.log",
+            env=self.env,
+            timeout=timeout,
+        ).proc
         self.starts += 1
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the sandbox exited: {self.log_tail()}")
-            try:
-                if httpx.get(f"{self.base_url}/sandbox/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"the sandbox did not start: {self.log_tail()}")
+        return self
 
     def stop(self) -> None:
         self._forget()
-        _stop_group(self.proc)
+        stop_group(self.proc)
 
     def kill(self) -> None:
         self._forget()
-        _stop_group(self.proc, signal.SIGKILL)
+        stop_group(self.proc, signal.SIGKILL)
 
     def _forget(self) -> None:
         try:

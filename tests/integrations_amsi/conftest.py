@@ -25,19 +25,6 @@ def amsi_reference() -> Path:
 
 
 @pytest.fixture
-def amsi_sandbox(tmp_path: Path) -> Iterator[SandboxServer]:
-    """A fresh sandbox (temp state file, demo portfolio loaded) on a free loopback port."""
-    with SandboxServer(tmp_path / "state.sqlite3", seed="demo") as server:
-        yield server
-
-
-@pytest.fixture
-def empty_sandbox(tmp_path: Path) -> Iterator[SandboxServer]:
-    with SandboxServer(tmp_path / "state.sqlite3") as server:
-        yield server
-
-
-@pytest.fixture
 def sandbox_control(amsi_sandbox: SandboxServer) -> Iterator[SandboxControl]:
     control = amsi_sandbox.control()
     yield control

@@ -20,16 +20,35 @@ from integrations import outbox
 from integrations.models import Connection, Posting, PostingKind, PostingState, SyncKind
 from integrations.services import run_sync
 from integrations_amsi.client import clear_clients
-from integrations_amsi.conf import record_duplicates_refused
+from integrations_amsi.conf import AmsiSettings, record_duplicates_refused
 from integrations_amsi.demo import look_in_sandbox
 from integrations_amsi.errors import DUPLICATE_TRANSACTION
 from integrations_amsi.models import AmsiBatchLink, AmsiLeaseLink
 from integrations_amsi.provider import AmsiProvider
+from integrations_amsi.sandbox import DEFAULT_PASSWORD, DEFAULT_PORTFOLIO, DEFAULT_USER
 from integrations_amsi.sandbox.testing import SandboxServer
 from rentplatform import services
 from rentplatform.models import Lease, Payment, PaymentMethod, Property
 
 CHICAGO = zoneinfo.ZoneInfo("America/Chicago")
+
+
+def sandbox_settings(base_url: str, *, timeout: float = 3.0, **extra) -> AmsiSettings:
+    """The settings of an eDex client for a sandbox with the demo portfolio, property 001 (the
+    connection connect_to_sandbox writes, without the database): the one set the client tests
+    build."""
+    return AmsiSettings(
+        url=f"{base_url}/edexweb/esite",
+        portfolio=DEFAULT_PORTFOLIO,
+        user_id=DEFAULT_USER,
+        password=DEFAULT_PASSWORD,
+        property_id="001",
+        merchant_id="1001",
+        created_by=DEFAULT_USER,
+        close_cutoff=dt.time(22, 0),
+        timeout=timeout,
+        **extra,
+    )
 
 
 def connect_to_sandbox(base_url: str, *, timeout: float) -> tuple[Property, Connection]:

@@ -9,7 +9,6 @@ well-formed reply of any size without building it.
 
 from __future__ import annotations
 
-import datetime as dt
 import gc
 import tracemalloc
 
@@ -19,9 +18,10 @@ from integrations.exceptions import AmbiguousOutcome, RetryableError
 from integrations_amsi import client as client_mod
 from integrations_amsi import transport as transport_mod
 from integrations_amsi.client import EdexClient
-from integrations_amsi.conf import DEFAULT_MAX_REPLY_BYTES, AmsiSettings, settings_for
+from integrations_amsi.conf import DEFAULT_MAX_REPLY_BYTES, settings_for
 from integrations_amsi.sandbox.testing import SandboxServer
 from integrations_amsi.xmldocs import edex
+from tests.integrations_amsi.world import sandbox_settings
 
 MiB = 1024 * 1024
 HUGE = 200 * 1000 * 1000  # 200 MB
@@ -29,28 +29,14 @@ BODY = pytest.mark.parametrize("chunked", [False, True], ids=["content-length", 
 
 
 @pytest.fixture
-def sandbox(tmp_path):
-    with SandboxServer(tmp_path / "state.sqlite3", seed="demo") as server:
-        control = server.control()
-        yield server, control
-        control.close()
+def sandbox(amsi_sandbox):
+    control = amsi_sandbox.control()
+    yield amsi_sandbox, control
+    control.close()
 
 
 def edex_client(server: SandboxServer, **extra) -> EdexClient:
-    return EdexClient(
-        AmsiSettings(
-            url=f"{server.base_url}/edexweb/esite",
-            portfolio="DEMO",
-            user_id="edex_demo",
-            password="sandbox-secret",
-            property_id="001",
-            merchant_id="1001",
-            created_by="edex_demo",
-            close_cutoff=dt.time(22, 0),
-            timeout=10.0,
-            **extra,
-        )
-    )
+    return EdexClient(sandbox_settings(server.base_url, timeout=10.0, **extra))
 
 
 def peak_growth(call) -> tuple[int, BaseException | None]:

@@ -5,16 +5,13 @@ request must then carry it (X-Sandbox-Token); the SOAP endpoints and the eSite p
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from django.core.management import CommandError, call_command
 
+from integrations_amsi.sandbox.process import start_process, stop_group
 from integrations_amsi.sandbox.server import (
     ControlTokenRequired,
     Sandbox,
@@ -69,48 +66,29 @@ def test_the_command_refuses_every_address_without_a_token(tmp_path, monkeypatch
     assert not state.exists()  # said before anything was opened or seeded
 
 
-def test_the_command_serves_every_address_with_a_token(tmp_path):
-    """The real command as its own process on 0.0.0.0, the token from the environment (kept
-    out of the process list): control needs the header, SOAP does not."""
-    env = {**os.environ, "AMSI_SANDBOX_CONTROL_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", "amsi_sandbox", "--addr", "0.0.0.0:0", "--seed", "demo"]
-        + ["--state", str(tmp_path / "state.sqlite3")],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+def test_the_sandbox_serves_every_address_with_a_token(tmp_path):
+    """The sandbox as its own process on 0.0.0.0 (what ``manage.py amsi_sandbox`` wraps), the
+    token from the environment (kept out of the process list): control needs the header, SOAP
+    does not."""
+    log = tmp_path / "sandbox.log"
+    started = start_process(
+        tmp_path / "state.sqlite3", host="0.0.0.0", seed="demo", control_token=TOKEN, log=log
     )
+    base = started.base_url
     try:
-        base = None
-        deadline = time.monotonic() + 60
-        lines = []
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if "AMSI eDex sandbox on" in line:
-                port = line.strip().rstrip("/").rsplit(":", 1)[1]
-                base = f"http://127.0.0.1:{port}"
-                break
-        assert base, "".join(lines)
-        assert TOKEN not in "".join(lines)
+        assert TOKEN not in log.read_text()
         assert httpx.get(f"{base}/sandbox/health", timeout=10).status_code == 403
         ok = httpx.get(f"{base}/sandbox/health", headers={"X-Sandbox-Token": TOKEN}, timeout=10)
         assert ok.status_code == 200 and ok.json()["properties"] == 1
         wsdl = httpx.get(f"{base}/edexweb/esite/leasing.asmx?wsdl", timeout=10)
         assert wsdl.status_code == 200
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop_group(started.proc)
 
 
 @pytest.fixture
-def guarded(tmp_path):
-    with SandboxServer(tmp_path / "state.sqlite3", seed="demo", control_token=TOKEN) as server:
-        yield server
+def guarded(start_sandbox):
+    return start_sandbox(seed="demo", control_token=TOKEN)
 
 
 @pytest.mark.parametrize(
@@ -186,6 +164,5 @@ def test_soap_and_pages_stay_open_with_a_token(guarded):
     assert reply.status_code == 200 and b"Maple Court" in reply.content
 
 
-def test_a_loopback_sandbox_without_a_token_keeps_its_control_api_open(tmp_path):
-    with SandboxServer(tmp_path / "state.sqlite3", seed="demo") as server:
-        assert httpx.get(server.base_url + "/sandbox/health").status_code == 200
+def test_a_loopback_sandbox_without_a_token_keeps_its_control_api_open(amsi_sandbox):
+    assert httpx.get(amsi_sandbox.base_url + "/sandbox/health").status_code == 200

@@ -126,9 +126,8 @@ def test_streamed_residents_reply_over_the_limit_is_refused(world, monkeypatch):
 
 # -- the sandbox -----
 @pytest.fixture
-def small_sandbox(tmp_path):
-    with SandboxServer(tmp_path / "state.sqlite3", seed="demo", max_body=64 * 1024) as server:
-        yield server
+def small_sandbox(start_sandbox):
+    return start_sandbox(seed="demo", max_body=64 * 1024)
 
 
 def _post(server: SandboxServer, body: bytes) -> httpx.Response:

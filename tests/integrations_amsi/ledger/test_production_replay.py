@@ -17,8 +17,8 @@ import pytest
 
 from integrations.exceptions import AmbiguousOutcome
 from integrations_amsi.client import clear_clients, get_client
-from integrations_amsi.conf import AmsiSettings
 from integrations_amsi.xmldocs import PaymentDoc, ReturnDoc, settlement_xml
+from tests.integrations_amsi.world import sandbox_settings
 
 JNL = "126112601"  # 9 digits, as production batch ids were
 TXN = "500000123"  # an integer ClientTransactionID
@@ -27,18 +27,7 @@ DAY = dt.date(2026, 11, 26)
 
 @pytest.fixture
 def client(amsi_sandbox):
-    settings = AmsiSettings(
-        url=f"{amsi_sandbox.base_url}/edexweb/esite",
-        portfolio="DEMO",
-        user_id="edex_demo",
-        password="sandbox-secret",
-        property_id="001",
-        merchant_id="1001",
-        created_by="edex_demo",
-        close_cutoff=dt.time(22),
-        timeout=5.0,
-    )
-    yield get_client(settings)
+    yield get_client(sandbox_settings(amsi_sandbox.base_url, timeout=5.0))
     clear_clients()
 
 

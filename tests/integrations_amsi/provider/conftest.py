@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -66,16 +65,16 @@ def amsi_connection(amsi_sandbox: SandboxServer, db) -> Connection:
 
 
 @pytest.fixture
-def generated_sandbox(tmp_path: Path) -> Iterator[tuple[SandboxServer, bytes, bytes]]:
+def generated_sandbox(start_sandbox) -> tuple[SandboxServer, bytes, bytes]:
     """An empty sandbox loaded with a generated 60-lease property 001 through the control API."""
     units, residents = generate_portfolio(1, 60, seed=7)["001"]
-    with SandboxServer(tmp_path / "gen.sqlite3") as server:
-        ctl = server.control()
-        ctl.put_property("001", "Generated", "1001")
-        ctl.load_units("001", units)
-        ctl.load_residents("001", residents)
-        ctl.close()
-        yield server, units, residents
+    server = start_sandbox("gen")
+    ctl = server.control()
+    ctl.put_property("001", "Generated", "1001")
+    ctl.load_units("001", units)
+    ctl.load_residents("001", residents)
+    ctl.close()
+    return server, units, residents
 
 
 @pytest.fixture

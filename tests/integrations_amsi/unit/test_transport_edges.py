@@ -32,24 +32,9 @@ from integrations.exceptions import (
     RetryableError,
 )
 from integrations_amsi.client import EdexClient
-from integrations_amsi.conf import AmsiSettings
 from integrations_amsi.sandbox.testing import SandboxServer
 from integrations_amsi.xmldocs import PaymentDoc, edex
-
-
-def settings_for(base_url: str, *, timeout: float = 3.0, **extra) -> AmsiSettings:
-    return AmsiSettings(
-        url=f"{base_url}/edexweb/esite",
-        portfolio="DEMO",
-        user_id="edex_demo",
-        password="sandbox-secret",
-        property_id="001",
-        merchant_id="1001",
-        created_by="edex_demo",
-        close_cutoff=dt.time(22, 0),
-        timeout=timeout,
-        **extra,
-    )
+from tests.integrations_amsi.world import sandbox_settings
 
 
 def payment(txn: str = "500000001") -> str:
@@ -89,7 +74,7 @@ def control(sandbox):
 
 @pytest.fixture
 def client(sandbox) -> EdexClient:
-    return EdexClient(settings_for(sandbox.base_url))
+    return EdexClient(sandbox_settings(sandbox.base_url))
 
 
 def entries(control) -> list[dict]:
@@ -181,7 +166,7 @@ def test_refused_connection_on_a_write_is_retryable(sandbox, control):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    client = EdexClient(settings_for(sandbox.base_url))
+    client = EdexClient(sandbox_settings(sandbox.base_url))
     client._service("Ledger")
     client._services["Ledger"] = client._zeep["Ledger"].create_service(
         "{http://tempuri.org/}LedgerSoap", f"http://127.0.0.1:{port}/edexweb/esite/ledger.asmx"
@@ -195,9 +180,9 @@ def test_streamed_read_that_cannot_connect_says_so(sandbox):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    client = EdexClient(settings_for(f"http://127.0.0.1:{port}"))
+    client = EdexClient(sandbox_settings(f"http://127.0.0.1:{port}"))
     client._services["Leasing"] = True  # never used: the envelope comes from the loaded WSDL
-    loaded = EdexClient(settings_for(sandbox.base_url))
+    loaded = EdexClient(sandbox_settings(sandbox.base_url))
     loaded._service("Leasing")
     client._zeep["Leasing"] = loaded._zeep["Leasing"]
     with pytest.raises(RetryableError, match="cannot connect"):
@@ -205,7 +190,7 @@ def test_streamed_read_that_cannot_connect_says_so(sandbox):
 
 
 def test_read_timeout_on_a_write_is_an_unknown_outcome(sandbox, control):
-    client = EdexClient(settings_for(sandbox.base_url, timeout=0.5))
+    client = EdexClient(sandbox_settings(sandbox.base_url, timeout=0.5))
     control.add_fault("latency", "AddPayment", seconds=1.5)
     with pytest.raises(AmbiguousOutcome, match="no reply within 0.5 s"):
         add_payment(client)
@@ -287,7 +272,7 @@ RAW_REPLIES = {
 @pytest.mark.parametrize("name", RAW_REPLIES, ids=RAW_REPLIES.keys())
 def test_a_write_with_an_unreadable_reply_is_an_unknown_outcome_never_a_crash(raw, name):
     raw.reply = RAW_REPLIES[name]
-    client = EdexClient(settings_for(raw.base_url))
+    client = EdexClient(sandbox_settings(raw.base_url))
     with pytest.raises(AmbiguousOutcome):
         add_payment(client)
     assert raw.posts == 1
@@ -296,7 +281,7 @@ def test_a_write_with_an_unreadable_reply_is_an_unknown_outcome_never_a_crash(ra
 @pytest.mark.parametrize("name", RAW_REPLIES, ids=RAW_REPLIES.keys())
 def test_a_read_with_an_unreadable_reply_is_retryable_never_a_crash(raw, name):
     raw.reply = RAW_REPLIES[name]
-    client = EdexClient(settings_for(raw.base_url))
+    client = EdexClient(sandbox_settings(raw.base_url))
     with pytest.raises(RetryableError) as err:
         client.leasing_document("GetPropertyList", "")
     assert not isinstance(err.value, AmbiguousOutcome)
@@ -305,7 +290,7 @@ def test_a_read_with_an_unreadable_reply_is_retryable_never_a_crash(raw, name):
 @pytest.mark.parametrize("name", RAW_REPLIES, ids=RAW_REPLIES.keys())
 def test_a_streamed_read_with_an_unreadable_reply_is_retryable_never_a_crash(raw, name):
     raw.reply = RAW_REPLIES[name]
-    client = EdexClient(settings_for(raw.base_url))
+    client = EdexClient(sandbox_settings(raw.base_url))
     with pytest.raises(RetryableError) as err:
         list(client.stream_leases("GetPropertyResidents", RESIDENTS))
     assert not isinstance(err.value, AmbiguousOutcome)
