@@ -1,4 +1,6 @@
-"""The sandbox's eDex error codes: one table, imported by the provider's error allowlist.
+"""The sandbox's eDex error codes: its own table (the provider's allowlist, errors.py, lists
+them again with what each means for a posting: the sandbox stands in for eSite and knows
+nothing of the provider).
 
 Only two real eSite codes are known from production clients: 0 (success) and 1 "Validation of
 user credentials failed." (AMSI_EDEX.md, "Production evidence"). The others are the sandbox's
@@ -7,11 +9,21 @@ own, stable and distinct so the provider can sort them into retryable / permanen
 
 from __future__ import annotations
 
-from django.db import models
+import enum
 
 
-class ErrorCode(models.IntegerChoices):
-    """code, NAME, description (the description is what goes in ErrorDescription)."""
+class ErrorCode(enum.IntEnum):
+    """code, NAME, description (the description is what goes in ErrorDescription).
+
+    A plain enum, not Django's IntegerChoices: the sandbox runs without Django."""
+
+    description: str
+
+    def __new__(cls, value: int, description: str) -> ErrorCode:
+        member = int.__new__(cls, value)
+        member._value_ = value
+        member.description = description
+        return member
 
     SUCCESS = 0, "Success"
     INVALID_LOGIN = 1, "Validation of user credentials failed."
@@ -41,10 +53,6 @@ class ErrorCode(models.IntegerChoices):
     INVALID_REASON = 302, "Reason must be NSF, ChargeBack or Reverse"
     SETTLEMENT_MISMATCH = 400, "SettlementAmount does not equal the batch total"
     UNKNOWN_BATCH = 401, "Unknown external batch (ExternalJnlNo)"
-
-    @property
-    def description(self) -> str:
-        return str(self.label)
 
 
 class SandboxError(Exception):

@@ -92,7 +92,7 @@ def test_units_and_property_list(edex):
 def test_leasing_refusals(edex, creds, xml, expected):
     doc = edex.read("GetPropertyResidents", xml, **creds)
     assert leasing_error(doc) == expected
-    assert doc.findtext("Error/ErrorDescription").startswith(ErrorCode(expected).label)
+    assert doc.findtext("Error/ErrorDescription").startswith(ErrorCode(expected).description)
 
 
 def test_unsupported_operation(edex):

@@ -91,7 +91,7 @@ def test_preliminary_validates_and_writes_nothing(edex, sandbox_control):
 def test_payment_refusals_write_nothing(edex, sandbox_control, key, attrs, expected):
     result = edex.pay(key, **attrs)
     assert code(result) == expected
-    assert result.findtext("ErrorDescription").startswith(expected.label)
+    assert result.findtext("ErrorDescription").startswith(expected.description)
     assert sandbox_control.ledger() == []
 
 
@@ -109,7 +109,7 @@ def test_lenient_ids_refuse_non_digit_batch_and_empty_ids(edex, sandbox_control,
     sandbox_control.set_variants(ids="lenient")
     result = edex.pay(NORMAL, **attrs)
     assert code(result) == expected
-    assert result.findtext("ErrorDescription").startswith(expected.label)
+    assert result.findtext("ErrorDescription").startswith(expected.description)
     assert sandbox_control.ledger() == []
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import signal
 import subprocess
 import sys
 from decimal import Decimal
@@ -18,6 +17,7 @@ from django.core.management import CommandError, call_command
 from lxml import etree
 
 from integrations_amsi.sandbox.codes import ErrorCode
+from integrations_amsi.sandbox.process import start_process, stop_group
 from integrations_amsi.sandbox.server import Sandbox
 from integrations_amsi.sandbox.testing import SandboxServer
 from integrations_amsi.sandbox.variants import VARIANTS, defaults
@@ -107,18 +107,18 @@ def test_control_api_reads_sets_and_refuses_variants(amsi_sandbox, sandbox_contr
     assert "variants" in httpx.get(amsi_sandbox.base_url + "/").text
 
 
-def test_sandbox_server_passes_variants_and_restart_keeps_them(tmp_path):
+def test_sandbox_server_passes_variants_and_restart_keeps_them(tmp_path, start_sandbox):
     with pytest.raises(ValueError, match="allowed: refuse|accept"):
         SandboxServer(tmp_path / "x.sqlite3", variants={"duplicates": "maybe"})
     with pytest.raises(ValueError, match="unknown variant"):
         Sandbox(tmp_path / "y.sqlite3", variants={"speed": "fast"})
-    with SandboxServer(tmp_path / "s.sqlite3", seed="demo", variants={"ids": "lenient"}) as server:
-        control = server.control()
-        assert control.variants()["ids"] == "lenient"
-        control.set_variants(empty_list="empty")
-        server.restart()
-        assert control.variants() == {**defaults(), "ids": "lenient", "empty_list": "empty"}
-        control.close()
+    server = start_sandbox("s", seed="demo", variants={"ids": "lenient"})
+    control = server.control()
+    assert control.variants()["ids"] == "lenient"
+    control.set_variants(empty_list="empty")
+    server.restart()
+    assert control.variants() == {**defaults(), "ids": "lenient", "empty_list": "empty"}
+    control.close()
 
 
 def test_cli_refuses_unknown_variants_clearly():
@@ -146,43 +146,44 @@ def test_cli_help_lists_every_value():
 
 
 def test_cli_variant_flags_reach_the_running_sandbox(tmp_path):
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "manage.py",
-            "amsi_sandbox",
-            "--addr",
-            "127.0.0.1:0",
-            "--state",
-            str(tmp_path / "cli.sqlite3"),
-            "--variant",
-            "ids=lenient",
-            "--variant",
-            "return_batch=original",
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    log = tmp_path / "sandbox.log"
+    started = start_process(
+        tmp_path / "cli.sqlite3",
+        args=["--variant", "ids=lenient", "--variant", "return_batch=original"],
+        log=log,
     )
     try:
-        lines = []
-        base = ""
-        for line in proc.stdout:
-            lines.append(line)
-            if "AMSI eDex sandbox on " in line:
-                base = line.split(" on ", 1)[1].strip().rstrip("/")
-            if line.startswith("Variants:"):
-                break
-        assert base, "".join(lines)
-        assert "ids=lenient" in lines[-1] and "return_batch=original" in lines[-1]
-        variants = httpx.get(base + "/sandbox/variants", timeout=10).json()["variants"]
-        assert variants == {**defaults(), "ids": "lenient", "return_batch": "original"}
+        variants = httpx.get(started.base_url + "/sandbox/variants", timeout=10).json()
+        assert variants["variants"] == {**defaults(), "ids": "lenient", "return_batch": "original"}
+        said = log.read_text()
+        assert f"AMSI eDex sandbox on {started.base_url}/" in said
+        assert "ids=lenient" in said and "return_batch=original" in said
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=20)
-        proc.stdout.close()
+        stop_group(started.proc)
+
+
+def test_the_sandbox_runs_without_django(tmp_path):
+    """Imported and started in a process that has no Django settings: nothing in the sandbox
+    needs Django (manage.py amsi_sandbox only wraps it)."""
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    script = (
+        "import sys, integrations_amsi.sandbox.server, integrations_amsi.sandbox.process, "
+        "integrations_amsi.sandbox.testing; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'django'))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "[]"
+    started = start_process(tmp_path / "plain.sqlite3", seed="demo", env=env, log=tmp_path / "l")
+    try:
+        health = httpx.get(started.base_url + "/sandbox/health", timeout=10).json()
+        assert health["variants"] == defaults()
+        wsdl = httpx.get(started.base_url + "/edexweb/esite/leasing.asmx?wsdl", timeout=10)
+        assert wsdl.status_code == 200 and b"GetPropertyResidents" in wsdl.content
+    finally:
+        stop_group(started.proc)
 
 
 # -- ids ---------------------------------------------------------------------------------------
