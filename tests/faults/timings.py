@@ -8,9 +8,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 CHICAGO = zoneinfo.ZoneInfo("America/Chicago")
 
-# The timing chain, scaled down for tests (production: 2 x 20 s + 15 s < 90 s < 105 s < 120 s):
-#   SOAP timeout 1 s; an attempt after an unknown outcome makes two calls (check + write) and may
-#   then wait inline for its next try, so task timeout 6 s > 2 x 1 s + 1.5 s; claim 7 s; retry 9 s.
+# The timing chain, scaled down for tests (production: 2 x 20 s + 5 s = 45 s < 90 s < 105 s <
+#   120 s). SOAP timeout 1 s; an attempt after an unknown outcome makes two calls (check + write)
+#   and may then wait inline for its next try (at most the longest backoff step here, 2 s), so
+#   task timeout 6 s > 2 x 1 s + 2 s; claim 7 s; retry 9 s.
 CLIENT_TIMEOUT = 1.0
 TIMINGS = {
     "Q_TIMEOUT": "6",
