@@ -171,3 +171,13 @@ def fault_bytes(message: str, version: str = SOAP11) -> bytes:
         f'<?xml version="1.0" encoding="utf-8"?><soap:Envelope {ns}><soap:Body>{fault}'
         "</soap:Body></soap:Envelope>"
     ).encode()
+
+
+def item(response: httpx.Response, op: str) -> etree._Element:
+    """The first <Payment>/<EDEX> of a ledger reply, or the InternetTrafficResponse."""
+    doc = etree.fromstring(result_text(response, op).encode())
+    return doc if doc.tag == "InternetTrafficResponse" else doc[0]
+
+
+def pay(server, version: str = SOAP11, **attrs: str) -> httpx.Response:
+    return soap_post(server, "ledger", "AddPayment", payment_xml(NORMAL, **attrs), version)

@@ -3,21 +3,14 @@ production sequence (9-digit ids, settle, return after deposit, settle the retur
 
 from __future__ import annotations
 
-import csv
-import io
-import os
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import pytest
-from django.core.management import CommandError, call_command
 from lxml import etree
 
 from integrations_amsi.sandbox.codes import ErrorCode
-from integrations_amsi.sandbox.process import start_process, stop_group
 from integrations_amsi.sandbox.server import Sandbox
 from integrations_amsi.sandbox.testing import SandboxServer
 from integrations_amsi.sandbox.variants import VARIANTS, defaults
@@ -28,6 +21,8 @@ from .edex import (
     SOAP12,
     code,
     fault_bytes,
+    item,
+    pay,
     payment_xml,
     result_text,
     return_xml,
@@ -43,16 +38,6 @@ LOGIN_DOC = (
 )
 FORMAT = "Input string was not in a correct format."
 OVERFLOW = "Value was either too large or too small for an Int32."
-
-
-def item(response: httpx.Response, op: str) -> etree._Element:
-    """The first <Payment>/<EDEX> of a ledger reply, or the InternetTrafficResponse."""
-    doc = etree.fromstring(result_text(response, op).encode())
-    return doc if doc.tag == "InternetTrafficResponse" else doc[0]
-
-
-def pay(server, version: str = SOAP11, **attrs: str) -> httpx.Response:
-    return soap_post(server, "ledger", "AddPayment", payment_xml(NORMAL, **attrs), version)
 
 
 def property_list(server) -> str:
@@ -119,71 +104,6 @@ def test_sandbox_server_passes_variants_and_restart_keeps_them(tmp_path, start_s
     server.restart()
     assert control.variants() == {**defaults(), "ids": "lenient", "empty_list": "empty"}
     control.close()
-
-
-def test_cli_refuses_unknown_variants_clearly():
-    with pytest.raises(CommandError, match=r"unknown variant 'speed'.*ids=int32\|lenient"):
-        call_command("amsi_sandbox", variant=["speed=fast"])
-    with pytest.raises(CommandError, match=r"variant ids cannot be 'int64'; allowed: int32"):
-        call_command("amsi_sandbox", variant=["ids=int64"])
-    with pytest.raises(CommandError, match="--variant takes NAME=VALUE"):
-        call_command("amsi_sandbox", variant=["ids"])
-
-
-def test_cli_help_lists_every_value():
-    out = subprocess.run(
-        [sys.executable, "manage.py", "amsi_sandbox", "--help"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout.replace("\n", " ")
-    text = " ".join(out.split())
-    for name, variant in VARIANTS.items():
-        for value in variant.allowed:
-            assert f"{name}={value}" in text
-
-
-def test_cli_variant_flags_reach_the_running_sandbox(tmp_path):
-    log = tmp_path / "sandbox.log"
-    started = start_process(
-        tmp_path / "cli.sqlite3",
-        args=["--variant", "ids=lenient", "--variant", "return_batch=original"],
-        log=log,
-    )
-    try:
-        variants = httpx.get(started.base_url + "/sandbox/variants", timeout=10).json()
-        assert variants["variants"] == {**defaults(), "ids": "lenient", "return_batch": "original"}
-        said = log.read_text()
-        assert f"AMSI eDex sandbox on {started.base_url}/" in said
-        assert "ids=lenient" in said and "return_batch=original" in said
-    finally:
-        stop_group(started.proc)
-
-
-def test_the_sandbox_runs_without_django(tmp_path):
-    """Imported and started in a process that has no Django settings: nothing in the sandbox
-    needs Django (manage.py amsi_sandbox only wraps it)."""
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    script = (
-        "import sys, integrations_amsi.sandbox.server, integrations_amsi.sandbox.process, "
-        "integrations_amsi.sandbox.testing; "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'django'))"
-    )
-    loaded = subprocess.run(
-        [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True
-    )
-    assert loaded.returncode == 0, loaded.stderr
-    assert loaded.stdout.strip() == "[]"
-    started = start_process(tmp_path / "plain.sqlite3", seed="demo", env=env, log=tmp_path / "l")
-    try:
-        health = httpx.get(started.base_url + "/sandbox/health", timeout=10).json()
-        assert health["variants"] == defaults()
-        wsdl = httpx.get(started.base_url + "/edexweb/esite/leasing.asmx?wsdl", timeout=10)
-        assert wsdl.status_code == 200 and b"GetPropertyResidents" in wsdl.content
-    finally:
-        stop_group(started.proc)
 
 
 # -- ids ---------------------------------------------------------------------------------------
@@ -456,143 +376,3 @@ def test_property_list_elements(amsi_sandbox, sandbox_control):
         "<Property><PropertyId>002</PropertyId><PropertyName>Harbor &amp; View</PropertyName>"
         "<ClientMerchantID>1002</ClientMerchantID></Property></Properties>"
     )
-
-
-# -- return_batch and the settlement of a return ---------------------------------------------
-
-
-def _deposited(edex, amount: str = "75.00"):
-    edex.pay(Amount=amount, PaymentType="C")
-    assert code(edex.settle("5001", amount)) == 0
-
-
-def test_return_batch_separate_after_deposit(edex, sandbox_control):
-    _deposited(edex)
-    result = edex.ret("9001", "NSF", jnl="5001", description="R01")
-    assert code(result) == 0
-    original, separate = sandbox_control.ledger()
-    assert (original["client_jnl_no"], original["settled"], original["total"]) == (
-        "5001",
-        True,
-        "75.00",
-    )
-    assert (separate["client_jnl_no"], separate["batch_type"], separate["total"]) == (
-        "9001",
-        "X",
-        "-75.00",
-    )
-    assert separate["approve"] is True and separate["returns"] == "-75.00"
-    assert result.findtext("AdditionalData/eSiteBatchNo") == str(separate["batch_no"])
-    # the production close: ExternalJnlNo = the transaction id, a POSITIVE amount
-    assert code(edex.settle("9001", "74.00")) == ErrorCode.SETTLEMENT_MISMATCH
-    assert code(edex.settle("9001", "75.00")) == 0
-    assert sandbox_control.ledger(client_jnl_no="9001")[0]["settled"] is True
-    assert code(edex.settle("9001", "-75.00")) == 0  # the exact (negative) total too
-
-
-def test_return_batch_separate_also_for_a_chargeback_and_settles_with_the_negative(
-    edex, sandbox_control
-):
-    _deposited(edex)
-    assert code(edex.ret("9001", "ChargeBack", jnl="5001")) == 0
-    assert sandbox_control.ledger(client_jnl_no="9001")[0]["rent_other"] == "-75.00"
-    assert code(edex.settle("9001", "-75.00")) == 0
-
-
-@pytest.mark.parametrize("variant", ["separate", "original"])
-def test_return_into_a_still_open_batch_stays_there(edex, sandbox_control, variant):
-    sandbox_control.set_variants(return_batch=variant)
-    edex.pay(Amount="75.00")
-    result = edex.ret("9001", "Reverse", jnl="5001", description="refund")
-    (batch,) = sandbox_control.ledger()
-    assert batch["total"] == "0.00"
-    assert result.findtext("AdditionalData/eSiteBatchNo") == str(batch["batch_no"])
-    # no batch carries the transaction id: settling it is an unknown batch, as before
-    assert code(edex.settle("9001", "75.00")) == ErrorCode.UNKNOWN_BATCH
-
-
-def test_return_batch_original_reopens_the_settled_batch(edex, sandbox_control):
-    sandbox_control.set_variants(return_batch="original")
-    _deposited(edex)
-    result = edex.ret("9001", "NSF", jnl="5001")
-    (batch,) = sandbox_control.ledger()
-    assert (batch["approve"], batch["total"]) == (True, "0.00")
-    assert result.findtext("AdditionalData/eSiteBatchNo") == str(batch["batch_no"])
-    assert code(edex.settle("9001", "75.00")) == ErrorCode.UNKNOWN_BATCH
-
-
-# -- the production sequence, replayed --------------------------------------------------------
-
-
-def test_production_replay_nine_digit_ids_return_after_deposit(amsi_sandbox, sandbox_control):
-    """AddPayment (9-digit ClientJnlNo and ClientTransactionID, merchant 1001, no preliminary,
-    empty Description), the daily close, ReturnPayment naming the original transaction and
-    batch, then UpdateSettlementData with ExternalJnlNo = the transaction id and a positive
-    amount."""
-    jnl, txn = "260115001", "123456789"
-
-    def call(op: str, xml: str) -> etree._Element:
-        return item(soap_post(amsi_sandbox, "ledger", op, xml), op)
-
-    paid = call(
-        "AddPayment",
-        payment_xml(
-            NORMAL,
-            ClientJnlNo=jnl,
-            ClientTransactionID=txn,
-            ClientMerchantID="1001",
-            Amount="1500.00",
-            Description="",
-            PaymentType="C",
-        ),
-    )
-    assert code(paid) == 0
-    closing = (
-        f"<EDEX><ExternalJnlNo>{jnl}</ExternalJnlNo><ClientMerchantId>1001</ClientMerchantId>"
-        "<SettlementAmount>1500</SettlementAmount><SettlementDate>01/20/2026</SettlementDate>"
-        "<ApprovalCode>PAYCO</ApprovalCode></EDEX>"
-    )
-    assert code(call("UpdateSettlementData", closing)) == 0
-    returned = call(
-        "ReturnPayment",
-        f"<Payments><Payment><ClientTransactionID>{txn}</ClientTransactionID><Reason>NSF"
-        f"</Reason><ClientJnlNo>{jnl}</ClientJnlNo><Description>R01 Insufficient Funds"
-        "</Description></Payment></Payments>",
-    )
-    assert code(returned) == 0
-    after_return = (
-        f"<EDEX><ExternalJnlNo>{txn}</ExternalJnlNo><ClientMerchantId>1001</ClientMerchantId>"
-        "<SettlementAmount>1500</SettlementAmount><SettlementDate>01/23/2026</SettlementDate>"
-        "<ApprovalCode>PAYCO</ApprovalCode></EDEX>"
-    )
-    settled = call("UpdateSettlementData", after_return)
-    assert code(settled) == 0
-    original, separate = sandbox_control.ledger()
-    assert (original["client_jnl_no"], original["total"], original["settled"]) == (
-        jnl,
-        "1500.00",
-        True,
-    )
-    assert (separate["client_jnl_no"], separate["total"], separate["settled"]) == (
-        txn,
-        "-1500.00",
-        True,
-    )
-    assert separate["settlement_date"] == "01/23/2026" and separate["settled_amount"] == "-1500.00"
-    assert returned.findtext("AdditionalData/eSiteBatchNo") == str(separate["batch_no"])
-    assert settled.findtext("AdditionalData/eSiteBatchNo") == str(separate["batch_no"])
-    assert sandbox_control.lease(*NORMAL)["nsf_count"] == 1
-
-    # the pages list the return batch like any other: External Batch = the transaction id
-    def table(path: str) -> list[list[str]]:
-        r = httpx.get(amsi_sandbox.base_url + path, params={"format": "csv"})
-        return list(csv.reader(io.StringIO(r.text)))
-
-    deposits = table("/edexweb/esite/externaldeposits")
-    assert [str(separate["batch_no"]), "0.00", "0.00", "0.00", "-1500.00", "-1500.00"] == (
-        next(r for r in deposits if r[0] == txn)[1:]
-    )
-    assert next(r for r in deposits if r[0] == jnl)[-1] == "1500.00"
-    cash = {r[0]: r for r in table("/edexweb/esite/cashbatches")[1:]}
-    assert cash[str(separate["batch_no"])][2] == "-1500.00"
-    assert cash[str(separate["batch_no"])][8] == ""  # settled: no Approve mark
