@@ -1,5 +1,5 @@
-"""Variants: one test per value over real loopback HTTP, the control API, the CLI flag, and the
-production sequence (9-digit ids, settle, return after deposit, settle the return)."""
+"""Variants: one test per value over real loopback HTTP, and the control API (return_batch and
+the production replay: test_return_batch.py; the CLI flag: test_cli.py)."""
 
 from __future__ import annotations
 
