@@ -34,9 +34,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from integrations.exceptions import PermanentError
-from integrations.models import SyncKind, SyncRun
+from integrations.models import Connection, SyncKind, SyncRun, SyncStatus
 from integrations.records import BadRecord, LeaseRecord, OccupantRecord
-from integrations.services import last_delta_end
 from rentplatform.bulk import CHUNK, fast_insert
 from rentplatform.models import LeaseStatus
 from rentplatform.services import imports as host
@@ -449,6 +448,24 @@ class Importer:
             )
 
 
+def last_delta_end(connection: Connection) -> dt.datetime | None:
+    """Where the next delta resync starts: the end of the last import or resync that read
+    the remote (a dry run does not count)."""
+    last = (
+        SyncRun.objects.filter(
+            connection=connection,
+            kind__in=[SyncKind.DELTA, SyncKind.FULL, SyncKind.IMPORT],
+            status__in=[SyncStatus.SUCCEEDED, SyncStatus.PARTIAL],
+            dry_run=False,
+        )
+        .order_by("-started_at")
+        .first()
+    )
+    if last is None:
+        return None
+    return last.window_end or last.started_at
+
+
 def run_import(
     provider: AccountingProvider,
     run: SyncRun,
@@ -475,4 +492,3 @@ def run_import(
 def _reset_counts(run: SyncRun) -> None:
     run.created = run.updated = run.unchanged = run.deactivated = 0
     run.changes = []
-

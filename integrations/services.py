@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from integrations import outbox
 from integrations.exceptions import IntegrationError
+from integrations.importing import last_delta_end
 from integrations.logging import mask
 from integrations.models import (
     Connection,
@@ -21,6 +22,7 @@ from integrations.models import (
     SyncRun,
     SyncStatus,
 )
+from integrations.providers.base import ConnectionCheck
 from rentplatform.models import Payment, Reversal
 
 log = logging.getLogger(__name__)
@@ -31,10 +33,6 @@ def test_connection(connection: Connection):
     try:
         check = provider.test_connection()
     except IntegrationError as err:
-        # Here, not at the top: providers.base imports integrations.importing, which imports
-        # this module.
-        from integrations.providers.base import ConnectionCheck
-
         check = ConnectionCheck(False, str(err))
     connection.last_tested_at = timezone.now()
     connection.last_test_ok = check.ok
@@ -45,22 +43,6 @@ def test_connection(connection: Connection):
     elif check.details.get("login_refused"):
         outbox.pause_connection(connection, check.message)
     return check
-
-
-def last_delta_end(connection: Connection):
-    last = (
-        SyncRun.objects.filter(
-            connection=connection,
-            kind__in=[SyncKind.DELTA, SyncKind.FULL, SyncKind.IMPORT],
-            status__in=[SyncStatus.SUCCEEDED, SyncStatus.PARTIAL],
-            dry_run=False,
-        )
-        .order_by("-started_at")
-        .first()
-    )
-    if last is None:
-        return None
-    return last.window_end or last.started_at
 
 
 def run_sync(
