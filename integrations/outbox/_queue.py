@@ -19,31 +19,32 @@ from ._common import _holds, connection_for, log
 
 def create_payment_posting(payment, *, connection: Connection | None = None) -> Posting | None:
     """Called inside the payment's transaction; idempotent (one posting per payment)."""
-    connection = connection or connection_for(payment.batch.property)
-    if connection is None:
-        return None
-    posting, created = Posting.objects.get_or_create(
-        payment=payment,
-        kind=PostingKind.PAYMENT,
-        defaults={"connection": connection, "key": payment.reference.hex},
+    return _create_posting(
+        payment.batch.property,
+        connection,
+        {"payment": payment, "kind": PostingKind.PAYMENT},
+        {"key": payment.reference.hex},
     )
-    if created and not _holds(connection):
-        enqueue_on_commit(posting.pk)
-    return posting
 
 
 def create_reversal_posting(reversal, *, connection: Connection | None = None) -> Posting | None:
-    connection = connection or connection_for(reversal.batch.property)
+    """Called inside the reversal's transaction; idempotent (one posting per reversal)."""
+    return _create_posting(
+        reversal.batch.property,
+        connection,
+        {"reversal": reversal, "kind": PostingKind.REVERSAL},
+        {"payment": reversal.payment, "key": reversal.reference.hex},
+    )
+
+
+def _create_posting(prop, connection: Connection | None, lookup: dict, defaults: dict):
+    """The posting for ``lookup``, written once (a repeated signal finds it), queued after
+    commit unless its connection holds it; None when the property has no connection."""
+    connection = connection or connection_for(prop)
     if connection is None:
         return None
     posting, created = Posting.objects.get_or_create(
-        reversal=reversal,
-        kind=PostingKind.REVERSAL,
-        defaults={
-            "connection": connection,
-            "payment": reversal.payment,
-            "key": reversal.reference.hex,
-        },
+        **lookup, defaults={"connection": connection, **defaults}
     )
     if created and not _holds(connection):
         enqueue_on_commit(posting.pk)

@@ -393,21 +393,7 @@ class _Probe(_ListSteps):
             self.report.evidence.append(Evidence(row, status, text))
 
 
-def probe(
-    settings: AmsiSettings,
-    *,
-    client: Any = None,
-    today: dt.date | None = None,
-    days: int = DELTA_DAYS,
-    wsdl_timeout: float = WSDL_TIMEOUT,
-    progress: Callable[[Step], None] | None = None,
-) -> ProbeReport:
-    """Run the read-only probe; ``progress`` is called with each step as it finishes."""
-    return _Probe(
-        settings,
-        client=client,
-        today=today,
-        days=days,
-        wsdl_timeout=wsdl_timeout,
-        progress=progress,
-    ).run()
+def probe(settings: AmsiSettings, **options: Any) -> ProbeReport:
+    """Run the read-only probe. ``options`` as ``_Probe``'s: ``client``, ``today``, ``days``,
+    ``wsdl_timeout``, and ``progress``, called with each step as it finishes."""
+    return _Probe(settings, **options).run()

@@ -78,6 +78,22 @@ def _int32_fields(data: Mapping[str, str], required: tuple[str, ...], optional: 
     return out
 
 
+def parsed_items(
+    items: list[Mapping[str, str]],
+    required: tuple[str, ...],
+    optional: tuple[str, ...],
+    rules: Rules,
+) -> list[dict[str, str]]:
+    """Each item of a call, its integer fields parsed under the ``ids`` variant: every item's
+    ids are parsed before anything is booked (with int32, a bad one faults the whole call)."""
+    return [_int32_fields(f, required, optional) if rules.int32 else dict(f) for f in items]
+
+
+def lease_fields(key: LeaseKey) -> dict[str, str]:
+    """An entry's lease columns."""
+    return dict(zip(("property_id", "bldg_id", "unit_id", "resi_id"), key, strict=True))
+
+
 def _positive_jnl(value: str, rules: Rules, what: str = "ClientJnlNo") -> str:
     """A batch number: int32 mode wants a positive int (already parsed), lenient digits only."""
     if rules.int32:

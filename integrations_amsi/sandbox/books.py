@@ -24,7 +24,6 @@ from .booking import (
     _batch,
     _duplicate,
     _insert_entry,
-    _int32_fields,
     _lease,
     _move_balance,
     _open_batch,
@@ -32,7 +31,9 @@ from .booking import (
     _positive_jnl,
     _positive_txn,
     _same_merchant,
+    lease_fields,
     parse_money,
+    parsed_items,
 )
 from .codes import ErrorCode, SandboxError
 from .returns import return_payment
@@ -102,10 +103,7 @@ def _add_one(
         ref = _insert_entry(
             c,
             batch,
-            property_id=key[0],
-            bldg_id=key[1],
-            unit_id=key[2],
-            resi_id=key[3],
+            **lease_fields(key),
             entry_type="Payment",
             reason="",
             amount=str(amount),
@@ -134,11 +132,7 @@ def add_payment(
     store: Store, user: str, root: etree._Element, preliminary: bool, rules: Rules
 ) -> str:
     sent = [dict(el.attrib) for el in _payments(root)]
-    # int32: every payment's ids are parsed before anything is booked (a bad one faults the call)
-    parsed = [
-        _int32_fields(attrs, _ADD_INTS, _ADD_OPTIONAL_INTS) if rules.int32 else attrs
-        for attrs in sent
-    ]
+    parsed = parsed_items(sent, _ADD_INTS, _ADD_OPTIONAL_INTS, rules)
     out = []
     for attrs, values in zip(sent, parsed, strict=True):
         try:

@@ -16,13 +16,14 @@ from .booking import (
     _batch,
     _echo,
     _insert_entry,
-    _int32_fields,
     _move_balance,
     _open_batch,
     _payments,
     _positive_jnl,
     _positive_txn,
+    lease_fields,
     parse_money,
+    parsed_items,
 )
 from .codes import ErrorCode, SandboxError
 from .edex import fields
@@ -113,10 +114,7 @@ def _return_one(
         ref = _insert_entry(
             c,
             batch,
-            property_id=key[0],
-            bldg_id=key[1],
-            unit_id=key[2],
-            resi_id=key[3],
+            **lease_fields(key),
             entry_type=entry_type,
             reason=label,
             amount=str(amount),
@@ -153,12 +151,9 @@ def return_payment(
     store: Store, user: str, root: etree._Element, preliminary: bool, rules: Rules
 ) -> str:
     elements = _payments(root)
-    parsed = [
-        _int32_fields(fields(el), _RETURN_INTS, _RETURN_OPTIONAL_INTS)
-        if rules.int32
-        else fields(el)
-        for el in elements
-    ]
+    parsed = parsed_items(
+        [fields(el) for el in elements], _RETURN_INTS, _RETURN_OPTIONAL_INTS, rules
+    )
     out = []
     for el, f in zip(elements, parsed, strict=True):
         try:

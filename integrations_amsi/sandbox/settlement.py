@@ -11,11 +11,11 @@ from .booking import (
     Outcome,
     Rules,
     _echo,
-    _int32_fields,
     _positive_jnl,
     _same_merchant,
     batch_total,
     parse_money,
+    parsed_items,
 )
 from .codes import ErrorCode, SandboxError
 from .edex import fields
@@ -101,12 +101,9 @@ _SETTLE_OPTIONAL_INTS = ("clientmerchantid",)
 
 def update_settlement(store: Store, root: etree._Element, preliminary: bool, rules: Rules) -> str:
     elements = [c for c in root if local(c.tag).lower() == "edex"] or [root]
-    parsed = [
-        _int32_fields(fields(el), _SETTLE_INTS, _SETTLE_OPTIONAL_INTS)
-        if rules.int32
-        else fields(el)
-        for el in elements
-    ]
+    parsed = parsed_items(
+        [fields(el) for el in elements], _SETTLE_INTS, _SETTLE_OPTIONAL_INTS, rules
+    )
     out = []
     for el, f in zip(elements, parsed, strict=True):
         try:
