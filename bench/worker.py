@@ -265,9 +265,16 @@ def _run(config: str, args, sandbox, cluster, workdir: Path) -> dict:
 def clear_results() -> None:
     """Forget django-q2's saved task results, so the floor and the burst start alike: with
     ``save_limit`` > 0 its monitor reads every saved success on each task (django-q2 1.11)."""
+    from django.db import OperationalError
     from django_q.models import Task
 
-    Task.objects.all().delete()
+    for _ in range(10):
+        try:
+            Task.objects.all().delete()
+            return
+        except OperationalError:  # a deadlock with the monitor's own prune: try again
+            time.sleep(0.2)
+    raise RuntimeError("could not clear django-q2's saved results (deadlocks with the monitor)")
 
 
 def sandbox_template(bench: Bench) -> str:
