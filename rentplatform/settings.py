@@ -79,7 +79,11 @@ WSGI_APPLICATION = "rentplatform.wsgi.application"
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
-        conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "0")),
+        # Kept for a minute, checked before reuse: django-q2 closes "old" connections around
+        # every broker call and task, and with 0 each payment opened two new ones
+        # (docs/performance.md, bench/worker.py).
+        conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "60")),
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -141,7 +145,10 @@ Q_CLUSTER = {
     "retry": int(os.environ.get("Q_RETRY", "120")),
     "max_attempts": 3,
     "ack_failures": True,
-    "save_limit": 1000,
+    # Successful tasks are not stored: the outbox's postings and attempts are the record, and
+    # with a positive limit django-q2's monitor reads every stored success on each task to
+    # prune one (docs/performance.md). Failures are still stored.
+    "save_limit": -1,
     "queue_limit": 50,
     "catch_up": False,
     "poll": 0.2,

@@ -79,7 +79,9 @@ def retry(posting: Posting) -> dt.datetime | None:
     when = None
     with transaction.atomic():
         posting = (
-            Posting.objects.select_for_update().select_related("connection").get(pk=posting.pk)
+            Posting.objects.select_for_update(of=("self",), no_key=True)
+            .select_related("connection")
+            .get(pk=posting.pk)
         )
         if posting.state == PostingState.POSTED:
             return None
@@ -128,7 +130,7 @@ def mark_found(posting: Posting, *, receipt: str, who: str, note: str = "") -> P
     if not receipt:
         raise NotAllowed("give the receipt (reference) number shown in the accounting system")
     with transaction.atomic():
-        posting = Posting.objects.select_for_update().get(pk=posting.pk)
+        posting = Posting.objects.select_for_update(of=("self",), no_key=True).get(pk=posting.pk)
         if posting.state != PostingState.UNCONFIRMED:
             raise NotAllowed(
                 f"posting {posting.key} is {posting.get_state_display()}, not unconfirmed"
@@ -154,7 +156,7 @@ def mark_found(posting: Posting, *, receipt: str, who: str, note: str = "") -> P
 def post_unconfirmed(posting: Posting, *, who: str, note: str = "") -> Posting:
     """A person looked and the posting is not in the accounting system: send it (once)."""
     with transaction.atomic():
-        posting = Posting.objects.select_for_update().get(pk=posting.pk)
+        posting = Posting.objects.select_for_update(of=("self",), no_key=True).get(pk=posting.pk)
         if posting.state != PostingState.UNCONFIRMED:
             raise NotAllowed(
                 f"posting {posting.key} is {posting.get_state_display()}, not unconfirmed"

@@ -54,16 +54,24 @@ def claim(posting_id: int, *, force: bool = False) -> tuple[Posting, PostingAtte
     """
     now = timezone.now()
     with transaction.atomic():
+        # The posting's own row only (NO KEY: the attempt's foreign key to it still inserts):
+        # locking the joined connection too would make every payment of the property, whose
+        # posting's foreign key is checked at commit, wait for this claim.
         posting = (
-            Posting.objects.select_for_update()
-            .select_related("connection")
+            Posting.objects.select_for_update(of=("self",), no_key=True)
+            .select_related("connection", "payment__batch", "reversal")
             .filter(pk=posting_id)
             .first()
         )
         if posting is None or posting.state in (PostingState.POSTED, PostingState.UNCONFIRMED):
             return None  # posted, or waiting for a person to say whether it is there
         if _holds(posting.connection):
-            return None  # disabled or paused: held, unspent
+            # Disabled, or credentials refused: nothing is sent until it is enabled again / a
+            # connection test passes (which queues what waited). The task has been taken.
+            if posting.enqueued_at is not None:
+                posting.enqueued_at = None
+                posting.save(update_fields=["enqueued_at"])
+            return None
         if posting.state == PostingState.NEEDS_ATTENTION and not force:
             return None
         if posting.state == PostingState.IN_FLIGHT:

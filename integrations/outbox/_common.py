@@ -20,9 +20,10 @@ class NotAllowed(Exception):
 
 
 def connection_for(prop) -> Connection | None:
-    """The property's connection, enabled or not: a disabled one holds its postings until it
-    is enabled again (none is lost while a property is switched off)."""
-    return Connection.objects.filter(property=prop).first()
+    """The property's connection (``prop`` a Property or its id), enabled or not: a disabled
+    one holds its postings until it is enabled again (none is lost while a property is
+    switched off)."""
+    return Connection.objects.filter(property_id=getattr(prop, "pk", prop)).first()
 
 
 def _holds(connection: Connection) -> bool:

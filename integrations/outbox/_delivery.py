@@ -7,7 +7,6 @@ import logging
 import traceback
 
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from integrations import signals
@@ -65,7 +64,7 @@ def _wait_for_payment(posting_id: int, *, force: bool = False) -> str | None:
         states.append(PostingState.NEEDS_ATTENTION)
     with transaction.atomic():
         posting = (
-            Posting.objects.select_for_update()
+            Posting.objects.select_for_update(of=("self",), no_key=True)
             .select_related("connection", "payment")
             .filter(pk=posting_id, kind=PostingKind.REVERSAL, state__in=states)
             .first()
@@ -134,18 +133,14 @@ def _wait_for_payment(posting_id: int, *, force: bool = False) -> str | None:
 
 def deliver(posting_id: int, *, force: bool = False) -> str | None:
     """One delivery attempt. Returns the posting's new state, or None if it was not run."""
-    held = Connection.objects.filter(postings__pk=posting_id).filter(
-        Q(enabled=False) | Q(paused_at__isnull=False)
-    )
-    if held.exists():
-        # Disabled, or credentials refused: nothing is sent until it is enabled again / a
-        # connection test passes (which queues what waited). The task has been taken.
-        Posting.objects.filter(pk=posting_id, enqueued_at__isnull=False).update(enqueued_at=None)
+    kind = Posting.objects.filter(pk=posting_id).values_list("kind", flat=True).first()
+    if kind is None:
         return None
-    waited = _wait_for_payment(posting_id, force=force)
-    if waited is not None:
-        return waited
-    claimed = claim(posting_id, force=force)
+    if kind == PostingKind.REVERSAL:
+        waited = _wait_for_payment(posting_id, force=force)
+        if waited is not None:
+            return waited
+    claimed = claim(posting_id, force=force)  # a held connection: claim says no
     if claimed is None:
         return None
     posting, attempt = claimed
@@ -175,10 +170,32 @@ def deliver(posting_id: int, *, force: bool = False) -> str | None:
     return _finish(posting, attempt, outcome, delivered, error)
 
 
+# What an attempt's outcome may change on its posting (not the payment, key or documents' owner).
+FINISH_FIELDS = [
+    "state",
+    "attempts",
+    "posted_at",
+    "outcome_unknown",
+    "next_attempt_at",
+    "claimed_until",
+    "last_error",
+    "error_code",
+    "remote_reference",
+    "remote_data",
+    "request_document",
+    "response_document",
+    "updated_at",
+]
+
+
 def _finish(posting: Posting, attempt: PostingAttempt, outcome: str, delivered, error) -> str:
     now = timezone.now()
     with transaction.atomic():
-        posting = Posting.objects.select_for_update().get(pk=posting.pk)
+        posting = (
+            Posting.objects.select_for_update(of=("self",), no_key=True)
+            .select_related("connection__property")
+            .get(pk=posting.pk)
+        )
         message = mask(str(error)) if error else ""
         if outcome == AttemptOutcome.CRASHED:
             message = mask(
@@ -249,7 +266,7 @@ def _finish(posting: Posting, attempt: PostingAttempt, outcome: str, delivered, 
             posting.state = PostingState.NEEDS_ATTENTION
             posting.last_error = message
             posting.next_attempt_at = None
-        posting.save()
+        posting.save(update_fields=FINISH_FIELDS)
         attempt.finished_at = now
         attempt.outcome = outcome
         attempt.error = message

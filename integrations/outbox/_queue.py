@@ -20,7 +20,7 @@ from ._common import _holds, connection_for, log
 def create_payment_posting(payment, *, connection: Connection | None = None) -> Posting | None:
     """Called inside the payment's transaction; idempotent (one posting per payment)."""
     return _create_posting(
-        payment.batch.property,
+        payment.batch.property_id,
         connection,
         {"payment": payment, "kind": PostingKind.PAYMENT},
         {"key": payment.reference.hex},
@@ -30,24 +30,37 @@ def create_payment_posting(payment, *, connection: Connection | None = None) -> 
 def create_reversal_posting(reversal, *, connection: Connection | None = None) -> Posting | None:
     """Called inside the reversal's transaction; idempotent (one posting per reversal)."""
     return _create_posting(
-        reversal.batch.property,
+        reversal.batch.property_id,
         connection,
         {"reversal": reversal, "kind": PostingKind.REVERSAL},
         {"payment": reversal.payment, "key": reversal.reference.hex},
     )
 
 
-def _create_posting(prop, connection: Connection | None, lookup: dict, defaults: dict):
+def _create_posting(property_id, connection: Connection | None, lookup: dict, defaults: dict):
     """The posting for ``lookup``, written once (a repeated signal finds it), queued after
-    commit unless its connection holds it; None when the property has no connection."""
-    connection = connection or connection_for(prop)
+    commit unless its connection holds it; None when the property has no connection.
+
+    Called in the transaction that wrote the payment or reversal, which nobody else can see
+    yet: a plain read then insert (no savepoint) is enough. A posting to be queued is written
+    already marked queued, so the queueing after the commit is the broker call alone (one
+    commit less per payment); if the broker cannot take it, ``enqueue`` clears the mark.
+    """
+    connection = connection or connection_for(property_id)
     if connection is None:
         return None
-    posting, created = Posting.objects.get_or_create(
-        **lookup, defaults={"connection": connection, **defaults}
+    existing = Posting.objects.filter(**lookup).first()
+    if existing is not None:
+        return existing
+    queue = not _holds(connection) and get_setting("DELIVERY") != "manual"
+    posting = Posting.objects.create(
+        **lookup,
+        connection=connection,
+        enqueued_at=timezone.now() if queue else None,
+        **defaults,
     )
-    if created and not _holds(connection):
-        enqueue_on_commit(posting.pk)
+    if queue:
+        transaction.on_commit(lambda: enqueue(posting.pk, marked=True))
     return posting
 
 
@@ -55,7 +68,7 @@ def enqueue_on_commit(posting_id: int) -> None:
     transaction.on_commit(lambda: enqueue(posting_id))
 
 
-def enqueue(posting_id: int) -> bool:
+def enqueue(posting_id: int, *, marked: bool = False) -> bool:
     """Queue a posting's delivery task. Never raises: it runs after the payment committed
     (``on_commit``), where an exception would turn a taken payment into an HTTP 500. When the
     broker cannot be reached (Redis down, the ORM broker's database error) the posting is left
@@ -63,7 +76,8 @@ def enqueue(posting_id: int) -> bool:
     if get_setting("DELIVERY") == "manual":
         return False
     try:
-        Posting.objects.filter(pk=posting_id).update(enqueued_at=timezone.now())
+        if not marked:  # a new posting was written marked
+            Posting.objects.filter(pk=posting_id).update(enqueued_at=timezone.now())
         enqueue_task(
             "integrations.tasks.deliver_posting", posting_id, group="integrations.postings"
         )

@@ -86,19 +86,21 @@ def admin_world(world, deliver):
     Posting.objects.filter(payment=ach).update(
         state=PostingState.UNCONFIRMED, outcome_unknown=True, last_error="reply lost"
     )
-    # A failed django-q2 task, for the "resubmit" action of its Failure admin.
+    # A failed and a successful django-q2 task, for the "resubmit" action of their admins (the
+    # platform stores no successes itself: save_limit -1; an older install may hold some).
     from django.utils import timezone
     from django_q.models import Task
 
-    Task.objects.create(
-        id="f" * 32,
-        name="failed-sweep",
-        func="integrations.tasks.retry_sweep",
-        started=timezone.now(),
-        stopped=timezone.now(),
-        success=False,
-        attempt_count=1,
-    )
+    for n, success in enumerate((False, True)):
+        Task.objects.create(
+            id=("f", "s")[n] * 32,
+            name=f"{'successful' if success else 'failed'}-sweep",
+            func="integrations.tasks.retry_sweep",
+            started=timezone.now(),
+            stopped=timezone.now(),
+            success=success,
+            attempt_count=1,
+        )
     return world
 
 
