@@ -134,7 +134,9 @@ def record_landing(provider, posting, reply) -> AmsiBatchEntry:
     """Record which eSite batch took ``posting`` (after a successful or already-there
     AddPayment / ReturnPayment). Idempotent: recording again updates the posting's entry."""
     connection = provider.connection
-    with transaction.atomic():
+    # No savepoint inside the caller's transaction (the outbox's finish, a person's "found"):
+    # this is part of it.
+    with transaction.atomic(savepoint=False):
         if posting.kind == PostingKind.PAYMENT:
             link = _payments_link(connection, posting.payment.batch)
             amount = posting.payment.amount
@@ -142,10 +144,11 @@ def record_landing(provider, posting, reply) -> AmsiBatchEntry:
             link = _reversal_link(connection, posting, reply)
             amount = -posting.reversal.amount
         _remember_reply(link, reply)
-        entry, created = AmsiBatchEntry.objects.get_or_create(
-            posting=posting, defaults={"link": link, "amount": amount}
-        )
-        if not created and (entry.link_id != link.pk or entry.amount != amount):
+        # The posting's row is locked by the caller: nobody records it at the same time.
+        entry = AmsiBatchEntry.objects.filter(posting=posting).first()
+        if entry is None:
+            entry = AmsiBatchEntry.objects.create(posting=posting, link=link, amount=amount)
+        elif entry.link_id != link.pk or entry.amount != amount:
             entry.link, entry.amount = link, amount
             entry.save(update_fields=["link", "amount", "recorded_at"])
     log.info(

@@ -168,7 +168,7 @@ class AmsiProvider(AmsiImport, AmsiLinking, AccountingProvider):
     def _write(self, posting, operation: str, xml: str, already_codes: set[str]):
         reply, text = self.client.ledger(operation, xml, record=posting.key)
         if reply.ok or reply.error_code in already_codes:
-            batches.record_landing(self, posting, reply)
+            # Where it landed is recorded by record_delivery, with the posting's outcome.
             return Delivered(
                 remote_reference=reply.evolution_reference
                 or reply.fields.get("EvolutionTransactionID", ""),
@@ -215,6 +215,17 @@ class AmsiProvider(AmsiImport, AmsiLinking, AccountingProvider):
         reached when ``checks_unknown_outcomes`` holds), and let eSite's refusal of the
         repeat answer."""
         return None
+
+    def record_delivery(self, posting, delivered: Delivered) -> None:
+        """Which eSite batch took the write (the reply's eSiteBatchNo), recorded in the
+        transaction that marks the posting posted."""
+        reply = LedgerReply(
+            error_code=errors.SUCCESS,
+            error_description="",
+            batch_no=delivered.data.get("eSiteBatchNo", ""),
+            bank_book=delivered.data.get("eSiteBankBookID", ""),
+        )
+        batches.record_landing(self, posting, reply)
 
     def confirmed_by_person(self, posting, receipt: str) -> None:
         """A person found the posting in eSite: remember which eSite batch holds it."""

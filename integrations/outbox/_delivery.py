@@ -190,6 +190,7 @@ FINISH_FIELDS = [
 
 def _finish(posting: Posting, attempt: PostingAttempt, outcome: str, delivered, error) -> str:
     now = timezone.now()
+    claimed = posting  # as claimed: its payment, batch and reversal are loaded
     with transaction.atomic():
         posting = (
             Posting.objects.select_for_update(of=("self",), no_key=True)
@@ -267,6 +268,8 @@ def _finish(posting: Posting, attempt: PostingAttempt, outcome: str, delivered, 
             posting.last_error = message
             posting.next_attempt_at = None
         posting.save(update_fields=FINISH_FIELDS)
+        if posting.state == PostingState.POSTED and delivered is not None:
+            posting.connection.get_provider().record_delivery(claimed, delivered)
         attempt.finished_at = now
         attempt.outcome = outcome
         attempt.error = message

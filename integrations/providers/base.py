@@ -122,6 +122,10 @@ class AccountingProvider:
         """
         return True
 
+    def record_delivery(self, posting: Posting, delivered: Delivered) -> None:
+        """Bookkeeping for a write that landed (where it landed, say), run in the transaction
+        that marks the posting posted, so both are kept or neither; optional."""
+
     def confirmed_by_person(self, posting: Posting, receipt: str) -> None:
         """A person found the posting in the remote system (optional bookkeeping)."""
 
