@@ -59,34 +59,38 @@ class Platform:
         ClientTransactionID, with the ErrorCode it answered (the workers read the connection
         from the database)."""
         from integrations_amsi.conf import record_duplicates_refused
+        from integrations_amsi.errors import DUPLICATE_TRANSACTION
 
-        record_duplicates_refused(self.connection, who=who, code="206")
+        record_duplicates_refused(self.connection, who=who, code=DUPLICATE_TRANSACTION)
 
     def import_property(self) -> None:
+        from integrations.models import SyncKind, SyncStatus
         from integrations.services import run_sync
 
-        run = run_sync(self.connection, "import")
-        assert run.status == "succeeded", run.message
+        run = run_sync(self.connection, SyncKind.IMPORT)
+        assert run.status == SyncStatus.SUCCEEDED, run.message
 
     def payable(self, method: str) -> list:
-        from rentplatform.models import Lease
+        from rentplatform.models import Lease, LeaseStatus
 
         leases = Lease.objects.filter(unit__building__property=self.property).order_by("pk")
+        paying = (LeaseStatus.ACTIVE, LeaseStatus.NOTICE)
         return [
             lease
             for lease in leases
-            if lease.status in ("active", "notice") and lease.effective_access.allows(method)
+            if lease.status in paying and lease.effective_access.allows(method)
         ]
 
     # -- money -----------------------------------------------------------------------------------
     def pay(self, n: int, *, rng: random.Random, card_share: float = 0.6) -> list:
         from rentplatform import services
+        from rentplatform.models import PaymentMethod
 
-        cards, banks = self.payable("card"), self.payable("ach")
+        cards, banks = self.payable(PaymentMethod.CARD), self.payable(PaymentMethod.ACH)
         made = []
         for _ in range(n):
-            method = "card" if rng.random() < card_share else "ach"
-            lease = rng.choice(cards if method == "card" else banks)
+            method = PaymentMethod.CARD if rng.random() < card_share else PaymentMethod.ACH
+            lease = rng.choice(cards if method == PaymentMethod.CARD else banks)
             amount = Decimal(rng.randint(5000, 250000)) / 100
             made.append(services.accept_payment(lease, amount, method))
         self.payments += made
@@ -96,10 +100,16 @@ class Platform:
         """n reversals of every kind: void, chargeback and ACH return before the deposit, then
         card refund and ACH return after it (rule 5: those go to a separate reversals batch)."""
         from rentplatform import services
-        from rentplatform.models import Payment, PaymentState
+        from rentplatform.models import (
+            BatchStatus,
+            Payment,
+            PaymentMethod,
+            PaymentState,
+            ReversalKind,
+        )
 
-        before = ["void", "chargeback", "return"]
-        after = ["refund", "return"]
+        before = [ReversalKind.VOID, ReversalKind.CHARGEBACK, ReversalKind.RETURN]
+        after = [ReversalKind.REFUND, ReversalKind.RETURN]
         n_after = n * 2 // 5
         plan = [before[i % 3] for i in range(n - n_after)] + [after[i % 2] for i in range(n_after)]
         pool = list(self.payments)
@@ -121,21 +131,27 @@ class Platform:
 
         for i, kind in enumerate(plan):
             deposited = i >= n - n_after
-            if deposited and not any(p.batch.status == "deposited" for p in self.payments):
+            if deposited and not any(
+                p.batch.status == BatchStatus.DEPOSITED for p in self.payments
+            ):
                 for batch in {p.batch for p in self.payments}:
                     for p in batch.payments.filter(state=PaymentState.PROCESSING):
                         services.settle_payment(p)
                     services.deposit_batch(batch)
-            method = {"chargeback": "card", "return": "ach", "refund": "card"}.get(kind)
+            method = {
+                ReversalKind.CHARGEBACK: PaymentMethod.CARD,
+                ReversalKind.RETURN: PaymentMethod.ACH,
+                ReversalKind.REFUND: PaymentMethod.CARD,
+            }.get(kind)
             payment = take(method, deposited) or take(None, deposited)
             if payment is None:
                 break
             payment = Payment.objects.get(pk=payment.pk)
-            if kind == "void":
+            if kind == ReversalKind.VOID:
                 made.append(services.void_payment(payment))
-            elif kind == "return" and payment.method == "ach":
+            elif kind == ReversalKind.RETURN and payment.method == PaymentMethod.ACH:
                 made.append(services.return_payment(payment, "R01" if not deposited else "R02"))
-            elif payment.method == "card" and not deposited:
+            elif payment.method == PaymentMethod.CARD and not deposited:
                 payment = services.settle_payment(payment)  # a card is charged back once settled
                 made.append(services.charge_back_payment(payment))
             else:
@@ -240,12 +256,13 @@ class Platform:
     def transaction_id(self, posting) -> str:
         """The ClientTransactionID AMSI knows a posting by: a payment's own, a reversal's
         original payment's (ReturnPayment names it)."""
-        from integrations.models import Posting
+        from integrations.models import Posting, PostingKind
         from integrations_amsi.identifiers import client_transaction_id
 
-        if posting.kind == "payment":
+        if posting.kind == PostingKind.PAYMENT:
             return client_transaction_id(posting)
-        return client_transaction_id(Posting.objects.get(payment=posting.payment, kind="payment"))
+        payment_posting = Posting.objects.get(payment=posting.payment, kind=PostingKind.PAYMENT)
+        return client_transaction_id(payment_posting)
 
     def close_batches(self, rounds: int = 5) -> list[str]:
         """The close-batches job, run as of tomorrow noon (after every cutoff of today)."""
@@ -278,8 +295,9 @@ class Platform:
         """
         from django.db import connection
 
-        from integrations.models import Posting, PostingAttempt, PostingState
-        from integrations_amsi.models import AmsiBatchEntry, AmsiBatchLink
+        from integrations.models import Posting, PostingAttempt, PostingKind, PostingState
+        from integrations.models.posting import AttemptOutcome
+        from integrations_amsi.models import AmsiBatchEntry, AmsiBatchKind, AmsiBatchLink
 
         POSTED = PostingState.POSTED
         t = Tally(
@@ -301,15 +319,15 @@ class Platform:
         }
         attempts = list(PostingAttempt.objects.filter(posting__connection=self.connection))
         t.attempts = sum(not a.worker.startswith("person:") for a in attempts)
-        t.found_after_unknown = sum(a.outcome == "found_posted" for a in attempts)
-        t.went_unconfirmed = sum(a.outcome == "unconfirmed" for a in attempts)
-        t.found_by_person = sum(a.outcome == "found_by_person" for a in attempts)
-        t.posted_by_person = sum(a.outcome == "not_found_by_person" for a in attempts)
+        t.found_after_unknown = sum(a.outcome == AttemptOutcome.FOUND_POSTED for a in attempts)
+        t.went_unconfirmed = sum(a.outcome == AttemptOutcome.UNCONFIRMED for a in attempts)
+        t.found_by_person = sum(a.outcome == AttemptOutcome.FOUND_BY_PERSON for a in attempts)
+        t.posted_by_person = sum(a.outcome == AttemptOutcome.NOT_FOUND_BY_PERSON for a in attempts)
         t.overlapping_attempts = _overlaps(attempts)
 
         # Every payment and reversal we made has its posting.
-        payment_postings = {p.payment_id: p for p in postings if p.kind == "payment"}
-        reversal_postings = {p.reversal_id for p in postings if p.kind == "reversal"}
+        payment_postings = {p.payment_id: p for p in postings if p.kind == PostingKind.PAYMENT}
+        reversal_postings = {p.reversal_id for p in postings if p.kind == PostingKind.REVERSAL}
         t.lost += sum(p.pk not in payment_postings for p in self.payments)
         t.lost += sum(r.pk not in reversal_postings for r in self.reversals)
 
@@ -336,7 +354,7 @@ class Platform:
             original = payment_postings.get(p.payment_id)
             if original is None:  # a reversal whose payment has no posting: counted above
                 continue
-            key = (self.transaction_id(original), p.kind == "reversal")
+            key = (self.transaction_id(original), p.kind == PostingKind.REVERSAL)
             if p.state == POSTED:
                 posted_keys.add(key)
                 if key not in seen:
@@ -373,7 +391,7 @@ class Platform:
                 t.mismatched_batches += 1
             if link is None or n == 0 or _could_land(link, waiting):
                 continue
-            is_return = link.kind == "return"
+            is_return = link.kind == AmsiBatchKind.RETURN
             sb = batches[0] if batches else None
             if not (
                 sb

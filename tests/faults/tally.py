@@ -93,11 +93,17 @@ def _could_land(link, waiting) -> bool:
     """Whether a posting that is not posted is in this eSite batch or could still land in it
     (then the batch is not expected to be settled): one recorded in it, or for a payments
     batch a payment of its host batch or a reversal of one not recorded anywhere yet."""
+    from integrations_amsi.models import AmsiBatchKind  # here: the benches import this first
+
     for p in waiting:
         entry = getattr(p, "amsi_entry", None)  # RelatedObjectDoesNotExist is an AttributeError
         if entry is not None and entry.link_id == link.pk:
             return True
-        if link.kind == "payments" and entry is None and p.payment.batch_id == link.batch_id:
+        if (
+            link.kind == AmsiBatchKind.PAYMENTS
+            and entry is None
+            and p.payment.batch_id == link.batch_id
+        ):
             return True
     return False
 
