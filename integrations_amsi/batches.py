@@ -24,8 +24,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import queue
+import threading
 from decimal import Decimal
 
+from django.db import connection as db_connection
+from django.db import connections as db_connections
 from django.db import transaction
 from django.db.models import DecimalField, F, Q, QuerySet, Sum, Value
 from django.db.models.functions import Abs, Coalesce
@@ -290,14 +294,51 @@ def settle_batch(provider, link: AmsiBatchLink, *, now: dt.datetime) -> str:
 def close_due_batches(provider, *, now: dt.datetime | None = None) -> list[str]:
     now = now or timezone.now()
     cutoff = provider.settings.close_cutoff
-    lines = []
-    links = links_to_settle(provider.connection).order_by(
-        "batch__business_day", "kind", "client_jnl_no"
-    )
-    for link in links:
-        if link.kind == AmsiBatchKind.PAYMENTS and not is_due(link.batch, cutoff, now):
-            continue
-        line = settle_batch(provider, link, now=now)
-        if line:
-            lines.append(line)
+    links = [
+        link
+        for link in links_to_settle(provider.connection).order_by(
+            "batch__business_day", "kind", "client_jnl_no"
+        )
+        if link.kind != AmsiBatchKind.PAYMENTS or is_due(link.batch, cutoff, now)
+    ]
+    return [line for line in _settle_each(provider, links, now) if line]
+
+
+def _settle_each(provider, links: list[AmsiBatchLink], now: dt.datetime) -> list[str]:
+    """``settle_batch`` for each link, up to ``settle_concurrency`` at once, in order.
+
+    Each eSite batch is settled by one call of its own and its own rows only, so batches do
+    not wait for each other; a distant eSite (100-200 ms a call) then settles a rent day's
+    batches in seconds, not minutes. Inside a caller's transaction (which other threads could
+    not see) they run one by one.
+    """
+    limit = min(provider.settings.settle_concurrency, len(links))
+    if limit <= 1 or db_connection.in_atomic_block:
+        return [settle_batch(provider, link, now=now) for link in links]
+    lines = [""] * len(links)
+    todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for index in range(len(links)):
+        todo.put(index)
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            while not failures:
+                try:
+                    index = todo.get_nowait()
+                except queue.Empty:
+                    return
+                lines[index] = settle_batch(provider, links[index], now=now)
+        except BaseException as err:  # noqa: BLE001  (re-raised in the caller's thread below)
+            failures.append(err)
+        finally:
+            db_connections.close_all()  # this thread's own database connection
+
+    threads = [threading.Thread(target=work, name=f"settle-{n}") for n in range(limit)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
     return lines

@@ -29,6 +29,11 @@ APPROVAL_CODE_MAX = 12  # production's was 9 characters; eSite's limit is not kn
 # own cap, xmldocs.MAX_DOCUMENT_BYTES) may hold; the transport stops reading there. A property
 # list or a ledger reply is a few KiB; 64 MiB is far above any real one and far below harm.
 DEFAULT_MAX_REPLY_BYTES = 64 * 1024 * 1024
+# How many UpdateSettlementData calls one connection sends at once when many batches are due
+# (a distant eSite answers each in 100-200 ms: 1,000 batches one by one would take minutes).
+# eSite's own limit on concurrent calls is not published; 4 is modest.
+DEFAULT_SETTLE_CONCURRENCY = 4
+MAX_SETTLE_CONCURRENCY = 16
 
 SETTING_KEYS = (
     "url",
@@ -45,6 +50,7 @@ SETTING_KEYS = (
     "duplicates_refused_at",
     "duplicates_refused_code",
     "max_reply_bytes",
+    "settle_concurrency",
 )
 
 
@@ -71,6 +77,8 @@ class AmsiSettings:
     duplicates_refused_code: str = ""
     # The largest SOAP reply read whole (bytes, after any content decoding); bigger is refused.
     max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
+    # UpdateSettlementData calls in flight at once for this connection (1 to 16).
+    settle_concurrency: int = DEFAULT_SETTLE_CONCURRENCY
 
     @property
     def duplicates_refused(self) -> bool:
@@ -123,6 +131,15 @@ def _max_reply_bytes(value) -> int:
     return number if number > 0 else DEFAULT_MAX_REPLY_BYTES
 
 
+def _settle_concurrency(value) -> int:
+    """1 to MAX_SETTLE_CONCURRENCY; anything unreadable (or absent) is the default."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return DEFAULT_SETTLE_CONCURRENCY
+    return min(max(number, 1), MAX_SETTLE_CONCURRENCY)
+
+
 def validate_merchant_id(value: str) -> None:
     """ClientMerchantID: production sent an integer (its own group id), so this does too."""
     if value and not is_edex_int(str(value).strip()):
@@ -162,6 +179,7 @@ def settings_for(connection) -> AmsiSettings:
         duplicates_refused_at=str(s.get("duplicates_refused_at") or ""),
         duplicates_refused_code=str(s.get("duplicates_refused_code") or "").strip(),
         max_reply_bytes=_max_reply_bytes(s.get("max_reply_bytes")),
+        settle_concurrency=_settle_concurrency(s.get("settle_concurrency")),
     )
 
 
