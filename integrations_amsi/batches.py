@@ -38,6 +38,7 @@ from django.utils import timezone
 from integrations.exceptions import IntegrationError, PermanentError
 from integrations.logging import mask
 from integrations.models import Posting, PostingKind, PostingState
+from integrations.models.posting import FINAL_STATES
 from rentplatform.models import DepositBatch
 
 from .conf import DEFAULT_SETTLEMENT_LAG_DAYS
@@ -183,17 +184,19 @@ def expected_total(link: AmsiBatchLink) -> Decimal:
 
 
 def unfinished_postings(link: AmsiBatchLink) -> QuerySet[Posting]:
-    """Postings that are in this eSite batch, or could still land in it, and are not posted."""
+    """Postings that are in this eSite batch, or could still land in it, and are not final
+    (posted, or abandoned by a person)."""
     could_land = Q(amsi_entry__link=link)
     if link.kind == AmsiBatchKind.PAYMENTS:
         could_land |= Q(kind=PostingKind.PAYMENT, payment__batch_id=link.batch_id)
         could_land |= Q(
             kind=PostingKind.REVERSAL, payment__batch_id=link.batch_id, amsi_entry__isnull=True
         )
+    # Abandoned by a person: never posted, never waited for.
     return (
         Posting.objects.filter(connection_id=link.connection_id)
         .filter(could_land)
-        .exclude(state=PostingState.POSTED)
+        .exclude(state__in=FINAL_STATES)
         .distinct()
     )
 

@@ -26,6 +26,14 @@ class PostingState(models.TextChoices):
     # unattended: a person looks in the accounting system and says which (never re-sent blindly).
     UNCONFIRMED = "unconfirmed", "Unconfirmed: check the accounting system"
     NEEDS_ATTENTION = "needs_attention", "Needs attention"
+    # A person decided it will never be posted (its payment was voided before it reached the
+    # ledger, say): final, nothing sends it again (``Posting.save`` refuses to move it on).
+    ABANDONED = "abandoned", "Abandoned by a person"
+
+
+# Nothing more happens to a posting in these states (a "resolved" one is posted: a person
+# entered it in the accounting system).
+FINAL_STATES = (PostingState.POSTED, PostingState.ABANDONED)
 
 
 class Posting(models.Model):
@@ -74,6 +82,8 @@ class Posting(models.Model):
         permissions = [
             ("retry_posting", "Can retry a posting"),
             ("resolve_unconfirmed", "Can resolve an unconfirmed posting (found / not found)"),
+            ("resolve_posting", "Can mark a posting resolved (entered in the accounting system)"),
+            ("abandon_posting", "Can abandon a posting (it will never be posted)"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -100,6 +110,22 @@ class Posting(models.Model):
     def __str__(self) -> str:
         return f"{self.get_kind_display()} posting {self.key} ({self.get_state_display()})"
 
+    def save(self, *args, **kwargs):
+        # An abandoned posting is final: whatever loaded it (a task django-q2 delivered again,
+        # a forced delivery) may not move it on, so it is never sent.
+        if getattr(self, "_loaded_state", None) == PostingState.ABANDONED and (
+            self.state != PostingState.ABANDONED
+        ):
+            raise ValueError(f"posting {self.key} was abandoned by a person: it is never sent")
+        super().save(*args, **kwargs)
+        self._loaded_state = self.state
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._loaded_state = instance.__dict__.get("state")
+        return instance
+
     @property
     def subject(self):
         return self.reversal if self.kind == PostingKind.REVERSAL else self.payment
@@ -122,6 +148,8 @@ class AttemptOutcome(models.TextChoices):
     CRASHED = "crashed", "Crashed (a bug: see the traceback)"
     FOUND_BY_PERSON = "found_by_person", "Found by a person"
     NOT_FOUND_BY_PERSON = "not_found_by_person", "Not found by a person: post it"
+    RESOLVED_BY_PERSON = "resolved_by_person", "Resolved by a person (in the accounting system)"
+    ABANDONED_BY_PERSON = "abandoned_by_person", "Abandoned by a person (never posted)"
 
 
 class PostingAttempt(models.Model):

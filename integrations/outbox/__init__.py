@@ -27,10 +27,12 @@ private names re-exported here are the ones docs/reliability.md points to).
 from __future__ import annotations
 
 from ._actions import (
+    abandon,
     enable_connection,
     mark_found,
     pause_connection,
     post_unconfirmed,
+    resolve,
     resume_connection,
     retry,
 )
@@ -73,6 +75,7 @@ __all__ = [
     "_give_up",
     "_unknown_outcome_not_before",
     "_wait_for_payment",
+    "abandon",
     "claim",
     "connection_for",
     "create_payment_posting",
@@ -87,6 +90,7 @@ __all__ = [
     "pause_connection",
     "post_unconfirmed",
     "queue_waiting",
+    "resolve",
     "resume_connection",
     "retry",
     "sweep",

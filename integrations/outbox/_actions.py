@@ -1,5 +1,11 @@
-"""What a person or a connection test does to postings: pause, resume, enable, retry, and
-the answers to "is it there?" ("found" / "not there, post it")."""
+"""What a person or a connection test does to postings: pause, resume, enable, retry, the
+answers to "is it there?" ("found" / "not there, post it"), and the two ways a person closes a
+posting the integration cannot finish: "resolved" (they entered it in the accounting system
+themselves) and "abandoned" (it will never be posted).
+
+Which state each action is allowed from, and why none can post twice or lose a posting, is in
+docs/reliability.md ("A person's actions"). Every one is recorded as a person's attempt row
+(``worker`` "person:<who>", the note in ``error``)."""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ from django.utils import timezone
 from integrations import signals
 from integrations.logging import mask
 from integrations.models import Connection, Posting, PostingAttempt, PostingState
-from integrations.models.posting import AttemptOutcome
+from integrations.models.posting import FINAL_STATES, AttemptOutcome
 
 from ._common import NotAllowed, _can_check, _unknown_outcome_not_before, log
 from ._delivery import _pause
@@ -83,8 +89,10 @@ def retry(posting: Posting) -> dt.datetime | None:
             .select_related("connection")
             .get(pk=posting.pk)
         )
-        if posting.state == PostingState.POSTED:
-            return None
+        if posting.state in (PostingState.POSTED, PostingState.ABANDONED):
+            raise NotAllowed(
+                f"posting {posting.key} is {posting.get_state_display().lower()}: nothing to retry"
+            )
         if (
             posting.state == PostingState.IN_FLIGHT
             and posting.claimed_until
@@ -122,6 +130,100 @@ def retry(posting: Posting) -> dt.datetime | None:
     if refusal:
         raise NotAllowed(refusal)
     return when
+
+
+def _lock(posting: Posting) -> Posting:
+    return (
+        Posting.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("connection")
+        .get(pk=posting.pk)
+    )
+
+
+def _not_yet(posting: Posting) -> str:
+    """Why a posting still being delivered cannot be closed by a person ("" if it can be)."""
+    if posting.state in (PostingState.PENDING, PostingState.RETRYING, PostingState.IN_FLIGHT):
+        return (
+            f"posting {posting.key} is {posting.get_state_display().lower()}: the integration "
+            "may still send it, so closing it by hand could post it twice. Wait until it is "
+            "posted or needs attention"
+        )
+    if posting.state in FINAL_STATES:
+        return f"posting {posting.key} is {posting.get_state_display().lower()}: it is final"
+    return ""
+
+
+def resolve(posting: Posting, *, who: str, note: str, receipt: str = "") -> Posting:
+    """A person entered a posting that needs attention in the accounting system themselves:
+    it counts as posted (its reversal may go on, its batch may be settled) and is never sent.
+
+    Only from "needs attention": one still being delivered could land a second time, and an
+    unconfirmed one is answered with "found" (its receipt) instead.
+    """
+    note, receipt = (note or "").strip(), (receipt or "").strip()
+    if not note:
+        raise NotAllowed("say in a note how it was settled (where it was entered, by whom)")
+    with transaction.atomic():
+        posting = _lock(posting)
+        refusal = _not_yet(posting)
+        if posting.state == PostingState.UNCONFIRMED:
+            refusal = (
+                f"posting {posting.key} is unconfirmed: look for it in the accounting system, "
+                "then choose 'found' (with its receipt) or 'not there, post it'"
+            )
+        if refusal:
+            raise NotAllowed(refusal)
+        posting.connection.get_provider().confirmed_by_person(posting, receipt)
+        posting.state = PostingState.POSTED
+        posting.posted_at = timezone.now()
+        posting.outcome_unknown = False
+        posting.next_attempt_at = None
+        posting.enqueued_at = None
+        posting.waiting_since = None
+        if receipt:
+            posting.remote_reference = receipt[:100]
+        posting.save()
+        text = f"receipt {receipt}. {note}" if receipt else note
+        _person_attempt(posting, AttemptOutcome.RESOLVED_BY_PERSON, who, text)
+        transaction.on_commit(
+            lambda p=posting: signals.posting_posted.send(sender=Posting, posting=p)
+        )
+    log.info("posting %s resolved by %s: %s", posting.key, who, mask(note))
+    return posting
+
+
+def abandon(posting: Posting, *, who: str, note: str) -> Posting:
+    """A person decided a posting will never be posted (its payment was voided before it
+    reached the ledger, say): final; nothing sends it again.
+
+    From "needs attention" or "unconfirmed" only. When the last write's outcome is unknown it
+    may still land: refused before the unknown-outcome wait is over, and the note stands for
+    "I looked and it is not there".
+    """
+    note = (note or "").strip()
+    if not note:
+        raise NotAllowed("say in a note why it will never be posted")
+    with transaction.atomic():
+        posting = _lock(posting)
+        refusal = _not_yet(posting)
+        if refusal:
+            raise NotAllowed(refusal)
+        if posting.outcome_unknown:
+            not_before = _unknown_outcome_not_before(posting)
+            if not_before and not_before > timezone.now():
+                raise NotAllowed(
+                    f"posting {posting.key}: a write that was slow may still land; look for it "
+                    f"again after {timezone.localtime(not_before):%H:%M:%S}"
+                )
+        posting.state = PostingState.ABANDONED
+        posting.outcome_unknown = False
+        posting.next_attempt_at = None
+        posting.enqueued_at = None
+        posting.waiting_since = None
+        posting.save()
+        _person_attempt(posting, AttemptOutcome.ABANDONED_BY_PERSON, who, note)
+    log.warning("posting %s abandoned by %s: %s", posting.key, who, mask(note))
+    return posting
 
 
 def mark_found(posting: Posting, *, receipt: str, who: str, note: str = "") -> Posting:
