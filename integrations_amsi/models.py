@@ -142,4 +142,3 @@ class AmsiBatchEntry(models.Model):
 
     def __str__(self) -> str:
         return f"posting #{self.posting_id} {self.amount} in {self.link}"
-

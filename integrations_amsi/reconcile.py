@@ -34,6 +34,7 @@ from integrations.reconciliation import (
     month_range,
 )
 
+from . import PROVIDER_ID
 from .models import AmsiBatchEntry, AmsiBatchLink
 
 
@@ -46,7 +47,7 @@ def parse_external_deposits(text: str) -> RemoteSide:
         raise PermanentError(
             "this is not an External Deposits export: expected the columns "
             f"{', '.join(sorted(needed))}, found {', '.join(reader.fieldnames or ['none'])}",
-            provider="amsi",
+            provider=PROVIDER_ID,
             operation="reconcile",
         )
     side = RemoteSide()
@@ -57,7 +58,7 @@ def parse_external_deposits(text: str) -> RemoteSide:
         except InvalidOperation:
             raise PermanentError(
                 f"line {n}: Totals {row.get('Totals')!r} is not an amount",
-                provider="amsi",
+                provider=PROVIDER_ID,
                 operation="reconcile",
             ) from None
         if not batch or batch == "Grand Total":
@@ -93,7 +94,7 @@ def fetch_external_deposits(provider, month: dt.date) -> str:
         raise RetryableError(
             f"could not fetch the External Deposits report from {url}: {type(err).__name__}; "
             "upload the eSite export instead",
-            provider="amsi",
+            provider=PROVIDER_ID,
             operation="reconcile",
         ) from err
     if response.status_code != 200 or "csv" not in response.headers.get("content-type", ""):
@@ -101,7 +102,7 @@ def fetch_external_deposits(provider, month: dt.date) -> str:
             f"{url} did not return an External Deposits CSV (HTTP {response.status_code}); "
             "upload the eSite export (Reports > Accounting Reports > External Deposits, "
             "By Payment, CSV) instead",
-            provider="amsi",
+            provider=PROVIDER_ID,
             operation="reconcile",
         )
     return response.text
