@@ -13,8 +13,13 @@ Each size runs in its own worker process with a fresh SQLite database in a temp 
 RSS growth: the kernel's high-water mark (VmHWM) is reset just before the import and compared
 with the RSS measured at that moment.
 
+Then 1% of the leases change in eSite (their CreditStatus, through the sandbox's control API)
+and a delta resync is timed (exactly those leases updated, asserted), then "sync now" for one
+changed lease (the delta query finds it) and for one unchanged lease (looked for in the lists).
+
 Targets (2-core machine): 10,000 leases <= 5 s; 100,000 <= 50 s with peak memory growth
-< 150 MB; an unchanged re-import writes nothing (asserted).
+< 150 MB; an unchanged re-import writes nothing (asserted); the delta resync with 1% of
+100,000 leases changed <= 3 s.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from pathlib import Path
 import _common as c  # bench/ is the script's folder, so first on sys.path
 
 TARGETS = {10_000: (5.0, None), 100_000: (50.0, 150.0)}
+DELTA_TARGET = {100_000: 3.0}  # seconds for the delta resync with 1% changed
 QUICK = [200]  # --quick: one small import, untimed (CI keeps the bench working)
 
 
@@ -132,7 +138,9 @@ def _measure(leases: int, base_url: str, profile: str | None) -> dict:
     assert (rerun.created, rerun.updated, rerun.deactivated) == (0, 0, 0)
     assert rerun.unchanged == leases
     assert writes == [], writes[:3]
+    delta = _delta_and_lease_sync(conn, base_url, leases)
     return {
+        **delta,
         "leases": leases,
         "import_s": round(first, 2),
         "peak_growth_mb": round(growth_mb, 1),
@@ -140,6 +148,43 @@ def _measure(leases: int, base_url: str, profile: str | None) -> dict:
         "reimport_s": round(second, 2),
         "reimport_rows_written": len(writes),
         "queries_reimport": len(ctx.captured_queries),
+    }
+
+
+def _delta_and_lease_sync(conn, base_url: str, leases: int) -> dict:
+    """A delta resync after 1% of the leases changed in eSite (their CreditStatus, set through
+    the sandbox's control API as a manager would), then "sync now" for one lease: one that
+    changed (the delta query finds it) and one that did not (looked for in the lists)."""
+    from integrations.models import SyncKind, SyncStatus
+    from integrations.services import run_sync
+    from integrations_amsi.models import AmsiLeaseLink
+    from integrations_amsi.sandbox.testing import SandboxControl
+
+    links = list(AmsiLeaseLink.objects.filter(connection=conn).order_by("pk"))
+    changed = links[:: max(1, len(links) // max(1, leases // 100))][: max(1, leases // 100)]
+    control = SandboxControl(base_url)
+    for link in changed:
+        status = "C" if link.credit_status != "C" else "N"
+        control.patch_lease(*link.key, CreditStatus=status)
+    control.close()
+    start = time.perf_counter()
+    run = run_sync(conn, SyncKind.DELTA)
+    delta_s = time.perf_counter() - start
+    assert run.status == SyncStatus.SUCCEEDED, run.message
+    assert run.updated == len(changed), (run.updated, len(changed))
+    start = time.perf_counter()
+    one = run_sync(conn, SyncKind.LEASE, lease_id=changed[0].lease_id)
+    lease_changed_s = time.perf_counter() - start
+    unchanged = next(link for link in reversed(links) if link not in changed)
+    start = time.perf_counter()
+    other = run_sync(conn, SyncKind.LEASE, lease_id=unchanged.lease_id)
+    lease_unchanged_s = time.perf_counter() - start
+    assert one.status == other.status == SyncStatus.SUCCEEDED, (one.message, other.message)
+    return {
+        "delta_changed": len(changed),
+        "delta_s": round(delta_s, 2),
+        "lease_changed_s": round(lease_changed_s, 2),
+        "lease_unchanged_s": round(lease_unchanged_s, 2),
     }
 
 
@@ -175,10 +220,15 @@ def main() -> int:
         if memory_target:
             ok = r["peak_growth_mb"] < memory_target
             verdict.append(f"< {memory_target:g} MB: {'met' if ok else 'MISSED'}")
+        if not args.quick and n in DELTA_TARGET:
+            ok = r["delta_s"] <= DELTA_TARGET[n]
+            verdict.append(f"delta <= {DELTA_TARGET[n]:g} s: {'met' if ok else 'MISSED'}")
         failed |= any("MISSED" in v for v in verdict)
         rows.append(
             [f"{n:,}", f"{r['import_s']:.2f}", f"{r['peak_growth_mb']:.1f}",
              f"{r['reimport_s']:.2f}", f"{r['reimport_rows_written']} ({r['queries_reimport']})",
+             f"{r['delta_s']:.2f} ({r['delta_changed']:,} changed)",
+             f"{r['lease_changed_s']:.2f} / {r['lease_unchanged_s']:.2f}",
              ", ".join(verdict)]
         )  # fmt: skip
     print(
@@ -189,6 +239,8 @@ def main() -> int:
                 "peak RSS growth MB",
                 "unchanged re-import s",
                 "rows written on re-import (queries)",
+                "delta resync s (1% changed)",
+                "sync now s (changed / unchanged lease)",
                 "target",
             ],
             rows,
