@@ -65,9 +65,14 @@ def connection_for(lease: Lease) -> Connection:
 
 
 def link_lease(
-    lease: Lease, typed: str, *, triggered_by: str = "", sync: bool = True
+    lease: Lease, typed: str, *, triggered_by: str = "", sync: bool = True, verified: bool = False
 ) -> LinkResult:
-    """Verify what was typed with the remote for this lease, save the link, sync the lease."""
+    """Verify what was typed with the remote for this lease, save the link, sync the lease.
+
+    ``verified``: the caller has already seen the key in the remote's list (the lease-link CSV
+    import reads that list once for all its rows, integrations.resources), so the remote is not
+    asked again for this one key; every other rule applies as for a single link.
+    """
     lease = Lease.objects.select_related("unit__building__property").get(pk=lease.pk)
     connection = connection_for(lease)
     provider = connection.get_provider()
@@ -90,7 +95,8 @@ def link_lease(
             f"{system} lease {composite} is already linked to lease #{other.lease_id}"
         )
     try:
-        provider.verify_lease_key(lease, key)
+        if not verified:
+            provider.verify_lease_key(lease, key)
     except IntegrationError as err:
         raise LinkRefused(f"could not verify {composite} with {system}: {mask(str(err))}") from err
     if existing is None:

@@ -17,6 +17,8 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from import_export import resources
 from import_export.admin import ImportExportModelAdmin
+from import_export.fields import Field
+from import_export.widgets import ForeignKeyWidget
 
 from rentplatform.csvsafe import neutralise_dataset
 from rentplatform.models import (
@@ -125,12 +127,49 @@ _ACCESS_FIELDS = (
 )
 
 
+class UnitByCodesWidget(ForeignKeyWidget):
+    """A unit named as people name it: its code in the ``unit`` column, within the row's
+    ``property`` and ``building`` codes (a database id means nothing in a spreadsheet)."""
+
+    def __init__(self):
+        super().__init__(Unit, field="code")
+
+    def get_queryset(self, value, row, *args, **kwargs):
+        return Unit.objects.filter(
+            building__property__code=str((row or {}).get("property") or "").strip(),
+            building__code=str((row or {}).get("building") or "").strip(),
+        )
+
+    def clean(self, value, row=None, **kwargs):
+        try:
+            return super().clean(str(value or "").strip(), row=row, **kwargs)
+        except Unit.DoesNotExist:
+            raise ValueError(
+                f"no unit {value} in building {(row or {}).get('building')} of property "
+                f"{(row or {}).get('property')}"
+            ) from None
+
+
 class LeaseResource(resources.ModelResource):
-    """Imports leave payment access alone: only the services change it."""
+    """Leases with their unit by property, building and unit codes. Imports leave payment
+    access alone: only the services change it."""
+
+    property = Field(attribute="unit__building__property__code", readonly=True)
+    building = Field(attribute="unit__building__code", readonly=True)
+    unit = Field(attribute="unit", column_name="unit", widget=UnitByCodesWidget())
 
     class Meta:
         model = Lease
-        fields = ("id", "unit", "status", "start_date", "end_date", "balance")
+        fields = (
+            "id",
+            "property",
+            "building",
+            "unit",
+            "status",
+            "start_date",
+            "end_date",
+            "balance",
+        )
 
 
 class BlockPaymentsForm(forms.Form):

@@ -3,7 +3,10 @@
 "Sync this lease from the accounting system now" and "Link to the accounting system's lease"
 exist once, here, for every provider: each lease's property's connection says which provider
 does the work (``services.run_sync`` and ``integrations.linking``); a provider contributes
-hooks and texts (``link_label``, ``link_help``, ``system_name``), never an admin.
+hooks and texts (``link_label``, ``link_help``, ``system_name``), never an admin. The lease
+links also go in and out as CSV (``integrations.resources.LeaseLinkResource``), offered beside
+the host's own resources on the export and import pages when the host's admin is a
+django-import-export one; importing links needs the same permission as the link action.
 
 Design note: how the actions reach the host's Lease admin. The host knows nothing of the
 integration (it only sends signals), so it cannot list these actions, and Django has no
@@ -27,6 +30,7 @@ from django.template.response import TemplateResponse
 from integrations import linking, services
 from integrations.forms import LeaseLinkForm
 from integrations.models import Connection, SyncKind
+from integrations.resources import LeaseLinkResource
 from rentplatform.models import Lease
 
 from .base import run_level
@@ -42,6 +46,12 @@ class LeaseAccountingActions:
 
     def has_run_import_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("integrations.run_import")
+
+    def get_import_resource_classes(self, request: HttpRequest) -> list[type]:
+        classes = super().get_import_resource_classes(request)
+        if self.has_run_import_permission(request):
+            return classes
+        return [c for c in classes if c is not LeaseLinkResource]
 
     @admin.action(
         description="Sync this lease from the accounting system now", permissions=["run_sync"]
@@ -105,15 +115,14 @@ def install(site: admin.AdminSite) -> None:
     host = type(site.get_model_admin(Lease))
     if issubclass(host, LeaseAccountingActions):
         return  # already extended (this module imported again)
-    extended = type(
-        host.__name__,
-        (LeaseAccountingActions, host),
-        {
-            "__module__": __name__,
-            "__doc__": f"{host.__module__}.{host.__name__} with the accounting lease actions.",
-            "actions": [*(host.actions or []), *LeaseAccountingActions.accounting_actions],
-        },
-    )
+    attrs = {
+        "__module__": __name__,
+        "__doc__": f"{host.__module__}.{host.__name__} with the accounting lease actions.",
+        "actions": [*(host.actions or []), *LeaseAccountingActions.accounting_actions],
+    }
+    if hasattr(host, "get_import_resource_classes"):  # a django-import-export admin
+        attrs["resource_classes"] = [*(host.resource_classes or []), LeaseLinkResource]
+    extended = type(host.__name__, (LeaseAccountingActions, host), attrs)
     site.unregister(Lease)
     site.register(Lease, extended)
 
