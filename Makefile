@@ -1,8 +1,14 @@
 # Two commands matter: `make demo` and `make test`. Both create the virtualenv on first use.
+# The demo's state is the checkout's one state folder, var/ (settings.VAR_DIR's default), so
+# every manage.py command run afterwards sees it; `make demo` starts it over.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+PORT   ?= 8000
+# What `make demo` replaces: the database, the sandbox's books, the logs and the mail folder
+# (var/demo/ is where older checkouts kept them). Other things under var/ (benches) stay.
+DEMO_STATE := var/db.sqlite3* var/sandbox.sqlite3* var/*.log var/mail var/demo
 
 .PHONY: demo test lint format serve clean venv
 
@@ -16,8 +22,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	rm -rf var/demo
-	RENTPLATFORM_VAR_DIR=$(CURDIR)/var/demo $(BIN)/python manage.py demo $(DEMO_ARGS)
+	rm -rf $(DEMO_STATE)
+	$(BIN)/python manage.py demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -31,7 +37,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 serve: $(STAMP)
-	RENTPLATFORM_VAR_DIR=$(CURDIR)/var/demo $(BIN)/python manage.py serve_demo
+	$(BIN)/python manage.py serve_demo --web 127.0.0.1:$(PORT)
 
 clean:
 	rm -rf $(VENV) var

@@ -16,9 +16,11 @@ import sys
 from pathlib import Path
 
 from django.conf import settings
+from django.utils.text import slugify
 
 from integrations import outbox
 from integrations.models import Posting, PostingKind, PostingState
+from rentplatform.models import Resident
 
 from .sandbox.process import start_process, stop_group
 
@@ -29,7 +31,12 @@ ADMIN_USER = "admin"
 ADMIN_PASSWORD = "demo-admin-pass"
 RESIDENT_PASSWORD = "demo-resident-pass"
 
-# (username, AMSI lease) for residents who get a portal login in the demo.
+# The reports are emailed to files, one per message, in demo_dir()/mail (the demo prints it).
+MAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+
+# (handle, AMSI lease) for residents who get a portal login in the demo. The handle is the
+# demo's own name for the role a lease plays in the story; the login is named after the
+# resident AMSI has on that lease (login_name), and the demo prints who is who.
 RESIDENTS = [
     ("ana", "001-01-101-1"),
     ("ben", "001-01-102-2"),
@@ -60,6 +67,50 @@ def sandbox_state() -> Path:
     return demo_dir() / "sandbox.sqlite3"
 
 
+def mail_dir() -> Path:
+    return demo_dir() / "mail"
+
+
+def demo_env() -> dict[str, str]:
+    """The environment of the demo's own processes (the worker sends the reports)."""
+    return {"EMAIL_BACKEND": MAIL_BACKEND, "EMAIL_FILE_PATH": str(mail_dir())}
+
+
+def shown(path: Path) -> str:
+    """A path as typed from the checkout (where make runs): relative when it is inside it."""
+    try:
+        return str(Path(path).relative_to(settings.BASE_DIR))
+    except ValueError:
+        return str(path)
+
+
+def manage_command() -> str:
+    """How to run manage.py from the checkout, as a person would type it."""
+    venv_python = Path(settings.BASE_DIR) / ".venv" / "bin" / "python"
+    if venv_python.exists() and venv_python.resolve() == Path(sys.executable).resolve():
+        return ".venv/bin/python manage.py"
+    return f"{sys.executable} manage.py"
+
+
+def login_name(resident: Resident) -> str:
+    """A portal login named after the AMSI resident: "diego.nguyen"."""
+    name = ".".join(
+        part for part in (slugify(resident.first_name), slugify(resident.last_name)) if part
+    )
+    return name or f"resident{resident.pk}"
+
+
+def portal_logins() -> list[tuple[str, str, str]]:
+    """(login, the resident's name, their unit) for every resident with a portal login."""
+    rows = []
+    for resident in Resident.objects.filter(user__isnull=False).select_related("user"):
+        member = resident.memberships.select_related("lease__unit").first()
+        unit = str(member.lease.unit) if member else ""
+        full = f"{resident.first_name} {resident.last_name}".strip()
+        rows.append((resident.user.get_username(), full, unit))
+    return sorted(rows)
+
+
 def free_port(preferred: int) -> int:
     with socket.socket() as s:
         try:
@@ -75,7 +126,7 @@ def _manage(*args: str, log: Path | None = None, env: dict | None = None) -> sub
     return subprocess.Popen(
         [sys.executable, "manage.py", *args],
         cwd=settings.BASE_DIR,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **demo_env(), **(env or {})},
         stdout=out,
         stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
         start_new_session=True,

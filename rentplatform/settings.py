@@ -3,6 +3,11 @@
 Everything comes from the environment with embedded defaults, so a fresh checkout runs on
 SQLite with django-q2's ORM broker and console email, and production switches by setting
 DATABASE_URL / REDIS_URL / SECRET_KEY. See docs/configuration.md.
+
+The defaults are the production ones where it matters: DEBUG is off unless the environment
+turns it on (``make serve`` and the demo do; pytest-django turns it off for the tests), so a
+resident never sees a debug page; the HTTPS settings ``manage.py check --deploy`` asks for are
+switched on together by ``HTTPS=1`` (docs/configuration.md, "Production").
 """
 
 from __future__ import annotations
@@ -24,27 +29,50 @@ def _env_bool(name: str, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+# The development key starts "django-insecure-" so that `manage.py check --deploy` flags a
+# production that forgot to set its own (security.W009).
 SECRET_KEY = os.environ.get(
-    "SECRET_KEY", "dev-only-insecure-key-change-me-in-production-0123456789abcdef"
+    "SECRET_KEY", "django-insecure-dev-only-key-change-me-in-production-0123456789abcdef"
 )
-DEBUG = _env_bool("DEBUG", True)
+DEBUG = _env_bool("DEBUG", False)
 ALLOWED_HOSTS = [
     h for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,testserver").split(",") if h
 ]
+CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+
+# HTTPS. One switch turns on what a site served over HTTPS needs (and check --deploy asks
+# for); each setting can still be set on its own. Off by default: the demo and a development
+# checkout serve plain HTTP on loopback.
+HTTPS = _env_bool("HTTPS", False)
+SECURE_SSL_REDIRECT = _env_bool("SECURE_SSL_REDIRECT", HTTPS)
+SESSION_COOKIE_SECURE = _env_bool("SESSION_COOKIE_SECURE", HTTPS)
+CSRF_COOKIE_SECURE = _env_bool("CSRF_COOKIE_SECURE", HTTPS)
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", 31536000 if HTTPS else 0))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
+# The preload directive only matters once the domain is submitted to the browsers' list
+# (hstspreload.org); set SECURE_HSTS_PRELOAD=0 to leave it out (check --deploy then warns W021).
+SECURE_HSTS_PRELOAD = _env_bool("SECURE_HSTS_PRELOAD", HTTPS)
+if _env_bool("BEHIND_PROXY", False):
+    # TLS ends at the proxy, which must set X-Forwarded-Proto (and strip the client's own).
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # the docs UI's assets, served locally (no CDN)
     "django_q",
     "import_export",
     "rentplatform",
     "integrations",
     "integrations_amsi",
+    # After the integrations: their admin templates (the dashboard on the admin home, the
+    # banner on every admin page) override the admin's own (docs/configuration.md).
+    "django.contrib.admin",
 ]
 
 MIDDLEWARE = [
@@ -122,13 +150,36 @@ EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.conso
 EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "integrations@rentplatform.invalid")
 
+# The API (docs/api.md). Basic comes first: DRF answers a request without credentials with the
+# first class's WWW-Authenticate challenge, so 401 (session authentication alone gives 403).
+# Errors take one shape ({"code", "detail", "fields"?}); every list is paginated.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.BasicAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "COERCE_DECIMAL_TO_STRING": True,
+    "EXCEPTION_HANDLER": "rentplatform.api.errors.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Rent platform API",
+    "DESCRIPTION": (
+        "Residents' leases and payments (pay, void, with Idempotency-Key) and the accounting "
+        "integrations (postings, sync runs, sync now, lease links). Errors: "
+        '{"code", "detail", "fields"?}. See docs/api.md.'
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/",
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI from drf-spectacular-sidecar's static files: the docs work offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # django-q2. Timings nest so a posting can never run twice at once (docs/configuration.md):

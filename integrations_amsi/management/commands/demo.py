@@ -2,8 +2,12 @@
 
 Examples::
 
-    make demo                     # the usual way: fresh state under var/demo/
-    python manage.py demo         # the same, with RENTPLATFORM_VAR_DIR set by the Makefile
+    make demo                     # the usual way: the Makefile first removes the last demo
+    .venv/bin/python manage.py demo --variant duplicates=accept   # on the state as it is
+
+The state is settings.VAR_DIR (var/ by default), the one every other command reads, so the
+README's commands run on the demo's database afterwards. Reports are emailed to files in
+var/mail/; the portal logins are named after the AMSI residents on the demo's leases.
 
 Steps: start the sandbox (its own process), connect and import the demo property, start a
 django-q2 cluster, take payments through the resident API (a blocked lease and an ACH payment on
@@ -22,11 +26,19 @@ from decimal import Decimal
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
-from django.test import Client
+from django.test import Client, override_settings
 from django.utils import timezone
 
 from integrations import services as integration_services
-from integrations.models import Connection, Posting, PostingState, SyncKind, SyncStatus
+from integrations.models import (
+    Connection,
+    Posting,
+    PostingState,
+    ReportDelivery,
+    SyncKind,
+    SyncStatus,
+)
+from integrations.models.posting import ReportDeliveryState
 from integrations.reconciliation import reconcile
 from integrations.reports import build_report
 from integrations_amsi import demo
@@ -36,6 +48,7 @@ from integrations_amsi.sandbox.testing import SandboxControl
 from rentplatform import services
 from rentplatform.models import (
     BatchKind,
+    BatchStatus,
     DepositBatch,
     Payment,
     PaymentMethod,
@@ -77,6 +90,12 @@ class Command(BaseCommand):
         for name in ("django.request", "integrations", "integrations_amsi"):
             logging.getLogger(name).setLevel(logging.ERROR)
         self.out = self.stdout.write
+        self.logins: dict[str, tuple[str, str]] = {}  # handle -> (login, the resident's name)
+        demo.mail_dir().mkdir(parents=True, exist_ok=True)
+        with override_settings(**demo.demo_env()):
+            self._run(options)
+
+    def _run(self, options) -> None:
         self.out(self.style.MIGRATE_HEADING("Demo day: the platform and AMSI eSite (sandbox)"))
         call_command("migrate", verbosity=0)
         call_command("integrations_schedule", stdout=io.StringIO())
@@ -107,7 +126,7 @@ class Command(BaseCommand):
             self._wait(options["timeout"])
             self._close(connection, "   and the returns' own eSite batches settled")
             self._close_reversal_batches(connection)
-            self._reports(connection)
+            self._reports(connection, options["timeout"])
             ok = self._reconcile(connection)
         finally:
             if control is not None:
@@ -163,7 +182,7 @@ class Command(BaseCommand):
             raise CommandError(f"import failed: {run.summary()}")
         self.out(f"3. Imported from AMSI: {run.summary()}")
         User = get_user_model()
-        for username, composite in demo.RESIDENTS:
+        for handle, composite in demo.RESIDENTS:
             p, b, u, r = composite.split("-")
             link = AmsiLeaseLink.objects.get(
                 connection=connection, property_id=p, bldg_id=b, unit_id=u, resi_id=r
@@ -171,11 +190,21 @@ class Command(BaseCommand):
             member = (
                 link.lease.memberships.filter(responsible=True).select_related("resident").first()
             )
+            resident = member.resident
+            username = demo.login_name(resident)
             user = User.objects.filter(username=username).first() or User.objects.create_user(
                 username, f"{username}@example.test", demo.RESIDENT_PASSWORD
             )
-            member.resident.user = user
-            member.resident.save(update_fields=["user"])
+            resident.user = user
+            resident.save(update_fields=["user"])
+            full = f"{resident.first_name} {resident.last_name}".strip() or username
+            self.logins[handle] = (username, full)
+
+    def login(self, handle: str) -> str:
+        return self.logins[handle][0]
+
+    def name(self, handle: str) -> str:
+        return self.logins[handle][1]
 
     def _client(self, username: str) -> tuple[Client, int]:
         client = Client()
@@ -188,7 +217,9 @@ class Command(BaseCommand):
     def _take_payments(self) -> dict[str, list[Payment]]:
         self.out("5. Residents pay through the portal API:")
         taken: dict[str, list[Payment]] = {}
-        for username, method, amount in PAYMENTS + REFUSED:
+        width = max(len(login) for login, _ in self.logins.values())
+        for handle, method, amount in PAYMENTS + REFUSED:
+            username = self.login(handle)
             client, lease_id = self._client(username)
             response = client.post(
                 f"/api/leases/{lease_id}/payments/",
@@ -198,14 +229,16 @@ class Command(BaseCommand):
             body = response.json()
             if response.status_code in (200, 201):
                 payment = Payment.objects.get(reference=body["id"])
-                taken.setdefault(username, []).append(payment)
+                taken.setdefault(handle, []).append(payment)
                 self.out(
-                    f"   {username:6} {method:4} {amount:>9}  accepted, batch {body['batch_id']}"
+                    f"   {username:{width}} {method:4} {amount:>9}  accepted, "
+                    f"batch {body['batch_id']}"
                 )
             else:
                 self.out(
                     self.style.WARNING(
-                        f"   {username:6} {method:4} {amount:>9}  refused: {body.get('detail')}"
+                        f"   {username:{width}} {method:4} {amount:>9}  refused: "
+                        f"{body.get('detail')}"
                     )
                 )
         return taken
@@ -217,7 +250,9 @@ class Command(BaseCommand):
             if not Posting.objects.exclude(state__in=done).exists():
                 return
             time.sleep(0.25)
-        raise CommandError("postings did not reach AMSI in time; see var/demo/worker.log")
+        raise CommandError(
+            f"postings did not reach AMSI in time; see {demo.shown(demo.demo_dir() / 'worker.log')}"
+        )
 
     def _unconfirmed(self, control: SandboxControl, timeout: float) -> None:
         """The lost reply: the posting waits as unconfirmed and the demo plays the manager."""
@@ -241,10 +276,13 @@ class Command(BaseCommand):
         self.out("6. The rest of the day:")
         chloe_small = taken["chloe"][1]
         services.void_payment(chloe_small, note="resident asked to cancel")
-        self.out(f"   voided chloe's same-day card payment {chloe_small.amount}")
+        self.out(f"   voided {self.name('chloe')}'s same-day card payment {chloe_small.amount}")
         hugo = taken["hugo"][0]
         services.return_payment(hugo, "R01")
-        self.out(f"   hugo's ACH {hugo.amount} returned R01 before deposit (original batch)")
+        self.out(
+            f"   {self.name('hugo')}'s ACH {hugo.amount} returned R01 before deposit "
+            "(original batch)"
+        )
 
     def _deposit(self, connection: Connection, taken: dict[str, list[Payment]]) -> None:
         self.out("8. The bank deposits the batches; reversals after deposit:")
@@ -258,13 +296,16 @@ class Command(BaseCommand):
             self.out(f"   batch {batch.batch_id} ({batch.stream}) settled and deposited")
         ana = taken["ana"][0]
         services.charge_back_payment(ana)
-        self.out(f"   ana's card payment {ana.amount} charged back after deposit")
+        self.out(f"   {self.name('ana')}'s card payment {ana.amount} charged back after deposit")
         ben = taken["ben"][0]
         services.refund_payment(ben)
-        self.out(f"   ben's ACH payment {ben.amount} refunded after deposit")
+        self.out(f"   {self.name('ben')}'s ACH payment {ben.amount} refunded after deposit")
         gia = taken["gia"][0]
         services.return_payment(gia, "R09")
-        self.out(f"   gia's ACH payment {gia.amount} returned R09 after deposit (reversals batch)")
+        self.out(
+            f"   {self.name('gia')}'s ACH payment {gia.amount} returned R09 after deposit "
+            "(reversals batch)"
+        )
         self.out(
             "   each names the original ClientTransactionID and batch (as production did); "
             "eSite books it in a separate batch with a negative amount"
@@ -283,14 +324,33 @@ class Command(BaseCommand):
             services.close_batch(batch)
             services.deposit_batch(batch)
 
-    def _reports(self, connection: Connection) -> None:
-        self.out("9. Batch Deposit Reports (also emailed to the managers; var/demo/mail/):")
+    def _reports(self, connection: Connection, timeout: float) -> None:
+        mail = demo.shown(demo.mail_dir())
+        self.out(
+            f"9. Batch Deposit Reports (the worker emails them to the managers, into {mail}/):"
+        )
         for batch in DepositBatch.objects.filter(property=connection.property).order_by("batch_id"):
             report = build_report(batch)
             self.out("")
             for line in report.as_text().splitlines():
                 self.out(f"   {line}")
         self.out("")
+        # Each deposited batch's report is sent by the worker (its delivery row is written by
+        # the task): wait until all are sent, so the folder printed holds them.
+        deposited = DepositBatch.objects.filter(
+            property=connection.property, status=BatchStatus.DEPOSITED
+        ).count()
+        sent = ReportDelivery.objects.filter(
+            batch__property=connection.property, state=ReportDeliveryState.SENT
+        )
+        deadline = time.monotonic() + timeout
+        while sent.count() < deposited and time.monotonic() < deadline:
+            time.sleep(0.25)
+        files = len(list(demo.mail_dir().glob("*.log")))
+        self.out(
+            f"   emailed {sent.count()} of {deposited} reports to "
+            f"{connection.property.manager_emails}: {files} message file(s) in {mail}/"
+        )
 
     def _reconcile(self, connection: Connection) -> bool:
         result = reconcile(connection, timezone.localdate().replace(day=1))
@@ -311,21 +371,37 @@ class Command(BaseCommand):
         return result.ok and attention == 0
 
     def _where(self, port: int) -> None:
-        d = demo.demo_dir()
+        d, manage = demo.demo_dir(), demo.manage_command()
+        leases = dict(demo.RESIDENTS)
         self.out("")
         self.out(self.style.SUCCESS("Where to look"))
-        self.out(f"   state: {d}/ (database db.sqlite3, sandbox books {demo.sandbox_state()})")
         self.out(
-            f"   reopen the books: python manage.py amsi_sandbox --addr 127.0.0.1:{port} "
-            f"--state {demo.sandbox_state()}"
+            f"   state: {demo.shown(d)}/ (database db.sqlite3, sandbox books sandbox.sqlite3, "
+            "worker.log, sandbox.log, mail/); every manage.py command reads it"
         )
-        self.out("   explore: make serve, then")
+        self.out("   explore: make serve (another port: make serve PORT=8001), then")
         self.out(
             "     admin      http://127.0.0.1:8000/admin/  "
             f"({demo.ADMIN_USER} / {demo.ADMIN_PASSWORD})"
         )
-        self.out(f"     portal     http://127.0.0.1:8000/  (ana / {demo.RESIDENT_PASSWORD})")
+        self.out(
+            "     portal     http://127.0.0.1:8000/  as a resident, password "
+            f"{demo.RESIDENT_PASSWORD}:"
+        )
+        width = max(len(login) for login, _ in self.logins.values())
+        for handle, (login, full) in self.logins.items():
+            self.out(f"       {login:{width}}  {full}, AMSI lease {leases[handle]}")
         self.out(f"     eSite      http://127.0.0.1:{port}/edexweb/esite/cashbatches")
         self.out(
             f"     deposits   http://127.0.0.1:{port}/edexweb/esite/externaldeposits?level=payment"
+        )
+        month = timezone.localdate().strftime("%Y-%m")
+        self.out("   commands on the demo's state:")
+        self.out(f"     {manage} integrations_reconcile --property maple --month {month}")
+        self.out("   and, while `make serve` runs (it starts the demo's sandbox, which they call):")
+        self.out(f"     {manage} amsi_probe maple")
+        self.out(f"     {manage} integrations_sync --property maple")
+        self.out(
+            f"   the sandbox alone instead: {manage} amsi_sandbox --addr 127.0.0.1:{port} "
+            f"--state {demo.shown(demo.sandbox_state())}"
         )
