@@ -3,6 +3,12 @@
 The connection form edits ``Connection.settings`` and ``Connection.credentials`` through typed
 fields rather than raw JSON, so a property manager cannot misspell a key. The password is
 write-only: the widget never renders a value back and a blank field keeps the stored one.
+
+Saving checks the settings against eSite first (integrations_amsi.onboarding: reachable, login,
+portfolio, property, the ClientMerchantID where eSite shows it), unless "Check against eSite"
+is unticked; a failure is shown on the field it is about and nothing is saved. A second
+connection to an AMSI property already connected is refused unless its reason is given. A new
+connection starts disabled: the manager enables it once the import looks right.
 """
 
 from __future__ import annotations
@@ -17,12 +23,14 @@ from integrations.conf import CALLS_PER_ATTEMPT, timing_chain
 from integrations.models import Connection
 from rentplatform.models.property import validate_time_zone
 
+from . import onboarding
 from .conf import (
     APPROVAL_CODE_MAX,
     DEFAULT_APPROVAL_CODE,
     DEFAULT_CUTOFF,
     DEFAULT_SETTLEMENT_LAG_DAYS,
     DEFAULT_TIMEOUT,
+    AmsiSettings,
     parse_cutoff,
     validate_merchant_id,
     validate_url,
@@ -41,7 +49,10 @@ SETTINGS_FIELDS = {
     "settlement_lag_days": "settlement_lag_days",
     "approval_code": "approval_code",
     "duplicates_refused_code": "duplicates_refused_code",
+    "shared_reason": "shared_property_reason",
 }
+# What the eSite check needs, all valid.
+CHECKED_FIELDS = ("url", "portfolio", "user_id", "property_id", "merchant_id", "close_cutoff")
 
 
 class AmsiConnectionForm(forms.ModelForm):
@@ -49,6 +60,8 @@ class AmsiConnectionForm(forms.ModelForm):
         label="eDex base URL",
         max_length=300,
         validators=[validate_url],
+        # The admin's widest text input: a full eDex URL is long.
+        widget=forms.TextInput(attrs={"class": "vLargeTextField"}),
         help_text="e.g. https://host/AMSIWEBG003/edexweb/esite (leasing.asmx and ledger.asmx "
         "live under it).",
     )
@@ -134,6 +147,24 @@ class AmsiConnectionForm(forms.ModelForm):
         "ClientTransactionID (the sandbox answers 206). Required with the box above.",
     )
 
+    shared_reason = forms.CharField(
+        label="Why a second connection",
+        required=False,
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Only when another platform property is already connected to this AMSI "
+        "property (same PortfolioName and PropertyId): why both are wanted. Without a reason "
+        "that is refused, since both would import the same AMSI leases.",
+    )
+    check_esite = forms.BooleanField(
+        label="Check against eSite on save",
+        required=False,
+        initial=True,
+        help_text="Read-only: the eDex services answer, the login, portfolio and property are "
+        "right, and the ClientMerchantID matches where eSite shows one. Untick only to save "
+        "settings eSite cannot be reached for yet.",
+    )
+
     class Meta:
         model = Connection
         fields = ["property", "enabled"]
@@ -161,6 +192,14 @@ class AmsiConnectionForm(forms.ModelForm):
                 self.fields["password"].help_text = "Not set yet: required."
         else:
             self.initial.setdefault("time_zone", "America/New_York")
+            # Nothing syncs or posts before the manager says so.
+            self.initial.setdefault("enabled", False)
+            self.fields[
+                "enabled"
+            ].help_text = "New connections start disabled: enable once the import looks right."
+        self.esite_check: onboarding.OnboardingCheck | None = None
+        # Said beside the admin's "saved" message (the connection admin shows them).
+        self.notes: list[str] = []
 
     def clean_timeout(self) -> float | None:
         """The timing chain, enforced: one attempt's calls and inline wait must end before the
@@ -193,7 +232,49 @@ class AmsiConnectionForm(forms.ModelForm):
         has_password = bool((self.instance.credentials or {}).get("password"))
         if not data.get("password") and not has_password:
             self.add_error("password", ValidationError("A password is required."))
+        self._check_same_amsi_property(data)
+        if data.get("check_esite") and not self.errors and self._has(data, CHECKED_FIELDS):
+            check = onboarding.check_settings(self._candidate(data))
+            if not check.ok:
+                self.add_error(check.field or None, ValidationError(check.message + "."))
+            else:
+                self.esite_check = check
+                if check.caveat:
+                    self.notes.append(f"Connection OK, but {check.caveat}.")
         return data
+
+    def _check_same_amsi_property(self, data: dict[str, Any]) -> None:
+        if not self._has(data, ("portfolio", "property_id")):
+            return
+        others = onboarding.same_amsi_property(
+            data["portfolio"], data["property_id"], exclude=self.instance.pk
+        )
+        if not others:
+            data["shared_reason"] = ""  # nothing shared: no reason to keep
+        elif not (data.get("shared_reason") or "").strip():
+            message = onboarding.duplicate_message(others, data["portfolio"], data["property_id"])
+            self.add_error(
+                "property_id", ValidationError(f"{message} in 'Why a second connection'.")
+            )
+
+    @staticmethod
+    def _has(data: dict[str, Any], names: tuple[str, ...]) -> bool:
+        return all(data.get(name) not in (None, "") for name in names)
+
+    def _candidate(self, data: dict[str, Any]) -> AmsiSettings:
+        """The settings as they would be saved, for the eSite check."""
+        stored = (self.instance.credentials or {}).get("password", "")
+        return AmsiSettings(
+            url=data["url"],
+            portfolio=data["portfolio"],
+            user_id=data["user_id"],
+            password=data.get("password") or stored,
+            property_id=data["property_id"],
+            merchant_id=str(data["merchant_id"]),
+            created_by=data.get("created_by") or data["user_id"],
+            close_cutoff=parse_cutoff(data["close_cutoff"]),
+            timeout=float(data.get("timeout") or DEFAULT_TIMEOUT),
+        )
 
     def save(self, commit: bool = True) -> Connection:
         connection: Connection = super().save(commit=False)
@@ -209,6 +290,8 @@ class AmsiConnectionForm(forms.ModelForm):
             settings, self.cleaned_data.get("duplicates_refused", False), self.changed_by
         )
         connection.settings = settings
+        if self.esite_check is not None:
+            onboarding.record(connection, self.esite_check)
         password = self.cleaned_data.get("password")
         if password:
             connection.credentials = {**(connection.credentials or {}), "password": password}
@@ -231,24 +314,33 @@ class AmsiConnectionForm(forms.ModelForm):
             self.instance.property.save(update_fields=["time_zone"])
 
 
-# The change page's layout; the read-only fields are the connection admin's.
+# The change page's layout, one section per concern; the read-only fields are the connection
+# admin's.
 CONNECTION_FIELDSETS = [
     (
-        None,
+        "Platform property",
         {
-            "fields": ["property", "enabled", "backfill_link"],
-            "description": "A disabled connection holds its payments' postings and sends "
-            "them once it is enabled again.",
+            "fields": ["property", "time_zone", "enabled", "backfill_link"],
+            "description": "A disabled connection neither syncs nor posts: it holds its "
+            "payments' postings and sends them once it is enabled again.",
         },
     ),
     (
         "eDex web services",
-        {"fields": ["url", "portfolio", "user_id", "password", "credentials_set", "timeout"]},
+        {
+            "classes": ["wide"],
+            "fields": ["url", "portfolio", "user_id", "password", "credentials_set", "timeout"],
+        },
     ),
     (
         "Property in AMSI",
-        {"fields": ["property_id", "merchant_id", "created_by", "close_cutoff", "time_zone"]},
+        {"fields": ["property_id", "merchant_id"]},
     ),
+    (
+        "Second connection to the same AMSI property",
+        {"classes": ["collapse"], "fields": ["shared_reason"]},
+    ),
+    ("Batches", {"fields": ["created_by", "close_cutoff"]}),
     ("Settlement", {"fields": ["settlement_lag_days", "approval_code"]}),
     (
         "Unknown outcomes",
@@ -259,7 +351,10 @@ CONNECTION_FIELDSETS = [
             "repeated ClientTransactionID.",
         },
     ),
-    ("Last test", {"fields": ["last_tested_at", "last_test_ok", "last_test_message"]}),
+    (
+        "Check against eSite",
+        {"fields": ["check_esite", "last_tested_at", "last_test_ok", "last_test_message"]},
+    ),
 ]
 
 

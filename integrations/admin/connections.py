@@ -114,6 +114,9 @@ class ConnectionAdmin(EnableAndBackfillMixin, admin.ModelAdmin):
         connection = super().save_form(request, form, change)
         if not change:
             connection.provider = self.chosen_provider(request).id
+        # What a provider's form checked but could not confirm (e.g. AMSI's merchant id).
+        for note in getattr(form, "notes", ()):
+            self.message_user(request, note, messages.WARNING)
         return connection
 
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context=None):

@@ -1,7 +1,13 @@
-"""Connect a property to AMSI eSite (create or update it and its connection), then test it.
+"""Connect a property to AMSI eSite (create or update it and its connection), then check it.
 
 The password is never a command-line argument (it would land in shell history and ``ps``):
 it comes from the ``AMSI_PASSWORD`` environment variable or an interactive prompt.
+
+The check (integrations_amsi.onboarding) asks eSite, read-only: the eDex services answer (else
+the HTTP status or the network reason), the login, portfolio and property are right, and the
+ClientMerchantID matches what GetPropertyList shows; where eSite shows none, "Connection OK"
+comes with the caveat that the merchant id was not checked. A second connection to an AMSI
+property (portfolio + PropertyId) already connected is refused unless ``--reason`` says why.
 
 Examples::
 
@@ -10,10 +16,10 @@ Examples::
         --property-id 001 --merchant-id 1001 --time-zone America/Chicago --name "Maple Court"
 
     python manage.py amsi_connect maple --url ... --portfolio ... --user ... \\
-        --property-id 001 --merchant-id 1001          # prompts for the password
+        --property-id 001 --merchant-id 1001 --disabled   # prompts; nothing syncs until enabled
 
-A failed test exits non-zero with the reason; the connection is still saved (marked as failing
-its last test) so it can be fixed and tested again from the admin.
+A failed check exits non-zero with the reason; the connection is still saved (marked as failing
+its last test, and disabled when it is new) so it can be fixed and checked again.
 """
 
 from __future__ import annotations
@@ -24,19 +30,33 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from integrations import services
 from integrations.conf import timing_chain
 from integrations.logging import register_secret
 from integrations.models import Connection
-from integrations_amsi.conf import parse_cutoff, validate_merchant_id, validate_url
-from integrations_amsi.management.commands._password import read_password
+from integrations_amsi import onboarding
+from integrations_amsi.conf import (
+    DEFAULT_CUTOFF,
+    DEFAULT_TIMEOUT,
+    parse_cutoff,
+    settings_for,
+    validate_merchant_id,
+    validate_url,
+)
+from integrations_amsi.demo import manage_command
+from integrations_amsi.management.commands._password import PASSWORD_ENV, read_password
 from integrations_amsi.provider import AmsiProvider
 from rentplatform.models import Property
 from rentplatform.models.property import validate_time_zone
 
+NEW_PROPERTY_TIME_ZONE = "America/New_York"
+
 
 class Command(BaseCommand):
-    help = "Create or update a property's AMSI connection, then test it."
+    help = (
+        "Create or update a property's AMSI connection, then check it against eSite "
+        "(read-only). The eDex password is read from the environment variable "
+        f"{PASSWORD_ENV}, or prompted for on a terminal; it is never an option."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("property_code", help="the platform's property code (created if new)")
@@ -44,12 +64,43 @@ class Command(BaseCommand):
         parser.add_argument("--portfolio", required=True, help="AMSI PortfolioName")
         parser.add_argument("--user", required=True, help="eDex UserID")
         parser.add_argument("--property-id", required=True, help='AMSI PropertyId, e.g. "001"')
-        parser.add_argument("--merchant-id", required=True, help="ClientMerchantID")
-        parser.add_argument("--time-zone", help="property time zone, e.g. America/Chicago")
-        parser.add_argument("--name", help="property name (new properties: default the code)")
-        parser.add_argument("--created-by", help="eDex user name batches show as Created By")
-        parser.add_argument("--cutoff", help="batch close cutoff HH:MM, property time")
-        parser.add_argument("--timeout", type=float, help="seconds per SOAP operation")
+        parser.add_argument(
+            "--merchant-id", required=True, help="ClientMerchantID, a whole number, e.g. 1001"
+        )
+        parser.add_argument(
+            "--time-zone",
+            help="property time zone, e.g. America/Chicago (default: a new property "
+            f"{NEW_PROPERTY_TIME_ZONE}; an existing one keeps its own)",
+        )
+        parser.add_argument(
+            "--name", help="property name (default: a new property is named by its code)"
+        )
+        parser.add_argument(
+            "--created-by",
+            help="eDex user name batches show as Created By (default: the --user UserID)",
+        )
+        parser.add_argument(
+            "--cutoff",
+            help=f"batch close cutoff HH:MM, property time (default {DEFAULT_CUTOFF})",
+        )
+        parser.add_argument(
+            "--timeout",
+            type=float,
+            help=f"seconds per SOAP operation (default {DEFAULT_TIMEOUT:g})",
+        )
+        parser.add_argument(
+            "--disabled",
+            action="store_true",
+            help="save the connection disabled: nothing syncs or posts until a person enables "
+            "it (admin: the connection's page, tick Enabled) (default: a new connection is enabled once its "
+            "check passes; an existing one keeps its state)",
+        )
+        parser.add_argument(
+            "--reason",
+            metavar="TEXT",
+            help="why a second connection to an AMSI property that is already connected "
+            "(portfolio + PropertyId) is wanted; without it, that is refused (default: none)",
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
         code = opts["property_code"]
@@ -67,6 +118,19 @@ class Command(BaseCommand):
             problem = timing_chain().operation_timeout_problem(opts["timeout"])
             if problem:
                 raise CommandError(f"--timeout: {problem}")
+        others = onboarding.same_amsi_property(
+            opts["portfolio"],
+            opts["property_id"],
+            exclude=Connection.objects.filter(property__code=code)
+            .values_list("pk", flat=True)
+            .first(),
+        )
+        reason = (opts["reason"] or "").strip()
+        if others and not reason:
+            raise CommandError(
+                onboarding.duplicate_message(others, opts["portfolio"], opts["property_id"])
+                + " with --reason TEXT"
+            )
         password = self._password()
         register_secret(password)
 
@@ -75,7 +139,7 @@ class Command(BaseCommand):
                 code=code,
                 defaults={
                     "name": opts["name"] or code,
-                    "time_zone": opts["time_zone"] or "America/New_York",
+                    "time_zone": opts["time_zone"] or NEW_PROPERTY_TIME_ZONE,
                 },
             )
             if not created:
@@ -96,6 +160,10 @@ class Command(BaseCommand):
                 )
             new_connection = connection is None
             connection = connection or Connection(property=prop, provider=AmsiProvider.id)
+            if opts["disabled"] or new_connection:
+                # A new connection stays disabled until its check passed: nothing may sync it
+                # meanwhile.
+                connection.enabled = False
             settings = dict(connection.settings or {})
             settings.update(
                 url=opts["url"],
@@ -111,22 +179,52 @@ class Command(BaseCommand):
             ):
                 if value is not None:
                     settings[key] = value
+            if others:
+                settings["shared_property_reason"] = reason
+            else:
+                settings.pop("shared_property_reason", None)
             connection.settings = settings
             connection.credentials = {**(connection.credentials or {}), "password": password}
             connection.save()
 
         verb = "Created" if new_connection else "Updated"
         self.stdout.write(
-            f"{verb} the AMSI connection of {prop} (portfolio {opts['portfolio']}, user "
-            f"{opts['user']}, PropertyId {opts['property_id']}, ClientMerchantID "
+            f"{verb} the AMSI connection of {prop} (portfolio {opts['portfolio']}, "
+            f"user {opts['user']}, PropertyId {opts['property_id']}, ClientMerchantID "
             f"{opts['merchant_id']}, time zone {prop.time_zone}); password stored encrypted."
         )
-        self.stdout.write("Testing the connection…")
-        check = services.test_connection(connection)
+        if others:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"A second connection to AMSI property {opts['property_id']} of "
+                    f"{opts['portfolio']} (also: {', '.join(str(c.property) for c in others)}); "
+                    f"reason recorded: {reason}"
+                )
+            )
+        self.stdout.write("Checking it against eSite (read-only)…")
+        check = onboarding.check_settings(settings_for(connection))
+        onboarding.record(connection, check)
         if not check.ok:
-            raise CommandError(f"connection test failed for {code}: {check.message}")
+            state = "enabled" if connection.enabled else "disabled"
+            raise CommandError(
+                f"connection check failed for {code} (saved {state}, marked as failing): "
+                f"{check.message}"
+            )
+        if new_connection and not opts["disabled"]:
+            connection.enabled = True
+            connection.save(update_fields=["enabled", "updated_at"])
         self.stdout.write(self.style.SUCCESS(f"Connection OK: {check.message}"))
-        self.stdout.write(f"Next: python manage.py amsi_import {code} --dry-run")
+        if check.caveat:
+            self.stdout.write(self.style.WARNING(f"Caveat: {check.caveat}"))
+        if not connection.enabled:
+            self.stdout.write(
+                "The connection is disabled: nothing syncs or posts until it is enabled "
+                "(admin: the connection's page, tick Enabled)."
+            )
+        manage = manage_command()
+        self.stdout.write(
+            f"Next: {manage} amsi_import {code} --dry-run, then {manage} amsi_import {code}"
+        )
 
     def _password(self) -> str:
         return read_password()

@@ -1,9 +1,12 @@
-"""Import a property's units, residents and leases from AMSI (initial import, idempotent).
+"""Import a property's units, residents and leases from AMSI; run again, it is a full resync.
 
 Examples::
 
     python manage.py amsi_import maple --dry-run   # what would change; writes nothing
-    python manage.py amsi_import maple             # import; a second run changes nothing
+    python manage.py amsi_import maple             # the import; run again: a full resync
+
+The first run that writes is the initial import; every later one is recorded and shown as a
+full resync (the same reads and the same rules: an unchanged property writes nothing).
 
 Records AMSI sends that cannot be imported are listed with their eSite ids and skipped; the
 command then exits non-zero so a script notices. A failed run (AMSI unreachable, login refused,
@@ -25,7 +28,10 @@ SHOW_ERRORS = 100
 
 
 class Command(BaseCommand):
-    help = "Import (or re-import) a property's residents and leases from AMSI."
+    help = (
+        "Import a property's residents and leases from AMSI (the initial import); once "
+        "imported, a full resync."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("property_code", help="the platform's property code")
@@ -47,10 +53,17 @@ class Command(BaseCommand):
         if not connection.enabled:
             self.stdout.write(self.style.WARNING(f"The connection of {code} is disabled."))
         dry_run = opts["dry_run"]
-        self.stdout.write(f"Importing {connection.property}{' (dry run)' if dry_run else ''}…")
+        imported = connection.sync_runs.filter(
+            kind__in=[SyncKind.IMPORT, SyncKind.FULL],
+            status__in=[SyncStatus.SUCCEEDED, SyncStatus.PARTIAL],
+            dry_run=False,
+        ).exists()
+        kind = SyncKind.FULL if imported else SyncKind.IMPORT
+        verb = "Resyncing (full resync)" if imported else "Importing"
+        self.stdout.write(f"{verb} {connection.property}{' (dry run)' if dry_run else ''}…")
         run = run_sync(
             connection,
-            SyncKind.IMPORT,
+            kind,
             dry_run=dry_run,
             triggered_by="amsi_import command",
             progress=lambda text: self.stdout.write(f"  {text}"),
@@ -67,11 +80,15 @@ class Command(BaseCommand):
         if run.errors > SHOW_ERRORS:
             self.stdout.write(self.style.WARNING(f"  … {run.errors} record error(s) in all"))
         if run.status == SyncStatus.FAILED:
+            what = "resync" if imported else "import"
             raise CommandError(
-                f"import of {code} failed, nothing was imported (sync run {run.pk}): {run.message}"
+                f"{what} of {code} failed, nothing was changed (sync run {run.pk}): {run.message}"
             )
         summary = f"{code}: {run.summary()} (sync run {run.pk})"
         if run.errors:
             self.stdout.write(self.style.WARNING(summary))
-            raise CommandError(f"{run.errors} record(s) of {code} could not be imported; see above")
+            raise CommandError(
+                f"{run.errors} record(s) of {code} could not be "
+                f"{'resynced' if imported else 'imported'}; see above"
+            )
         self.stdout.write(self.style.SUCCESS(summary))

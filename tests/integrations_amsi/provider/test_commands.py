@@ -49,8 +49,13 @@ def test_connect_with_env_password(amsi_sandbox, monkeypatch):
     assert conn.settings["property_id"] == "001" and conn.settings["close_cutoff"] == "21:30"
     assert Property.objects.get(code="maple").time_zone == "America/Chicago"
     # running it again updates, never duplicates
-    call_command("amsi_connect", *connect_args(amsi_sandbox, merchant_id="2002"), stdout=out)
-    assert Connection.objects.get().settings["merchant_id"] == "2002"
+    call_command("amsi_connect", *connect_args(amsi_sandbox, cutoff="21:00"), stdout=out)
+    assert Connection.objects.get().settings["close_cutoff"] == "21:00"
+    # a merchant id eSite's GetPropertyList contradicts is saved, marked failing, and refused
+    with pytest.raises(CommandError, match="wrong ClientMerchantID: .* shows 1001"):
+        call_command("amsi_connect", *connect_args(amsi_sandbox, merchant_id="2002"), stdout=out)
+    conn = Connection.objects.get()
+    assert conn.settings["merchant_id"] == "2002" and conn.last_test_ok is False
 
 
 def test_connect_refuses_without_tty_or_env(amsi_sandbox, monkeypatch):
