@@ -11,14 +11,25 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from rentplatform.models import Lease, Payment, PaymentMethod
-from rentplatform.money import MoneyError, parse_amount
+from rentplatform.models import AccessSource, Lease, Payment, PaymentAccess, PaymentMethod
+from rentplatform.money import MAX_PAYMENT, MoneyError, parse_amount
 from rentplatform.portal.queries import lease_facts
 from rentplatform.services.idempotency import KEY_MAX_LENGTH, validate_key
 
 
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "pattern": r"^[0-9]*\.?[0-9]{0,2}$", "example": "125.00"},
+            {"type": "integer", "minimum": 1, "maximum": 99999},
+        ],
+        "description": f"Dollars and cents, greater than zero, at most {MAX_PAYMENT}; "
+        'a decimal string such as "125.00" (or a whole number), never a float.',
+    }
+)
 class MoneyStringField(serializers.Field):
     """A positive amount given as "125.00" (or a JSON integer), never a float.
 
@@ -64,9 +75,11 @@ class PaymentCreateSerializer(serializers.Serializer):
 
 
 class PaymentSerializer(serializers.ModelSerializer):
-    id = serializers.CharField(source="public_id", read_only=True)
+    id = serializers.CharField(
+        source="public_id", read_only=True, help_text="The payment's reference: 32 hex digits."
+    )
     lease = serializers.IntegerField(source="lease_id", read_only=True)
-    amount = serializers.CharField(read_only=True)
+    amount = serializers.CharField(read_only=True, help_text='Two places, e.g. "125.00".')
     batch_id = serializers.CharField(source="batch.batch_id", read_only=True)
     return_code = serializers.CharField(read_only=True)
 
@@ -84,6 +97,26 @@ class PaymentSerializer(serializers.ModelSerializer):
             "return_code",
         ]
         read_only_fields = fields
+
+
+class UnitRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    code = serializers.CharField()
+    building = serializers.CharField(help_text="The building's code.")
+
+
+class PropertyRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    code = serializers.CharField()
+    name = serializers.CharField()
+    time_zone = serializers.CharField()
+
+
+class PaymentAccessSerializer(serializers.Serializer):
+    access = serializers.ChoiceField(choices=PaymentAccess.choices)
+    reason = serializers.CharField(allow_blank=True)
+    source = serializers.ChoiceField(choices=AccessSource.choices, allow_blank=True)
+    since = serializers.DateTimeField(allow_null=True)
 
 
 class LeaseSerializer(serializers.ModelSerializer):
@@ -110,17 +143,21 @@ class LeaseSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
+    @extend_schema_field(UnitRefSerializer)
     def get_unit(self, lease: Lease) -> dict[str, Any]:
         unit = lease.unit
         return {"id": unit.pk, "code": unit.code, "building": unit.building.code}
 
+    @extend_schema_field(PropertyRefSerializer)
     def get_property(self, lease: Lease) -> dict[str, Any]:
         prop = lease.property
         return {"id": prop.pk, "code": prop.code, "name": prop.name, "time_zone": prop.time_zone}
 
+    @extend_schema_field(serializers.CharField(allow_null=True, help_text='e.g. "1250.00"'))
     def get_balance(self, lease: Lease) -> str | None:
         return None if lease.balance is None else str(lease.balance)
 
+    @extend_schema_field(PaymentAccessSerializer)
     def get_payment_access(self, lease: Lease) -> dict[str, Any]:
         access = lease.effective_access
         return {

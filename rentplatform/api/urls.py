@@ -6,6 +6,7 @@ from . import views
 
 app_name = "api"
 urlpatterns = [
+    path("", views.ApiRoot.as_view(), name="root"),
     path("leases/", views.LeaseList.as_view(), name="lease-list"),
     path("leases/<int:pk>/", views.LeaseDetail.as_view(), name="lease-detail"),
     path("leases/<int:pk>/payments/", views.LeasePayments.as_view(), name="lease-payments"),

@@ -42,13 +42,15 @@ def owner(leased):
 
 
 def test_anonymous_is_refused(client, leased):
-    assert client.get(reverse("api:lease-list")).status_code in (401, 403)
+    response = client.get(reverse("api:lease-list"))
+    assert response.status_code == 401 and response.json()["code"] == "not_authenticated"
+    assert response["WWW-Authenticate"].startswith("Basic")
 
 
 def test_lease_list_only_own(leased, owner):
     lease, _ = leased
     lease_with_resident()
-    data = owner.get(reverse("api:lease-list")).json()
+    data = owner.get(reverse("api:lease-list")).json()["results"]
     assert [item["id"] for item in data] == [lease.pk]
     item = data[0]
     assert item["balance"] == "1250.00"
@@ -147,7 +149,7 @@ def test_pay_validation(leased, owner, body, field, needle):
     assert response.status_code == 400, response.content
     data = response.json()
     assert data["code"] == "invalid"
-    assert field in data["errors"]
+    assert field in data["fields"]
     assert needle in data["detail"]
     assert not Payment.objects.exists()
 
@@ -196,7 +198,7 @@ def test_payments_list_and_detail_only_own(leased, owner):
     mine = accept_payment(lease, "20.00", "card", resident=resident)
     other_lease, other_resident = lease_with_resident()
     theirs = accept_payment(other_lease, "30.00", "card", resident=other_resident)
-    ids = [p["id"] for p in owner.get(reverse("api:payment-list")).json()]
+    ids = [p["id"] for p in owner.get(reverse("api:payment-list")).json()["results"]]
     assert ids == [mine.public_id]
     assert owner.get(reverse("api:payment-detail", args=[mine.public_id])).status_code == 200
     assert owner.get(reverse("api:payment-detail", args=[theirs.public_id])).status_code == 404
@@ -239,8 +241,8 @@ def test_staff_with_permission_may_void_any(leased):
 
 def test_user_without_resident_sees_nothing():
     client = api(UserFactory())
-    assert client.get(reverse("api:lease-list")).json() == []
-    assert client.get(reverse("api:payment-list")).json() == []
+    assert client.get(reverse("api:lease-list")).json()["results"] == []
+    assert client.get(reverse("api:payment-list")).json()["results"] == []
 
 
 def test_roommate_cannot_void_a_payment_they_did_not_make(leased):

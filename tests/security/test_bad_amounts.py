@@ -91,10 +91,10 @@ def api_message(lease, client: APIClient, amount: str) -> str:
     assert response.status_code == 400, (response.status_code, response.content[:300])
     body = response.json()
     assert body["code"] == "invalid"
-    assert list(body["errors"]) == ["amount"], body
-    assert len(body["errors"]["amount"]) == 1, body
-    assert body["detail"] == f"amount: {body['errors']['amount'][0]}"
-    return body["errors"]["amount"][0]
+    assert list(body["fields"]) == ["amount"], body
+    assert len(body["fields"]["amount"]) == 1, body
+    assert body["detail"] == f"amount: {body['fields']['amount'][0]}"
+    return body["fields"]["amount"][0]
 
 
 def processor_message(lease, amount: str) -> str:
@@ -183,6 +183,6 @@ def test_api_json_numbers_follow_the_same_rules(door, body, rule):
         reverse("api:lease-payments", args=[lease.pk]), {**body, "method": "card"}, format="json"
     )
     assert response.status_code == 400, response.content
-    message = response.json()["errors"]["amount"][0]
+    message = response.json()["fields"]["amount"][0]
     assert rule in message and message.startswith("The amount"), message
     assert not Payment.objects.exists()

@@ -77,8 +77,8 @@ def test_api_lists_hold_only_own_rows(two_residents):
     (mine, me, my_payment), (theirs, _, their_payment) = two_residents
     client = Client()
     client.force_login(me.user)
-    assert [x["id"] for x in client.get(reverse("api:lease-list")).json()] == [mine.pk]
-    ids = [x["id"] for x in client.get(reverse("api:payment-list")).json()]
+    assert [x["id"] for x in client.get(reverse("api:lease-list")).json()["results"]] == [mine.pk]
+    ids = [x["id"] for x in client.get(reverse("api:payment-list")).json()["results"]]
     assert ids == [my_payment.public_id] and their_payment.public_id not in ids
 
 

@@ -155,7 +155,7 @@ def test_link_api_older_amsi_url(amsi_connection, first_key):
     assert client.post(url, {"resi_id": "1"}, content_type="application/json").status_code == 403
     client.force_login(staff_user("integrations.run_import"))
     response = client.post(url, {"remote_id": first_key[3]}, content_type="application/json")
-    assert response.status_code == 400 and "resi_id" in response.json()["errors"]
+    assert response.status_code == 400 and "resi_id" in response.json()["fields"]
     response = client.post(url, {"resi_id": first_key[3]}, content_type="application/json")
     assert response.status_code == 201, response.json()
     assert response.json()["remote_id"] == "-".join(first_key)
