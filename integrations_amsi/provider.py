@@ -15,7 +15,7 @@ from integrations.logging import mask
 from integrations.models import Posting, PostingKind
 from integrations.providers.base import AccountingProvider, ConnectionCheck, Delivered
 
-from . import PROVIDER_ID, batches, errors, reconcile
+from . import PROVIDER_ID, advice, batches, errors, reconcile
 from .client import get_client
 from .conf import settings_for
 from .forms import CONNECTION_FIELDSETS, AmsiConnectionForm
@@ -232,6 +232,11 @@ class AmsiProvider(AmsiImport, AmsiLinking, AccountingProvider):
         batches.record_landing(
             self, posting, LedgerReply(error_code=errors.SUCCESS, error_description="")
         )
+
+    def explain(self, posting):
+        """The console's sentences for eSite's error codes (integrations_amsi/advice.py, one
+        per row of the error table); the framework's for every other reason."""
+        return advice.explain(posting) or super().explain(posting)
 
     def where_to_look(self, posting) -> str:
         """What a person looks for in eSite to settle an unconfirmed posting."""

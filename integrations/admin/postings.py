@@ -1,15 +1,29 @@
-"""Admin for the outbox and the sync log: postings (retry, found / not found by a person) and
-sync runs, both read-only; every action names its own permission."""
+"""Admin for the outbox and the sync log: the posting console and sync runs, both read-only;
+every action names its own permission.
+
+Design note: the console. A posting's page says, in plain sentences from its provider
+(``AccountingProvider.explain``, integrations.advice), what happened and what to do next, and
+offers the actions that fit its state (``advice.actions_for``) and that the person may run. The
+buttons post to the changelist's own actions (one code path, one permission check: Django's
+action machinery drops an action the user may not run), with ``_console`` so the person lands
+back on the posting. The host payment's state and its batch are linked; "outcome unknown" shows
+only while it is true; the documents are pretty-printed and collapsed.
+"""
 
 from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
+from lxml import etree
 
-from integrations import outbox
+from integrations import advice, outbox
 from integrations.models import Posting, PostingAttempt, PostingState, SyncRun
+from integrations.models.posting import FINAL_STATES
 
 from .base import ReadOnlyAdmin
 
@@ -34,6 +48,83 @@ class MarkFoundForm(forms.Form):
     note = forms.CharField(label="Note", max_length=500, required=False)
 
 
+class NoteForm(forms.Form):
+    note = forms.CharField(
+        label="Note",
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Recorded with your name and the time.",
+    )
+
+
+class ResolveForm(NoteForm):
+    receipt = forms.CharField(
+        label="Receipt / reference in the accounting system (optional)",
+        max_length=100,
+        required=False,
+    )
+
+
+# A parser that never fetches, never expands entities and never builds a huge tree: the
+# documents are the remote's replies, shown to a person.
+_SAFE_PARSER = etree.XMLParser(
+    resolve_entities=False,
+    no_network=True,
+    load_dtd=False,
+    huge_tree=False,
+    remove_blank_text=True,
+)
+
+
+def pretty_xml(text: str) -> str:
+    """An XML document indented for reading; a document that does not parse, as it is."""
+    if not text.strip().startswith("<"):
+        return text
+    try:
+        root = etree.fromstring(text.strip().encode("utf-8"), _SAFE_PARSER)
+    except (etree.XMLSyntaxError, ValueError):
+        return text
+    return etree.tostring(root, pretty_print=True, encoding="unicode")
+
+
+def admin_url(obj, view: str = "change") -> str:
+    """The admin page of ``obj`` (the host's payment, batch...), "" if it has none."""
+    if obj is None:
+        return ""
+    opts = obj._meta
+    try:
+        return reverse(f"admin:{opts.app_label}_{opts.model_name}_{view}", args=[obj.pk])
+    except NoReverseMatch:
+        return ""
+
+
+# The console's buttons: label, form (None: a plain button), and a sentence on what it does.
+CONSOLE_ACTIONS = {
+    advice.RETRY: ("Retry now", None, "After the cause is fixed: a fresh set of attempts."),
+    advice.FOUND: (
+        "Found in the accounting system",
+        MarkFoundForm,
+        "It is there: it counts as posted, with its receipt.",
+    ),
+    advice.POST_IT: (
+        "Not in the accounting system: post it",
+        None,
+        "You looked and it is not there: it is sent (once).",
+    ),
+    advice.RESOLVE: (
+        "Mark resolved",
+        ResolveForm,
+        "You entered it in the accounting system yourself: it counts as posted and is never sent.",
+    ),
+    advice.ABANDON: (
+        "Abandon",
+        NoteForm,
+        "It must never be posted (its payment was voided before it reached the ledger, "
+        "say): final.",
+    ),
+}
+
+
 @admin.register(Posting)
 class PostingAdmin(ReadOnlyAdmin):
     list_display = [
@@ -50,8 +141,48 @@ class PostingAdmin(ReadOnlyAdmin):
     list_filter = ["state", "kind", "connection__property"]
     search_fields = ["key", "remote_reference", "payment__reference", "last_error"]
     inlines = [AttemptInline]
-    actions = ["retry_postings", "mark_found", "post_unconfirmed"]
-    readonly_fields = ["where_to_look", *[f.name for f in Posting._meta.fields]]
+    actions = [
+        "retry_postings",
+        "mark_found",
+        "post_unconfirmed",
+        "resolve_postings",
+        "abandon_postings",
+    ]
+    change_form_template = "admin/integrations/posting/change_form.html"
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "key",
+                    "kind",
+                    "state",
+                    "connection",
+                    "attempts",
+                    "remote_reference",
+                    "error_code",
+                    "last_error",
+                    "created_at",
+                    "posted_at",
+                ]
+            },
+        ),
+        (
+            "Internals",
+            {
+                "classes": ["collapse"],
+                "fields": [
+                    "next_attempt_at",
+                    "claimed_until",
+                    "enqueued_at",
+                    "waiting_since",
+                    "remote_data",
+                    "updated_at",
+                ],
+            },
+        ),
+    ]
+    readonly_fields = [f.name for f in Posting._meta.fields]
 
     def get_queryset(self, request):
         return (
@@ -68,13 +199,80 @@ class PostingAdmin(ReadOnlyAdmin):
     def short_error(self, obj):
         return (obj.last_error or "")[:120]
 
+    # -- the console -----------------------------------------------------------------------------
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        posting = self.get_object(request, object_id)
+        if posting is not None:
+            extra_context = {**(extra_context or {}), "console": self.console(request, posting)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def console(self, request, posting: Posting) -> dict:
+        """What the posting's page shows above its fields (see the module's note)."""
+        try:
+            provider = posting.connection.get_provider()
+            said = provider.explain(posting)
+        except Exception as err:  # noqa: BLE001  (the page must show even for a broken provider)
+            said = advice.Advice(
+                f"Its provider cannot be loaded ({err}); the last error was: "
+                f"{posting.last_error or '-'}",
+                "Fix the provider's installation or settings, then come back here.",
+            )
+        runnable = self.get_actions(request)
+        actions = [
+            {
+                "name": name,
+                "label": CONSOLE_ACTIONS[name][0],
+                "form": form() if (form := CONSOLE_ACTIONS[name][1]) else None,
+                "help": CONSOLE_ACTIONS[name][2],
+            }
+            for name in advice.actions_for(posting)
+            if name in runnable
+        ]
+        payment, reversal = posting.payment, posting.reversal
+        batch = (reversal or payment).batch
+        paid = None
+        if reversal is not None:
+            paid = Posting.objects.filter(payment=payment, kind="payment").first()
+        return {
+            "advice": said,
+            "outcome_unknown": posting.outcome_unknown and posting.state not in FINAL_STATES,
+            "payment": payment,
+            "payment_url": admin_url(payment),
+            "reversal": reversal,
+            "reversal_url": admin_url(reversal),
+            "batch": batch,
+            "batch_url": admin_url(batch),
+            "payment_posting": paid,
+            "payment_posting_url": admin_url(paid),
+            "connection_url": admin_url(posting.connection),
+            "actions": actions,
+            "changelist_url": reverse("admin:integrations_posting_changelist"),
+            "checkbox_name": ACTION_CHECKBOX_NAME,
+            "documents": [
+                (title, pretty_xml(text))
+                for title, text in (
+                    ("Request sent", posting.request_document),
+                    ("Response received", posting.response_document),
+                )
+                if text
+            ],
+        }
+
+    def _back(self, request, queryset):
+        """From the console: back to the posting's page (None: Django's changelist)."""
+        if "_console" not in request.POST:
+            return None
+        posting = queryset.first()
+        return HttpResponseRedirect(admin_url(posting)) if posting else None
+
+    # -- actions ---------------------------------------------------------------------------------
     def has_retry_posting_permission(self, request):
         return request.user.has_perm("integrations.retry_posting")
 
     @admin.action(description="Retry now", permissions=["retry_posting"])
     def retry_postings(self, request, queryset):
         n = 0
-        for posting in queryset.exclude(state=PostingState.POSTED):
+        for posting in queryset.exclude(state__in=FINAL_STATES):
             try:
                 when = outbox.retry(posting)
             except outbox.NotAllowed as err:
@@ -88,13 +286,10 @@ class PostingAdmin(ReadOnlyAdmin):
                     messages.INFO,
                 )
             n += 1
-        self.message_user(request, f"{n} posting(s) queued for another attempt")
-
-    @admin.display(description="What to look for")
-    def where_to_look(self, obj):
-        if obj.state != PostingState.UNCONFIRMED:
-            return "-"
-        return obj.connection.get_provider().where_to_look(obj)
+        skipped = queryset.filter(state__in=FINAL_STATES).count()
+        note = f"; {skipped} posted or abandoned, left alone" if skipped else ""
+        self.message_user(request, f"{n} posting(s) queued for another attempt{note}")
+        return self._back(request, queryset)
 
     def has_resolve_unconfirmed_permission(self, request):
         return request.user.has_perm("integrations.resolve_unconfirmed")
@@ -122,11 +317,11 @@ class PostingAdmin(ReadOnlyAdmin):
                 )
             except outbox.NotAllowed as err:
                 self.message_user(request, str(err), messages.ERROR)
-                return None
+                return self._back(request, queryset)
             self.message_user(
                 request, f"Posting {posting.key} marked posted by you (receipt recorded)"
             )
-            return None
+            return self._back(request, queryset)
         provider = posting.connection.get_provider()
         return TemplateResponse(
             request,
@@ -157,6 +352,58 @@ class PostingAdmin(ReadOnlyAdmin):
         skipped = queryset.exclude(state=PostingState.UNCONFIRMED).count()
         note = f"; {skipped} not unconfirmed, left alone" if skipped else ""
         self.message_user(request, f"{n} posting(s) will be posted now{note}")
+        return self._back(request, queryset)
+
+    def has_resolve_posting_permission(self, request):
+        return request.user.has_perm("integrations.resolve_posting")
+
+    @admin.action(
+        description="Mark resolved: entered in the accounting system by hand (with a note)",
+        permissions=["resolve_posting"],
+    )
+    def resolve_postings(self, request, queryset):
+        return self._close_by_hand(request, queryset, advice.RESOLVE, outbox.resolve, "resolved")
+
+    def has_abandon_posting_permission(self, request):
+        return request.user.has_perm("integrations.abandon_posting")
+
+    @admin.action(
+        description="Abandon: never post it (with a note)", permissions=["abandon_posting"]
+    )
+    def abandon_postings(self, request, queryset):
+        return self._close_by_hand(request, queryset, advice.ABANDON, outbox.abandon, "abandoned")
+
+    def _close_by_hand(self, request, queryset, name: str, act, done: str):
+        """Resolve or abandon: a note first (a page asking for it), then each posting; one
+        whose state does not allow it is refused with the reason, the others go on."""
+        label, form_class, help_text = CONSOLE_ACTIONS[name]
+        form = form_class(request.POST if "apply" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            n = 0
+            for posting in queryset:
+                try:
+                    act(posting, who=request.user.get_username(), **form.cleaned_data)
+                except outbox.NotAllowed as err:
+                    self.message_user(request, str(err), messages.WARNING)
+                    continue
+                n += 1
+            self.message_user(request, f"{n} posting(s) {done} by you (your note is recorded)")
+            return self._back(request, queryset)
+        return TemplateResponse(
+            request,
+            "admin/integrations/posting/close_by_hand.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": f"{label}: {help_text}",
+                "action": name,
+                "label": label,
+                "form": form,
+                "postings": list(queryset),
+                "checkbox_name": ACTION_CHECKBOX_NAME,
+                "console": "_console" in request.POST,
+            },
+        )
 
 
 @admin.register(SyncRun)

@@ -12,6 +12,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from integrations import advice
+from integrations.advice import Advice
 from integrations.importing import run_import
 from integrations.reconciliation import KnownBatches
 
@@ -136,6 +138,12 @@ class AccountingProvider:
             f"Look in {self.name} for {posting.get_kind_display().lower()} {subject.public_id} "
             f"of {getattr(subject, 'amount', '')}."
         )
+
+    def explain(self, posting: Posting) -> Advice:
+        """The posting console's sentences: what happened to ``posting`` and what a person does
+        next. The default covers every reason the framework gives (integrations.advice); a
+        provider overrides it for its own error codes and falls back to ``super()``."""
+        return advice.explain(self, posting)
 
     def sync(
         self,

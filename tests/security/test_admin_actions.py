@@ -155,6 +155,7 @@ def test_action_refused_without_its_permission(request, db, model, name, perms):
         "reason": "forged block",
         "remote_id": "3",  # link_lease's remote lease id (an AMSI ResiID here)
         "receipt": "4711",  # mark_found's receipt number
+        "note": "forged note",  # resolve's and abandon's note
     }
     client = Client()
     client.force_login(refused)
