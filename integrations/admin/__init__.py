@@ -3,8 +3,11 @@ staff user without it neither sees nor runs it; logs are read-only):
 
 - ``connections``: one connection admin for every provider (the provider supplies its form);
 - ``leases``: the lease actions (sync now, link), added to the host's Lease admin;
-- ``postings``: the outbox (retry, found / not found by a person) and the sync runs;
-- ``reports``: Batch Deposit Reports, their CSV and email, and reconciliation.
+- ``postings``: the outbox's console (what happened, what to do; retry, found / not found,
+  resolve, abandon) and the sync runs;
+- ``reports``: Batch Deposit Reports, their CSV and email, and reconciliation;
+- ``dashboard``: the integration dashboard (admin home, a connection's page) and the banner on
+  every admin page (through the ``integrations_admin`` template tags).
 
 ``ReadOnlyAdmin`` and ``EnableAndBackfillMixin`` are importable from here (provider apps use
 ``ReadOnlyAdmin`` for their mirror models).
