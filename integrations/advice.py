@@ -140,7 +140,8 @@ def explain(provider: AccountingProvider, posting: Posting) -> Advice:
     connection = posting.connection
     if state in (PostingState.POSTED, PostingState.ABANDONED):
         return _closed(posting, system)
-    if connection.paused_at is not None and state != PostingState.UNCONFIRMED:
+    waiting = state in (PostingState.PENDING, PostingState.RETRYING)
+    if connection.paused_at is not None and waiting:
         return Advice(
             f"{system} refused this connection's credentials on {_local(connection.paused_at)}"
             f" ({connection.paused_reason[:300]}). Every posting of the connection waits; "
@@ -149,7 +150,7 @@ def explain(provider: AccountingProvider, posting: Posting) -> Advice:
             "portfolio), save, then run 'Test connection': once it passes, the waiting "
             "postings are sent.",
         )
-    if not connection.enabled and state != PostingState.UNCONFIRMED:
+    if not connection.enabled and waiting:
         return Advice(
             "The connection is disabled: it holds its postings (written with each payment, "
             "not sent).",

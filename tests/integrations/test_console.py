@@ -230,6 +230,21 @@ def test_a_reversal_whose_payment_needs_attention(fake):
     assert "Voided</strong> on the platform" in html
 
 
+def test_a_reversal_whose_payment_was_never_posted(fake):
+    lease, connection = fake
+    connection.delete()  # the payment is taken before the property had a connection
+    payment = services.accept_payment(lease, Decimal("30.00"), PaymentMethod.CARD)
+    connection = Connection.objects.create(property=lease.property, provider=FakeProvider.id)
+    reversal = services.void_payment(payment)
+    posting = Posting.objects.get(reversal=reversal)
+    outbox.deliver(posting.pk)
+    posting.refresh_from_db()
+    assert posting.state == PostingState.NEEDS_ATTENTION
+    html = page(client_for(*VIEW), posting)
+    assert f"its payment {payment.public_id[:10]} was never posted to the fake remote" in html
+    assert "none: the payment was never sent" in html
+
+
 def test_resolve_is_recorded_and_final(fake):
     lease, connection = fake
     _fail(connection, "permanent")
