@@ -154,7 +154,7 @@ def main(argv=None) -> int:
         failed |= not exact
         rows.append(
             [
-                r["vendor"],
+                "sqlite" if r["vendor"] == "sqlite" else "postgres",
                 level,
                 r["batches"],
                 f"{r['seconds']:.2f}",

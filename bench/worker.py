@@ -45,6 +45,7 @@ from pathlib import Path
 
 import _bare  # bench/ is the script's folder, so first on sys.path
 import _common as c
+from _worker_report import report
 
 CONFIGS = ("sqlite:orm", "postgres:orm", "postgres:redis")
 CLUSTER_DID_NOT_START = 3  # exit code: the cluster never took a task (tests skip on it)
@@ -69,6 +70,12 @@ def child(config: str, args) -> dict:
         os.environ.pop("REDIS_URL", None)
     c.setup_django(db_url, workdir, **env)
     sandbox = c.start_sandbox(workdir, db_url)
+    if args.latency:  # a distant eSite: every AddPayment (the floor's too) answers this late
+        from integrations_amsi.sandbox.testing import SandboxControl
+
+        control = SandboxControl(sandbox.base_url)
+        control.add_fault("latency", "AddPayment", seconds=args.latency, ratio=1.0)
+        control.close()
     from tests.faults.harness import TIMINGS, Cluster
 
     cluster = Cluster(workdir, db_url, name="bench", workers=args.workers)
@@ -386,6 +393,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=30, help="steady phase length")
     parser.add_argument("--burst", type=int, default=1000)
     parser.add_argument("--take-seconds", type=float, default=10)
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds eSite takes per AddPayment (0: none)"
+    )
     c.experiment_args(parser)
     parser.add_argument("--quick", action="store_true", help="ORM/SQLite, small sizes (CI)")
     parser.add_argument("--profile", default="", help="folder for a cProfile of taking")
@@ -415,6 +425,7 @@ def main(argv=None) -> int:
             steady=f"{args.rate:g}/s for {args.seconds:g} s",
             burst=args.burst,
             taking=f"{args.take_seconds:g} s",
+            latency=f"{args.latency * 1000:g} ms per AddPayment" if args.latency else "none",
             experiment=_experiment(args),
             quick=args.quick,
         ),
@@ -437,7 +448,7 @@ def main(argv=None) -> int:
 
 def _passed(args) -> list[str]:
     out = []
-    for name in ("workers", "rate", "seconds", "burst", "take_seconds"):
+    for name in ("workers", "rate", "seconds", "burst", "take_seconds", "latency"):
         out += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
     if args.conn_max_age is not None:
         out += ["--conn-max-age", str(args.conn_max_age)]
@@ -454,52 +465,6 @@ def _experiment(args) -> str:
     if args.conn_max_age is not None:
         parts.append(f"DB_CONN_MAX_AGE={args.conn_max_age}")
     return ", ".join(parts) or "none (the platform's settings)"
-
-
-def report(results: list[dict], quick: bool) -> str:
-    def verdict(ok: bool) -> str:
-        return "" if quick else (" met" if ok else " MISSED")
-
-    rows = []
-    for r in results:
-        s, f, b = r["steady"], r["floor"], r["burst"]
-        run, stop, manual = r["take_running"], r["take_stopped"], r["take_manual"]
-        pg = r["vendor"] == "postgresql"
-        taking_target = run["rate"] >= 200
-        rows.append(
-            [r["config"].replace(":", " / "),
-             f"{s['rate']:.1f}/s", f"{s['p50']:.3f}", f"{s['p95']:.3f}" + verdict(s["p95"] <= 0.5),
-             f"{s['p99']:.3f}",
-             f"{f['rate']:.1f}/s" + (f" ({f['extra']} ran twice)" if f["extra"] else ""),
-             f"{b['rate']:.1f}/s" + (f" ({b['extra']} extra attempts)" if b["extra"] else ""),
-             f"{100 * b['of_floor']:.0f} %" + verdict(b["of_floor"] >= 0.9),
-             f"{run['rate']:.0f}/s" + (verdict(taking_target) if pg else ""),
-             f"{stop['rate']:.0f}/s", f"{manual['rate']:.0f}/s",
-             f"{run['connections_opened']}/{run['n']}"]
-        )  # fmt: skip
-    text = c.table(
-        ["db / broker", "steady", "p50 s", "p95 s", "p99 s", "floor", "burst", "burst/floor",
-         "taking (workers run)", "taking (stopped, queued)", "taking (no queue)",
-         "connections opened / payments taken"],
-        rows,
-    )  # fmt: skip
-    for r in results:
-        if r.get("burst_waits"):
-            shares = ", ".join(f"{k} {100 * v:.0f} %" for k, v in r["burst_waits"].items())
-            text += f"\n{r['config']}: during the burst, active sessions waited on: {shares}"
-            for query, n in r["burst_lock_waits"].items():
-                text += f"\n  waiting for a lock ({n} samples): {query}"
-        waits = r["take_running"]["waits"]
-        if waits:
-            shares = ", ".join(f"{k} {100 * v:.0f} %" for k, v in waits.items())
-            text += (
-                f"\n{r['config']}: while taking with the workers running, active sessions "
-                f"waited on (share of 5 ms samples): {shares}; "
-                f"{r['take_running']['backends_seen']} backends seen"
-            )
-        for query, n in r["take_running"].get("lock_waits", {}).items():
-            text += f"\n  waiting for a lock ({n} samples): {query}"
-    return text
 
 
 if __name__ == "__main__":

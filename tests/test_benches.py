@@ -75,3 +75,11 @@ def test_worker_quick():
         pytest.skip(f"a django-q2 cluster could not start here: {done.stdout[-800:]}")
     assert_table(done, "bench/worker.py", "db / broker")
     assert "| sqlite / orm " in done.stdout, done.stdout[-3000:]
+
+
+def test_settle_quick():
+    done = run_bench("bench/settle.py", "--quick")
+    assert_table(done, "bench/settle.py", "concurrency")
+    for level in ("1", "4"):
+        assert f"| sqlite | {level} " in done.stdout, done.stdout[-3000:]
+    assert "12 settled, 12 calls, 0 wrong" in done.stdout, done.stdout[-3000:]

@@ -1,0 +1,51 @@
+"""bench/worker.py's table and the PostgreSQL wait lines under it."""
+
+from __future__ import annotations
+
+import _common as c
+
+
+def report(results: list[dict], quick: bool) -> str:
+    def verdict(ok: bool) -> str:
+        return "" if quick else (" met" if ok else " MISSED")
+
+    rows = []
+    for r in results:
+        s, f, b = r["steady"], r["floor"], r["burst"]
+        run, stop, manual = r["take_running"], r["take_stopped"], r["take_manual"]
+        pg = r["vendor"] == "postgresql"
+        taking_target = run["rate"] >= 200
+        rows.append(
+            [r["config"].replace(":", " / "),
+             f"{s['rate']:.1f}/s", f"{s['p50']:.3f}", f"{s['p95']:.3f}" + verdict(s["p95"] <= 0.5),
+             f"{s['p99']:.3f}",
+             f"{f['rate']:.1f}/s" + (f" ({f['extra']} ran twice)" if f["extra"] else ""),
+             f"{b['rate']:.1f}/s" + (f" ({b['extra']} extra attempts)" if b["extra"] else ""),
+             f"{100 * b['of_floor']:.0f} %" + verdict(b["of_floor"] >= 0.9),
+             f"{run['rate']:.0f}/s" + (verdict(taking_target) if pg else ""),
+             f"{stop['rate']:.0f}/s", f"{manual['rate']:.0f}/s",
+             f"{run['connections_opened']}/{run['n']}"]
+        )  # fmt: skip
+    text = c.table(
+        ["db / broker", "steady", "p50 s", "p95 s", "p99 s", "floor", "burst", "burst/floor",
+         "taking (workers run)", "taking (stopped, queued)", "taking (no queue)",
+         "connections opened / payments taken"],
+        rows,
+    )  # fmt: skip
+    for r in results:
+        if r.get("burst_waits"):
+            shares = ", ".join(f"{k} {100 * v:.0f} %" for k, v in r["burst_waits"].items())
+            text += f"\n{r['config']}: during the burst, active sessions waited on: {shares}"
+            for query, n in r["burst_lock_waits"].items():
+                text += f"\n  waiting for a lock ({n} samples): {query}"
+        waits = r["take_running"]["waits"]
+        if waits:
+            shares = ", ".join(f"{k} {100 * v:.0f} %" for k, v in waits.items())
+            text += (
+                f"\n{r['config']}: while taking with the workers running, active sessions "
+                f"waited on (share of 5 ms samples): {shares}; "
+                f"{r['take_running']['backends_seen']} backends seen"
+            )
+        for query, n in r["take_running"].get("lock_waits", {}).items():
+            text += f"\n  waiting for a lock ({n} samples): {query}"
+    return text
