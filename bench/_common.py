@@ -14,6 +14,7 @@ memory are not the measured process's, as in production where eSite is another m
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import platform
@@ -219,6 +220,30 @@ def experiment_args(parser) -> None:
     parser.add_argument(
         "--conn-max-age", type=int, default=None, help="an experiment: DB_CONN_MAX_AGE (seconds)"
     )
+
+
+@contextlib.contextmanager
+def child_world(kind: str, database_url: str, prefix: str, **env: str):
+    """A bench child's world: a work folder, a fresh database of ``kind`` (Django set up and
+    migrated on it, ``env`` in the environment) and the sandbox; all removed afterwards.
+    Yields the sandbox process."""
+    import shutil
+    import tempfile
+
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-{prefix}-{kind}-"))
+    db_url, drop = database_for(kind, workdir, database_url)
+    setup_django(db_url, workdir, **env)
+    sandbox = start_sandbox(workdir, db_url)
+    try:
+        yield sandbox
+    finally:
+        sandbox.kill()
+        from django.db import connections
+
+        connections.close_all()
+        if drop:
+            drop_database(db_url, drop)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def start_sandbox(workdir: Path, db_url: str, *, seed: str = "demo"):

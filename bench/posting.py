@@ -28,10 +28,8 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -44,22 +42,10 @@ TARGETS = {"in-process": 3.0, "task": 5.0}  # ms over bare
 
 
 def child(kind: str, rounds: int, profile_dir: str, database_url: str, env: dict) -> dict:
-    workdir = Path(tempfile.mkdtemp(prefix=f"bench-posting-{kind}-"))
-    db_url, drop = c.database_for(kind, workdir, database_url)
     from tests.faults.harness import TIMINGS
 
-    c.setup_django(db_url, workdir, DEBUG="0", **TIMINGS, **env)
-    sandbox = c.start_sandbox(workdir, db_url)
-    try:
+    with c.child_world(kind, database_url, "posting", DEBUG="0", **TIMINGS, **env) as sandbox:
         return _measure(kind, sandbox, rounds, profile_dir)
-    finally:
-        sandbox.kill()
-        from django.db import connections
-
-        connections.close_all()
-        if drop:
-            c.drop_database(db_url, drop)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _measure(kind: str, sandbox, rounds: int, profile_dir: str) -> dict:

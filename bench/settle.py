@@ -20,13 +20,10 @@ import argparse
 import datetime as dt
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from decimal import Decimal
-from pathlib import Path
 
 import _common as c
 
@@ -34,20 +31,8 @@ TARGET_SECONDS_PER_1000 = 30.0
 
 
 def child(db: str, batches: int, concurrency: int, latency: float, database_url: str) -> dict:
-    workdir = Path(tempfile.mkdtemp(prefix=f"bench-settle-{db}-"))
-    db_url, drop = c.database_for(db, workdir, database_url)
-    c.setup_django(db_url, workdir, DEBUG="0")
-    sandbox = c.start_sandbox(workdir, db_url)
-    try:
+    with c.child_world(db, database_url, "settle", DEBUG="0") as sandbox:
         return _run(sandbox, batches, concurrency, latency)
-    finally:
-        sandbox.kill()
-        from django.db import connections
-
-        connections.close_all()
-        if drop:
-            c.drop_database(db_url, drop)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _run(sandbox, batches: int, concurrency: int, latency: float) -> dict:

@@ -41,27 +41,19 @@ def block_lease(lease: Lease, reason: str, *, now: dt.datetime | None = None) ->
     reason = (reason or "").strip()
     if not reason:
         raise ServiceError("a platform block needs a reason the resident can be told")
-    lease = Lease.objects.select_for_update().get(pk=lease.pk)
-    lease.platform_blocked = True
-    lease.platform_block_reason = reason[:200]
-    lease.platform_blocked_since = now or timezone.now()
-    lease.save(
-        update_fields=[
-            "platform_blocked",
-            "platform_block_reason",
-            "platform_blocked_since",
-            "updated_at",
-        ]
-    )
-    return lease
+    return _platform_block(lease, True, reason[:200], now or timezone.now())
 
 
 @transaction.atomic
 def unblock_lease(lease: Lease) -> Lease:
+    return _platform_block(lease, False, "", None)
+
+
+def _platform_block(lease: Lease, blocked: bool, reason: str, since) -> Lease:
     lease = Lease.objects.select_for_update().get(pk=lease.pk)
-    lease.platform_blocked = False
-    lease.platform_block_reason = ""
-    lease.platform_blocked_since = None
+    lease.platform_blocked = blocked
+    lease.platform_block_reason = reason
+    lease.platform_blocked_since = since
     lease.save(
         update_fields=[
             "platform_blocked",
