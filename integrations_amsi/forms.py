@@ -247,11 +247,9 @@ class AmsiConnectionForm(forms.ModelForm):
         if not self._has(data, ("portfolio", "property_id")):
             return
         others = onboarding.same_amsi_property(
-            data["portfolio"], data["property_id"], exclude=self.instance.pk
+            data["portfolio"], data["property_id"], connection=self.instance
         )
-        if not others:
-            data["shared_reason"] = ""  # nothing shared: no reason to keep
-        elif not (data.get("shared_reason") or "").strip():
+        if others and not (data.get("shared_reason") or "").strip():
             message = onboarding.duplicate_message(others, data["portfolio"], data["property_id"])
             self.add_error(
                 "property_id", ValidationError(f"{message} in 'Why a second connection'.")

@@ -57,22 +57,32 @@ class OnboardingCheck:
         return f"{self.message}; {self.caveat}" if self.caveat else self.message
 
 
+def points_at(settings: dict | None, portfolio: str, property_id: str) -> bool:
+    """Whether connection settings name this AMSI property: the portfolio name compared
+    without case or surrounding blanks, the PropertyId exactly ("001" is not "1")."""
+    s = settings or {}
+    return (
+        str(s.get("property_id", "")) == str(property_id)
+        and str(s.get("portfolio", "")).strip().lower() == (portfolio or "").strip().lower()
+    )
+
+
 def same_amsi_property(
-    portfolio: str, property_id: str, *, exclude: int | None = None
+    portfolio: str, property_id: str, *, connection: Connection | None = None
 ) -> list[Connection]:
-    """The other AMSI connections to this portfolio's PropertyId (the portfolio name is
-    compared without case or surrounding blanks; the PropertyId exactly: "001" is not "1")."""
-    wanted = (portfolio or "").strip().lower()
-    found = []
+    """The other AMSI connections to this AMSI property, when saving ``connection`` (None: a
+    new one) with it would make a second one. A connection that already pointed there is left
+    alone: the second connection was refused, or given its reason, when it was made."""
+    if (
+        connection is not None
+        and connection.pk
+        and points_at(connection.settings, portfolio, property_id)
+    ):
+        return []
     candidates = Connection.objects.filter(provider=PROVIDER_ID).select_related("property")
-    for connection in candidates.exclude(pk=exclude):
-        s = connection.settings or {}
-        if (
-            str(s.get("property_id", "")) == str(property_id)
-            and str(s.get("portfolio", "")).strip().lower() == wanted
-        ):
-            found.append(connection)
-    return found
+    if connection is not None and connection.pk:
+        candidates = candidates.exclude(pk=connection.pk)
+    return [c for c in candidates if points_at(c.settings, portfolio, property_id)]
 
 
 def duplicate_message(others: list[Connection], portfolio: str, property_id: str) -> str:

@@ -92,8 +92,8 @@ class Command(BaseCommand):
             "--disabled",
             action="store_true",
             help="save the connection disabled: nothing syncs or posts until a person enables "
-            "it (admin: the connection's page, tick Enabled) (default: a new connection is enabled once its "
-            "check passes; an existing one keeps its state)",
+            "it (admin: the connection's page, tick Enabled) (default: a new connection is "
+            "enabled once its check passes; an existing one keeps its state)",
         )
         parser.add_argument(
             "--reason",
@@ -121,9 +121,7 @@ class Command(BaseCommand):
         others = onboarding.same_amsi_property(
             opts["portfolio"],
             opts["property_id"],
-            exclude=Connection.objects.filter(property__code=code)
-            .values_list("pk", flat=True)
-            .first(),
+            connection=Connection.objects.filter(property__code=code).first(),
         )
         reason = (opts["reason"] or "").strip()
         if others and not reason:
@@ -181,8 +179,8 @@ class Command(BaseCommand):
                     settings[key] = value
             if others:
                 settings["shared_property_reason"] = reason
-            else:
-                settings.pop("shared_property_reason", None)
+            elif reason:
+                settings["shared_property_reason"] = reason  # a reason given anyway is kept
             connection.settings = settings
             connection.credentials = {**(connection.credentials or {}), "password": password}
             connection.save()
