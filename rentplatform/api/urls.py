@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import path, re_path
 
 from . import views
 
@@ -13,4 +13,6 @@ urlpatterns = [
     path("payments/", views.PaymentList.as_view(), name="payment-list"),
     path("payments/<str:public_id>/", views.PaymentDetail.as_view(), name="payment-detail"),
     path("payments/<str:public_id>/void/", views.PaymentVoid.as_view(), name="payment-void"),
+    # Last: every other /api/ address (the project mounts this module last under api/).
+    re_path(r"^", views.not_found),
 ]

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.http import HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.permissions import AllowAny
@@ -104,6 +106,15 @@ def answer(data: Any, code: int, *, replayed: bool) -> Response:
     if replayed:
         response["Idempotent-Replayed"] = "true"
     return response
+
+
+@csrf_exempt  # changes nothing; a POST to a mistyped address gets the 404, not CSRF's page
+def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+    """Any other address under /api/ (an id that is not a number, a mistyped path): a 404 in the
+    API's error shape, not the portal's HTML page."""
+    return JsonResponse(
+        {"code": "not_found", "detail": "no API endpoint at this address"}, status=404
+    )
 
 
 class ApiRoot(APIView):
