@@ -34,7 +34,8 @@ class ConnectionForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["enabled"].help_text = ENABLED_HELP
+        if "enabled" in self.fields:  # a view-only user's form has no editable fields
+            self.fields["enabled"].help_text = ENABLED_HELP
 
     def save(self, commit: bool = True):
         connection = super().save(commit=False)

@@ -63,8 +63,12 @@ def claim(posting_id: int, *, force: bool = False) -> tuple[Posting, PostingAtte
             .filter(pk=posting_id)
             .first()
         )
-        if posting is None or posting.state in (PostingState.POSTED, PostingState.UNCONFIRMED):
-            return None  # posted, or waiting for a person to say whether it is there
+        if posting is None or posting.state in (
+            PostingState.POSTED,
+            PostingState.ABANDONED,
+            PostingState.UNCONFIRMED,
+        ):
+            return None  # final, or waiting for a person to say whether it is there
         if _holds(posting.connection):
             # Disabled, or credentials refused: nothing is sent until it is enabled again / a
             # connection test passes (which queues what waited). The task has been taken.

@@ -113,6 +113,14 @@ def test_change_page_of_a_fake_connection_shows_the_generic_layout(admin_client,
     assert fake.property.code in filtered
 
 
+def test_a_view_only_user_sees_a_connection_read_only(fake):
+    client = client_for(staff_user("integrations.view_connection"))
+    page = client.get(reverse("admin:integrations_connection_change", args=[fake.pk]))
+    assert page.status_code == 200
+    assert fake.property.code in page.content.decode()
+    assert 'name="settings"' not in page.content.decode()  # nothing to edit
+
+
 def test_actions_dispatch_to_the_connection_provider(fake):
     def run(action: str, *perms: str):
         client = client_for(staff_user("integrations.view_connection", *perms))
