@@ -12,7 +12,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from import_export import resources
@@ -33,6 +33,7 @@ from rentplatform.models import (
     Reversal,
     Unit,
 )
+from rentplatform.models.payment import ReferenceFormatError, reference_q
 from rentplatform.services import (
     ServiceError,
     block_lease,
@@ -273,8 +274,32 @@ class LeaseAdmin(SafeImportExportModelAdmin):
 # --- payments and batches --------------------------------------------------------------------
 
 
+class ReferenceSearchMixin:
+    """A search for a payment reference as shown (10 hex digits), or all 32, finds it.
+
+    The stock ``icontains`` search on a UUID column compares dashed text on PostgreSQL, where
+    the short form (which runs over the first dash) would find nothing.
+    """
+
+    reference_search_fields: list[str] = []
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet, search_term: str
+    ) -> tuple[QuerySet, bool]:
+        results, may_have_duplicates = super().get_search_results(  # type: ignore[misc]
+            request, queryset, search_term
+        )
+        matching = Q()
+        try:
+            for field in self.reference_search_fields:
+                matching |= reference_q(search_term, field)
+        except ReferenceFormatError:
+            return results, may_have_duplicates
+        return results | queryset.filter(matching), may_have_duplicates
+
+
 @admin.register(Payment)
-class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class PaymentAdmin(ReferenceSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "public_id_short",
         "lease",
@@ -287,13 +312,14 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     ]
     list_filter = ["state", "method", "business_day", "batch__property"]
     search_fields = ["reference", "idempotency_key", "batch__batch_id", "lease__id"]
+    reference_search_fields = ["reference"]
     list_select_related = ["lease__unit__building__property", "batch__property"]
     date_hierarchy = "accepted_at"
     actions = ["void_payments"]
 
     @admin.display(description="Reference")
     def public_id_short(self, payment: Payment) -> str:
-        return payment.public_id[:10]
+        return payment.short_id
 
     def has_void_payment_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("rentplatform.void_payment")
@@ -307,7 +333,7 @@ class PaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             except ServiceError as err:
                 self.message_user(request, f"{payment}: refused: {err.message}", messages.ERROR)
             else:
-                self.message_user(request, f"{payment.public_id[:10]}: voided.", messages.SUCCESS)
+                self.message_user(request, f"{payment.short_id}: voided.", messages.SUCCESS)
 
 
 class PaymentInline(admin.TabularInline):
@@ -381,10 +407,11 @@ class DepositBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Reversal)
-class ReversalAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ReversalAdmin(ReferenceSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["__str__", "kind", "return_code", "amount", "batch", "business_day"]
     list_filter = ["kind", "business_day", "batch__property"]
     search_fields = ["reference", "payment__reference", "batch__batch_id"]
+    reference_search_fields = ["reference", "payment__reference"]
     list_select_related = ["payment", "batch__property"]
 
 

@@ -8,10 +8,17 @@ Design notes:
   settlement stream (card / ACH), business day (the property's) and kind. Our batch id is a
   numeric string, because AMSI takes it as ClientJnlNo, which is digits only.
 - A reversal reverses a whole payment, once.
+- A payment is shown to people by its short reference, the first ``SHORT_REFERENCE_LENGTH`` hex
+  digits of its UUID (the portal, the admin, the processor's text output, messages). Every door
+  that takes a reference back (the processor command, the admin search, the portal and API
+  lookups) reads it with ``reference_q``: the short form, any longer prefix, the 32 hex digits or
+  the dashed UUID. 40 bits make a clash unlikely, and a lookup that matches two payments says so
+  rather than picking one.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from django.conf import settings
@@ -22,6 +29,30 @@ from rentplatform.money import MoneyField
 
 from .lease import Lease
 from .property import Property, Resident
+
+SHORT_REFERENCE_LENGTH = 10
+_UUID_GROUPS = [(0, 8), (8, 12), (12, 16), (16, 20), (20, 32)]
+_REFERENCE_TEXT = re.compile(rf"[0-9a-f]{{{SHORT_REFERENCE_LENGTH},32}}")
+
+
+class ReferenceFormatError(ValueError):
+    """Text that is not a payment reference; the message says what one looks like."""
+
+
+def reference_q(text: str, field: str = "reference") -> Q:
+    """A filter for the reference typed as the short form, a longer prefix or the whole UUID."""
+    digits = str(text).strip().lower().replace("-", "")
+    if not _REFERENCE_TEXT.fullmatch(digits):
+        raise ReferenceFormatError(
+            f"{str(text).strip()!r} is not a payment reference: the {SHORT_REFERENCE_LENGTH} "
+            "hex digits shown (e.g. 3f2a9c01be) or all 32."
+        )
+    if len(digits) == 32:
+        return Q(**{field: uuid.UUID(digits)})
+    # Written with the UUID's dashes: PostgreSQL compares the dashed text of its native uuid,
+    # and Django strips the dashes again where UUIDs are stored as 32 hex digits (SQLite).
+    dashed = "-".join(digits[start:end] for start, end in _UUID_GROUPS if digits[start:end])
+    return Q(**{f"{field}__startswith": dashed})
 
 
 class PaymentMethod(models.TextChoices):
@@ -173,7 +204,7 @@ class Payment(models.Model):
         self._loaded_state = self.state if self.pk else None
 
     def __str__(self) -> str:
-        return f"Payment {self.reference.hex[:10]} {self.amount} {self.method} ({self.state})"
+        return f"Payment {self.short_id} {self.amount} {self.method} ({self.state})"
 
     def save(self, *args, **kwargs):
         previous = self._loaded_state
@@ -188,6 +219,11 @@ class Payment(models.Model):
     @property
     def public_id(self) -> str:
         return self.reference.hex
+
+    @property
+    def short_id(self) -> str:
+        """The reference as people see it; ``reference_q`` reads it back."""
+        return self.reference.hex[:SHORT_REFERENCE_LENGTH]
 
 
 class ReversalKind(models.TextChoices):

@@ -7,7 +7,6 @@ it exists.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +23,7 @@ from rentplatform.models import (
     PaymentState,
     Resident,
 )
+from rentplatform.models.payment import ReferenceFormatError, reference_q
 
 PAYABLE_STATUSES = (LeaseStatus.ACTIVE, LeaseStatus.NOTICE)
 
@@ -57,18 +57,19 @@ def own_payments(user: Any) -> QuerySet[Payment]:
     )
 
 
-def parse_public_id(public_id: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(public_id)
-    except (ValueError, TypeError):
-        raise Http404("no such payment") from None
-
-
 def get_payment_or_404(queryset: QuerySet[Payment], public_id: str) -> Payment:
-    payment = queryset.filter(reference=parse_public_id(public_id)).first()
-    if payment is None:
+    """The payment named by its reference: the short form shown, or all 32 hex digits.
+
+    A short form that starts two of the user's payments is a 404 too (never a guess).
+    """
+    try:
+        matching = reference_q(public_id)
+    except ReferenceFormatError:
+        raise Http404("no such payment") from None
+    payments = list(queryset.filter(matching)[:2])
+    if len(payments) != 1:
         raise Http404("no such payment")
-    return payment
+    return payments[0]
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ def pay(request: HttpRequest, pk: int) -> HttpResponse:
                 form.add_error(
                     None,
                     f"This form was already used for a payment of ${first.amount} by "
-                    f"{first.get_method_display()} (reference {first.public_id[:10]}). To make "
+                    f"{first.get_method_display()} (reference {first.short_id}). To make "
                     "another payment, check the amount and send this form again.",
                 )
                 status = 422
@@ -108,7 +108,7 @@ def pay(request: HttpRequest, pk: int) -> HttpResponse:
                 messages.success(
                     request,
                     f"Payment of ${payment.amount} by {payment.get_method_display()} accepted "
-                    f"(reference {payment.public_id[:10]}).",
+                    f"(reference {payment.short_id}).",
                 )
                 return redirect("portal:lease", pk=lease.pk)
     else:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from decimal import Decimal
 from io import StringIO
 
@@ -30,7 +31,8 @@ def test_pay_prints_and_json(leased):
     lease, resident = leased
     text = run("pay", "--lease", str(lease.pk), "--amount", "125.00", "--method", "card")
     payment = Payment.objects.get()
-    assert payment.public_id in text and "125.00" in text
+    # The text shows the short reference, as the portal and the admin do; --json the full one.
+    assert payment.short_id in text and payment.public_id not in text and "125.00" in text
     [row] = run_json(
         "pay",
         "--lease",
@@ -182,7 +184,7 @@ def test_reversal_refusals_change_nothing(leased):
         run("return", "--payment", card.public_id, "--code", "R01")
     with pytest.raises(CommandError, match="only be voided that day"):
         run("void", "--payment", card.public_id, "--at", "2025-03-02T09:00")
-    with pytest.raises(CommandError, match="not a payment id"):
+    with pytest.raises(CommandError, match="not a payment reference"):
         run("void", "--payment", "xyz")
     card.refresh_from_db()
     assert card.state == PaymentState.PROCESSING
@@ -198,3 +200,80 @@ def test_bad_arguments_are_command_errors(leased):
         run("settle", "--property", "x", "--day", "not-a-date")
     with pytest.raises(CommandError):
         run("pay", "--lease", str(leased[0].pk), "--amount", "1", "--method", "cash")
+
+
+def test_payment_named_by_the_short_reference_shown(leased):
+    """Each --payment subcommand takes the reference as printed (and all 32 digits, dashed)."""
+    lease, _ = leased
+    text = run("pay", "--lease", str(lease.pk), "--amount", "20.00", "--method", "card")
+    payment = Payment.objects.get()
+    shown = text.split("payment ", 1)[1].split()[0]
+    assert shown == payment.short_id and len(shown) == 10
+    assert "settle: payment " + shown in run("settle", "--payment", shown)
+    assert "refunded" in run("refund", "--payment", shown.upper())
+    ach = accept_payment(lease, "7.00", "ach", now=chicago(2025, 3, 1, 10))
+    [row] = run_json("return", "--payment", str(ach.reference), "--code", "R01")
+    assert row["payment"] == ach.public_id and row["state"] == "returned"
+
+
+@pytest.mark.parametrize(
+    "text, error",
+    [("3f2a", "not a payment reference"), ("zz" * 5, "not a payment reference")],
+)
+def test_malformed_reference_is_one_sentence(leased, text, error):
+    with pytest.raises(CommandError, match=error):
+        run("settle", "--payment", text)
+
+
+def test_unknown_and_ambiguous_short_reference(leased):
+    lease, _ = leased
+    first = accept_payment(lease, "5.00", "card", now=chicago(2025, 3, 1, 10))
+    second = accept_payment(lease, "6.00", "card", now=chicago(2025, 3, 1, 10))
+    # Two references that share their first 10 digits: refused, never a guess.
+    Payment.objects.filter(pk=second.pk).update(
+        reference=uuid.UUID(first.public_id[:10] + "0" * 22)
+    )
+    with pytest.raises(CommandError, match="more than one payment"):
+        run("settle", "--payment", first.short_id)
+    with pytest.raises(CommandError, match="no payment"):
+        run("settle", "--payment", "0123456789")
+
+
+def test_pay_resident_by_username_or_number(leased):
+    lease, resident = leased
+    [row] = run_json(
+        "pay",
+        "--lease",
+        str(lease.pk),
+        "--amount",
+        "5.00",
+        "--method",
+        "card",
+        "--resident",
+        resident.user.username,
+    )
+    assert Payment.objects.get(reference=row["payment"]).resident == resident
+    [row] = run_json(
+        "pay",
+        "--lease",
+        str(lease.pk),
+        "--amount",
+        "6.00",
+        "--method",
+        "card",
+        "--resident",
+        str(resident.pk),
+    )
+    assert Payment.objects.get(reference=row["payment"]).resident == resident
+    with pytest.raises(CommandError, match="no resident with username or number 'nobody'"):
+        run(
+            "pay",
+            "--lease",
+            str(lease.pk),
+            "--amount",
+            "5.00",
+            "--method",
+            "card",
+            "--resident",
+            "nobody",
+        )

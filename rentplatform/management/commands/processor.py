@@ -8,9 +8,9 @@ CommandError with the service's message (exit status 1) and changes nothing.
 Examples::
 
     python manage.py processor pay --lease 12 --amount 125.00 --method card
-    python manage.py processor pay --lease 12 --amount 125.00 --method ach --resident 7 \\
+    python manage.py processor pay --lease 12 --amount 125.00 --method ach --resident maple-ann \\
         --at 2025-03-01T23:30          # naive times are in the property's time zone
-    python manage.py processor settle --payment 3f2a...e9          # one payment
+    python manage.py processor settle --payment 3f2a9c01be         # one payment (as shown)
     python manage.py processor settle --batch 250301111101         # every processing payment
     python manage.py processor settle --property maple --day 2025-03-01
     python manage.py processor deposit --batch 250301111101
@@ -20,13 +20,17 @@ Examples::
     python manage.py processor refund --payment 3f2a...e9
     python manage.py processor void --payment 3f2a...e9 [--at 2025-03-01T18:00]
     python manage.py processor settle --property maple --json   # one JSON object per line
+
+A payment is named by the reference the portal, the admin and this command's output show (its
+first 10 hex digits); the 32 digits or the dashed UUID work too. ``--resident`` takes the
+resident's portal username, or the resident's number (#7) as before. The JSON output carries
+the full 32-digit reference, for programs.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import uuid
 from argparse import ArgumentParser
 from typing import Any
 
@@ -45,6 +49,7 @@ from rentplatform.models import (
     Resident,
     Reversal,
 )
+from rentplatform.models.payment import SHORT_REFERENCE_LENGTH, ReferenceFormatError, reference_q
 from rentplatform.services import (
     ServiceError,
     accept_payment,
@@ -102,6 +107,9 @@ def _batch_row(action: str, batch: DepositBatch) -> dict[str, Any]:
     }
 
 
+REFERENCE_HELP = "the payment's reference as shown (10 hex digits) or all 32"
+
+
 class Command(BaseCommand):
     help = "Processor stand-in: pay, settle, deposit, return, chargeback, refund, void."
 
@@ -114,13 +122,16 @@ class Command(BaseCommand):
         pay.add_argument("--lease", type=int, required=True)
         pay.add_argument("--amount", required=True, help="decimal string, e.g. 125.00")
         pay.add_argument("--method", required=True, choices=PaymentMethod.values)
-        pay.add_argument("--resident", type=int, help="pay as this resident (checks membership)")
+        pay.add_argument(
+            "--resident",
+            help="pay as this resident: portal username or resident number (checks membership)",
+        )
         pay.add_argument("--at", help="ISO datetime; naive means the property's time zone")
         pay.add_argument("--idempotency-key")
 
         settle = sub.add_parser("settle", parents=[common], help="settle processing payments")
         which = settle.add_mutually_exclusive_group(required=True)
-        which.add_argument("--payment")
+        which.add_argument("--payment", help=REFERENCE_HELP)
         which.add_argument("--batch")
         which.add_argument("--property")
         settle.add_argument("--day", type=dt.date.fromisoformat, help="with --property")
@@ -132,7 +143,7 @@ class Command(BaseCommand):
         deposit.add_argument("--day", type=dt.date.fromisoformat, help="with --property")
 
         ret = sub.add_parser("return", parents=[common], help="ACH return with an R-code")
-        ret.add_argument("--payment", required=True)
+        ret.add_argument("--payment", required=True, help=REFERENCE_HELP)
         ret.add_argument("--code", required=True, help="NACHA code, e.g. R01")
         ret.add_argument("--at")
 
@@ -142,7 +153,7 @@ class Command(BaseCommand):
             ("void", "void (property's same day only)"),
         ]:
             p = sub.add_parser(name, parents=[common], help=text)
-            p.add_argument("--payment", required=True)
+            p.add_argument("--payment", required=True, help=REFERENCE_HELP)
             p.add_argument("--at")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -168,15 +179,17 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(row, sort_keys=True))
             return
         action = row["action"]
+        # People see the short reference, as in the portal and the admin; it is accepted back.
+        short = row.get("payment", "")[:SHORT_REFERENCE_LENGTH]
         if "reversal" in row:
             text = (
-                f"{action}: payment {row['payment']} {row['amount']} {row['method']} is now "
+                f"{action}: payment {short} {row['amount']} {row['method']} is now "
                 f"{row['state']}; reversal {row['reversal_amount']} in batch "
                 f"{row['reversal_batch_id']} ({row['reversal_business_day']})"
             )
         elif "payment" in row:
             text = (
-                f"{action}: payment {row['payment']} lease #{row['lease']} {row['amount']} "
+                f"{action}: payment {short} lease #{row['lease']} {row['amount']} "
                 f"{row['method']} {row['state']} in batch {row['batch_id']} "
                 f"({row['business_day']})"
             )
@@ -191,19 +204,31 @@ class Command(BaseCommand):
 
     # --- lookups -----------------------------------------------------------------------------
 
-    def _payment(self, public_id: str) -> Payment:
+    def _payment(self, reference: str) -> Payment:
         try:
-            reference = uuid.UUID(public_id)
-        except ValueError:
-            raise CommandError(f"{public_id!r} is not a payment id (32 hex digits)") from None
-        payment = (
-            Payment.objects.select_related("batch__property", "lease")
-            .filter(reference=reference)
-            .first()
+            matching = reference_q(reference)
+        except ReferenceFormatError as err:
+            raise CommandError(str(err)) from None
+        payments = list(
+            Payment.objects.select_related("batch__property", "lease").filter(matching)[:2]
         )
-        if payment is None:
-            raise CommandError(f"no payment {public_id}")
-        return payment
+        if not payments:
+            raise CommandError(f"no payment {reference}")
+        if len(payments) > 1:
+            raise CommandError(
+                f"{reference} is the start of more than one payment's reference; give more "
+                "digits (all 32 are in --json output)"
+            )
+        return payments[0]
+
+    def _resident(self, who: str) -> Resident:
+        """A portal username, or the resident's number (the form this command took first)."""
+        resident = Resident.objects.filter(user__username=who).first()
+        if resident is None and who.lstrip("#").isdigit():
+            resident = Resident.objects.filter(pk=int(who.lstrip("#"))).first()
+        if resident is None:
+            raise CommandError(f"no resident with username or number {who!r}")
+        return resident
 
     def _batch(self, batch_id: str) -> DepositBatch:
         batch = DepositBatch.objects.select_related("property").filter(batch_id=batch_id).first()
@@ -240,9 +265,7 @@ class Command(BaseCommand):
             raise CommandError(f"no lease #{options['lease']}")
         resident = None
         if options["resident"] is not None:
-            resident = Resident.objects.filter(pk=options["resident"]).first()
-            if resident is None:
-                raise CommandError(f"no resident #{options['resident']}")
+            resident = self._resident(options["resident"])
         payment = accept_payment(
             lease,
             options["amount"],

@@ -1,0 +1,62 @@
+"""Issue 13 item 8: the small things a user notices (one reference format, credit shown as a
+credit, labels for codes, one refusal shown once, the same amount rules at every door)."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from rentplatform.services import accept_payment, void_payment
+from tests.factories import PASSWORD, UserFactory, lease_with_resident
+
+from .conftest import chicago
+
+pytestmark = pytest.mark.django_db
+
+PAYMENTS = reverse("admin:rentplatform_payment_changelist")
+REVERSALS = reverse("admin:rentplatform_reversal_changelist")
+
+
+@pytest.fixture
+def admin_client() -> Client:
+    client = Client()
+    user = UserFactory(is_staff=True, is_superuser=True)
+    assert client.login(username=user.username, password=PASSWORD)
+    return client
+
+
+def test_admin_search_finds_the_short_reference_shown(admin_client, leased):
+    lease, _ = leased
+    wanted = accept_payment(lease, "12.34", "card", now=chicago(2025, 3, 1, 10))
+    other = accept_payment(lease, "56.78", "card", now=chicago(2025, 3, 1, 10))
+    listing = admin_client.get(PAYMENTS).content.decode()
+    assert wanted.short_id in listing  # the column shows the short form
+    for term in [wanted.short_id, wanted.short_id.upper(), wanted.public_id, str(wanted.reference)]:
+        page = admin_client.get(PAYMENTS, {"q": term}).content.decode()
+        assert wanted.short_id in page and other.short_id not in page, term
+
+
+def test_admin_reversal_search_by_the_payments_short_reference(admin_client, leased):
+    lease, _ = leased
+    wanted = accept_payment(lease, "9.00", "card", now=chicago(2025, 3, 1, 10))
+    other = accept_payment(lease, "11.00", "card", now=chicago(2025, 3, 1, 10))
+    for payment in (wanted, other):
+        void_payment(payment, now=chicago(2025, 3, 1, 11))
+    page = admin_client.get(REVERSALS, {"q": wanted.short_id}).content.decode()
+    assert wanted.short_id in page and other.short_id not in page
+
+
+def test_portal_void_url_takes_the_short_reference(resident_client, leased):
+    lease, resident = leased
+    payment = accept_payment(lease, "8.00", "card", resident=resident)
+    response = resident_client.post(
+        reverse("portal:void", args=[payment.short_id]), {"idempotency_key": "k" * 20}
+    )
+    assert response.status_code == 302
+    payment.refresh_from_db()
+    assert payment.state == "voided"
+    other_lease, other = lease_with_resident()
+    theirs = accept_payment(other_lease, "8.00", "card", resident=other)
+    response = resident_client.post(reverse("portal:void", args=[theirs.short_id]))
+    assert response.status_code == 404
