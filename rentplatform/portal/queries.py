@@ -8,6 +8,7 @@ it exists.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from django.db.models import Exists, OuterRef, QuerySet
@@ -80,6 +81,26 @@ class LeaseFacts:
     responsible: bool
     payable_status: bool
     contacts: list[str]
+    balance: Decimal | None = None
+
+    @property
+    def balance_text(self) -> str:
+        """The balance as a resident reads it: "$35.00 due", "Credit $35.00", "Nothing due".
+
+        The accounting system reports money the resident has paid ahead as a negative balance;
+        "-35.00" reads like a debt, so it is shown as a credit.
+        """
+        if self.balance is None:
+            return ""
+        if self.balance < 0:
+            return f"Credit ${-self.balance:,.2f}"
+        if self.balance == 0:
+            return "Nothing due"
+        return f"${self.balance:,.2f} due"
+
+    @property
+    def has_credit(self) -> bool:
+        return self.balance is not None and self.balance < 0
 
     def can_pay(self, method: str) -> bool:
         return self.responsible and self.payable_status and self.access.allows(method)
@@ -108,6 +129,7 @@ def lease_facts(lease: Lease) -> LeaseFacts:
         responsible=bool(getattr(lease, "is_responsible", False)),
         payable_status=lease.status in PAYABLE_STATUSES,
         contacts=lease.property.manager_email_list,
+        balance=lease.balance,
     )
 
 

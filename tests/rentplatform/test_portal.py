@@ -63,7 +63,7 @@ def test_home_lists_only_own_leases(leased, resident_client):
     assert response.status_code == 200
     assert reverse("portal:lease", args=[lease.pk]) in response.content.decode()
     assert reverse("portal:lease", args=[other.pk]) not in response.content.decode()
-    assert "$1250.00" in response.content.decode()
+    assert "$1,250.00 due" in response.content.decode()
 
 
 def test_staff_without_resident_gets_a_friendly_page(client):

@@ -3,6 +3,8 @@ credit, labels for codes, one refusal shown once, the same amount rules at every
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -60,3 +62,25 @@ def test_portal_void_url_takes_the_short_reference(resident_client, leased):
     theirs = accept_payment(other_lease, "8.00", "card", resident=other)
     response = resident_client.post(reverse("portal:void", args=[theirs.short_id]))
     assert response.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "balance, shown, not_shown",
+    [
+        ("-35.00", "Credit $35.00", "-35.00"),
+        ("0.00", "Nothing due", "$0.00"),
+        ("1250.00", "$1,250.00 due", "Credit"),
+    ],
+)
+def test_balance_reads_as_due_or_credit_on_every_page(
+    resident_client, leased, balance, shown, not_shown
+):
+    lease, _ = leased
+    type(lease).objects.filter(pk=lease.pk).update(balance=Decimal(balance))
+    for url in [
+        reverse("portal:home"),
+        reverse("portal:lease", args=[lease.pk]),
+        reverse("portal:pay", args=[lease.pk]),
+    ]:
+        page = resident_client.get(url).content.decode()
+        assert shown in page and not_shown not in page, url
