@@ -30,7 +30,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import Q, QuerySet
 
@@ -55,6 +55,12 @@ class BatchDifference:
     message: str
     local: str = ""
     remote: str = ""
+    # Which item (for the item kinds): how a person finds it ("payment 0f37602d0f"), the id
+    # the remote knows it by, and our Payment or Reversal (None: not one of ours).
+    item: str = ""
+    reference: str = ""
+    subject: Any = field(default=None, repr=False, compare=False)
+    remote_batch: str = ""  # the remote's batch number where it is not our batch id
 
 
 # -- the two sides ----------------------------------------------------------------------------
@@ -118,6 +124,7 @@ class LocalItem:
     amount: Decimal  # signed: a reversal is negative
     label: str  # how a person finds it on our side ("payment 0f37602d0f")
     host_batch: str = ""  # our batch id it reports under; "": the remote batch's
+    subject: Any = field(default=None, compare=False)  # our Payment or Reversal
 
 
 @dataclass
@@ -212,6 +219,7 @@ def local_side(provider: AccountingProvider, month: dt.date, remote: RemoteSide)
                     landing.amount,
                     _label(posting),
                     posting.subject.batch.batch_id,
+                    posting.subject,
                 )
             )
 
@@ -254,6 +262,7 @@ def local_side(provider: AccountingProvider, month: dt.date, remote: RemoteSide)
                 _signed(posting),
                 _label(posting),
                 posting.subject.batch.batch_id,
+                posting.subject,
             )
         )
     return side
@@ -278,6 +287,12 @@ def compare(
         # Names the remote batch when its number is not our batch id (e.g. a return batch).
         return "" if host(batch) == batch else f" ({system} batch {batch})"
 
+    def other(batch: str) -> str:
+        return "" if host(batch) == batch else batch
+
+    def of(item: LocalItem) -> dict[str, Any]:
+        return {"item": item.label, "reference": item.transaction_id, "subject": item.subject}
+
     diffs: list[BatchDifference] = []
     in_items = {item.batch for item in local.items}
     for batch, net in sorted(nets.items()):
@@ -290,6 +305,7 @@ def compare(
                         f"batch not in {system}{where(batch)}",
                         str(net),
                         "",
+                        remote_batch=other(batch),
                     )
                 )
             continue
@@ -301,6 +317,7 @@ def compare(
                     f"total differs by {remote.totals[batch] - net}{where(batch)}",
                     str(net),
                     str(remote.totals[batch]),
+                    remote_batch=other(batch),
                 )
             )
     for batch in sorted(set(remote.totals) - set(nets)):
@@ -318,8 +335,10 @@ def compare(
     for item in remote.items:
         remote_by_key[(item.transaction_id, item.amount < 0)].append(item)
     local_keys = Counter((item.transaction_id, item.amount < 0) for item in local.items)
+    by_key = {(item.transaction_id, item.amount < 0): item for item in local.items}
     for (txn, negative), found in sorted(remote_by_key.items()):
         if len(found) > 1:
+            ours = by_key.get((txn, negative))
             diffs.append(
                 BatchDifference(
                     host(found[0].batch),
@@ -327,6 +346,7 @@ def compare(
                     f"{'reversal of ' if negative else ''}{txn} is in {system} {len(found)} times",
                     "1",
                     str(len(found)),
+                    **(of(ours) if ours else {"item": f"entry {txn}", "reference": txn}),
                 )
             )
     for ours in local.items:
@@ -340,6 +360,8 @@ def compare(
                     f"{ours.label} ({ours.amount}) not in {system}{where(ours.batch)}",
                     str(ours.amount),
                     "",
+                    **of(ours),
+                    remote_batch=other(ours.batch),
                 )
             )
             continue
@@ -352,6 +374,7 @@ def compare(
                     f"{ours.label} is in {system} batch {theirs.batch}, not {ours.batch}",
                     ours.batch,
                     theirs.batch,
+                    **of(ours),
                 )
             )
         elif theirs.amount != ours.amount:
@@ -362,6 +385,7 @@ def compare(
                     f"{ours.label} amount differs{where(ours.batch)}",
                     str(ours.amount),
                     str(theirs.amount),
+                    **of(ours),
                 )
             )
     for (txn, negative), found in sorted(remote_by_key.items()):
@@ -373,6 +397,8 @@ def compare(
                     f"{system} entry {txn} ({found[0].amount}) is not one of ours",
                     "",
                     str(found[0].amount),
+                    item=f"entry {txn}",
+                    reference=txn,
                 )
             )
     return diffs

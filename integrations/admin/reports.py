@@ -9,25 +9,45 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.http import HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import NoReverseMatch, path, reverse
+from django.utils import timezone
+from django.utils.http import urlencode
 
 from integrations.models import Connection, DepositReport
 from integrations.models.posting import ReportDeliveryState as S
 from integrations.providers import registry
 from integrations.reconciliation import parse_month, reconcile
+from integrations.reconciliation_words import as_csv, sentences, sides
 from integrations.reports import NotAllowed, build_report, resend
+from rentplatform.models import DepositBatch
 from rentplatform.services.batches import batch_totals
 
 from .base import ReadOnlyAdmin
 
 
+def this_month(connection: Connection | None) -> str:
+    """This month (YYYY-MM) where the property is: its business day, not the server's."""
+    today = connection.property.local_day() if connection else timezone.localdate()
+    return f"{today:%Y-%m}"
+
+
 class ReconcileForm(forms.Form):
-    connection = forms.ModelChoiceField(queryset=Connection.objects.filter(enabled=True))
-    month = forms.CharField(help_text="YYYY-MM", max_length=7)
+    connection = forms.ModelChoiceField(
+        queryset=Connection.objects.filter(enabled=True).select_related("property")
+    )
+    month = forms.CharField(
+        help_text="YYYY-MM", max_length=7, widget=forms.TextInput(attrs={"type": "month"})
+    )
     report = forms.FileField(required=False)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if not self.is_bound:
+            # One enabled connection: chosen already; the month is this month where it is.
+            choices = list(self.fields["connection"].queryset[:2])
+            chosen = choices[0] if len(choices) == 1 else None
+            self.initial.setdefault("connection", chosen)
+            self.initial.setdefault("month", this_month(chosen))
         exports = [
             f"{cls.system_name}: {cls.report_help}"
             for cls in registry.all_providers()
@@ -181,21 +201,85 @@ class DepositReportAdmin(ReadOnlyAdmin):
         return response
 
     def reconcile_view(self, request):
+        """The form (POST, with an optional export); a GET naming a connection (and month:
+        this month by default) reconciles too, so the page and its CSV can be linked to.
+        ``format=csv`` answers the differences as a CSV instead of the page."""
         if not request.user.has_perm("integrations.reconcile"):
             raise PermissionDenied
+        data = None
+        if request.method == "POST":
+            data = request.POST
+        elif "connection" in request.GET:
+            data = request.GET.copy()
+            if not data.get("month"):
+                pk = data["connection"]
+                chosen = None
+                if pk.isdigit():
+                    chosen = Connection.objects.select_related("property").filter(pk=pk).first()
+                data["month"] = this_month(chosen)
         result = None
-        form = ReconcileForm(request.POST or None, request.FILES or None)
-        if request.method == "POST" and form.is_valid():
+        form = ReconcileForm(data, request.FILES or None)
+        if data is not None and form.is_valid():
             result = reconcile(
                 form.cleaned_data["connection"],
                 form.cleaned_data["month"],
                 form.cleaned_data["report"],
             )
+            if data.get("format") == "csv" and not result.error:
+                return self._differences_csv(result)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "title": "Reconcile with the accounting system",
             "form": form,
             "result": result,
+            "rows": self._difference_rows(result) if result else [],
+            "csv_url": "",
         }
+        if result and result.differences and not form.cleaned_data["report"]:
+            query = {"connection": result.connection.pk, "month": f"{result.month:%Y-%m}"}
+            context["csv_url"] = f"?{urlencode({**query, 'format': 'csv'})}"
         return TemplateResponse(request, "admin/integrations/reconcile.html", context)
+
+    def _difference_rows(self, result):
+        """Each difference with its sentence and links: our batch (the batch list, searched
+        by its id, where we have that batch) and our payment or reversal."""
+        ids = {d.batch_id for d in result.differences}
+        ours = set(
+            DepositBatch.objects.filter(
+                property=result.connection.property_id, batch_id__in=ids
+            ).values_list("batch_id", flat=True)
+        )
+        batches = reverse("admin:rentplatform_depositbatch_changelist")
+        rows = []
+        for diff, sentence in sentences(result):
+            batch_url = (
+                f"{batches}?{urlencode({'q': diff.batch_id})}" if diff.batch_id in ours else ""
+            )
+            rows.append(
+                {
+                    "diff": diff,
+                    "sentence": sentence,
+                    "batch_url": batch_url,
+                    "item_url": _change_url(diff.subject),
+                    "sides": sides(diff),
+                }
+            )
+        return rows
+
+    def _differences_csv(self, result):
+        response = HttpResponse(as_csv(result), content_type="text/csv")
+        name = f"reconciliation-{result.connection.property.code}-{result.month:%Y-%m}.csv"
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        return response
+
+
+def _change_url(obj) -> str:
+    """The admin page of a payment or reversal ("" for none, or a model not in the admin)."""
+    if obj is None or obj.pk is None:
+        return ""
+    opts = obj._meta
+    try:
+        return reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+    except NoReverseMatch:
+        return ""
