@@ -15,7 +15,41 @@ from django.utils.html import format_html, format_html_join
 
 from integrations.admin import ReadOnlyAdmin
 
+from .mapping import CREDIT_STATUS_TEXT
 from .models import AmsiBatchLink, AmsiLeaseLink
+
+# What each CreditStatus code does to online payments here (integrations_amsi.mapping._access).
+# N and C are named in AMSI's documentation; H and R are inferred from client code, so the label
+# says so rather than passing a guess off as AMSI's word.
+_CREDIT_STATUS_EFFECT = {
+    "N": "payments allowed",
+    "C": "cards only",
+    "H": "payments blocked; meaning inferred",
+    "R": "payments blocked; meaning inferred",
+}
+
+
+def credit_status_label(code: str) -> str:
+    """The code in words, e.g. "Hold (H): payments blocked; meaning inferred"."""
+    code = (code or "").strip().upper()
+    if not code:
+        return "not given (Normal)"
+    if code not in CREDIT_STATUS_TEXT:
+        return f"{code} (unknown code)"
+    return f"{CREDIT_STATUS_TEXT[code]} ({code}): {_CREDIT_STATUS_EFFECT[code]}"
+
+
+class CreditStatusFilter(admin.SimpleListFilter):
+    title = "credit status"
+    parameter_name = "credit_status"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        return [(code, f"{text} ({code})") for code, text in CREDIT_STATUS_TEXT.items()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value():
+            return queryset.filter(credit_status__iexact=self.value())
+        return queryset
 
 
 @admin.register(AmsiLeaseLink)
@@ -24,7 +58,7 @@ class AmsiLeaseLinkAdmin(ReadOnlyAdmin):
         "composite",
         "lease",
         "active",
-        "credit_status",
+        "credit_status_display",
         "block_payment_access",
         "block_all_access",
         "linked_by_hand",
@@ -32,7 +66,7 @@ class AmsiLeaseLinkAdmin(ReadOnlyAdmin):
     ]
     list_filter = [
         "active",
-        "credit_status",
+        CreditStatusFilter,
         "block_payment_access",
         "block_all_access",
         "linked_by_hand",
@@ -40,7 +74,11 @@ class AmsiLeaseLinkAdmin(ReadOnlyAdmin):
     ]
     search_fields = ["resi_id", "=bldg_id", "=unit_id", "external_reference", "lease__id"]
     list_select_related = ["lease__unit__building__property", "connection__property"]
-    readonly_fields = [f.name for f in AmsiLeaseLink._meta.fields]
+    readonly_fields = [f.name for f in AmsiLeaseLink._meta.fields] + ["credit_status_display"]
+
+    @admin.display(description="credit status", ordering="credit_status")
+    def credit_status_display(self, link: AmsiLeaseLink) -> str:
+        return credit_status_label(link.credit_status)
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[AmsiLeaseLink], search_term: str

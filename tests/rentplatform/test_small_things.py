@@ -9,6 +9,10 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from integrations.models import Connection
+from integrations_amsi.admin import credit_status_label
+from integrations_amsi.models import AmsiLeaseLink
+from integrations_amsi.provider import AmsiProvider
 from rentplatform.services import accept_payment, void_payment
 from tests.factories import PASSWORD, UserFactory, lease_with_resident
 
@@ -84,3 +88,36 @@ def test_balance_reads_as_due_or_credit_on_every_page(
     ]:
         page = resident_client.get(url).content.decode()
         assert shown in page and not_shown not in page, url
+
+
+def test_amsi_lease_links_show_credit_status_in_words(admin_client):
+    lease, _ = lease_with_resident()
+    connection = Connection.objects.create(
+        property=lease.property, provider=AmsiProvider.id, settings={"property_id": "001"}
+    )
+    for n, code in enumerate(["N", "C", "H", "R"]):
+        link_lease = lease if n == 0 else lease_with_resident()[0]
+        AmsiLeaseLink.objects.create(
+            connection=connection,
+            lease=link_lease,
+            property_id="001",
+            bldg_id="01",
+            unit_id=f"10{n}",
+            resi_id=str(n),
+            credit_status=code,
+        )
+    page = admin_client.get(reverse("admin:integrations_amsi_amsileaselink_changelist"))
+    text = page.content.decode()
+    for words in [
+        "Normal (N): payments allowed",
+        "No Checks (C): cards only",
+        "Hold (H): payments blocked; meaning inferred",
+        "Restricted (R): payments blocked; meaning inferred",
+    ]:
+        assert words in text
+    held = admin_client.get(
+        reverse("admin:integrations_amsi_amsileaselink_changelist"), {"credit_status": "H"}
+    ).content.decode()
+    assert "Hold (H): payments" in held and "Normal (N): payments" not in held
+    assert credit_status_label("") == "not given (Normal)"
+    assert credit_status_label("Z") == "Z (unknown code)"
