@@ -20,7 +20,9 @@ batch number need not be our batch id (AMSI books a late return in a batch numbe
 original ClientTransactionID), so each difference names the batch of ours it reports under,
 and the remote number where that differs. Differences: a batch missing on either side, a total
 that differs, an item there twice, missing, in another batch, of another amount, or not ours.
-Messages name the remote by the provider's ``system_name`` ("not in eSite").
+Messages name the remote by the provider's ``system_name`` ("not in eSite"); the sentences a
+manager reads (the admin page, its CSV) are ``integrations.reconciliation_words``'s, from the
+item, remote id, payment or reversal and remote batch number each difference carries.
 """
 
 from __future__ import annotations
