@@ -75,6 +75,7 @@ def pay(request: HttpRequest, pk: int) -> HttpResponse:
     lease = _own_lease_or_404(request, pk)
     facts = lease_facts(lease)
     status = 200
+    refusal = ""
     if request.method == "POST":
         form = PaymentForm(request.POST, allowed_methods=facts.allowed_methods)
         if form.is_valid():
@@ -102,7 +103,9 @@ def pay(request: HttpRequest, pk: int) -> HttpResponse:
                 )
                 status = 422
             except ServiceError as err:
-                form.add_error(None, err.message)
+                # Said once, in place of the page's notice about the lease (which would repeat
+                # it); the form stays only while some method is still allowed.
+                refusal = err.message
             else:
                 # A retry of the same form (same key) is the first payment, with the same words.
                 messages.success(
@@ -120,9 +123,8 @@ def pay(request: HttpRequest, pk: int) -> HttpResponse:
             },
             allowed_methods=methods,
         )
-    return render(
-        request, "portal/pay.html", {"lease": lease, "facts": facts, "form": form}, status=status
-    )
+    context = {"lease": lease, "facts": facts, "form": form, "refusal": refusal}
+    return render(request, "portal/pay.html", context, status=status)
 
 
 @login_required

@@ -13,7 +13,13 @@ from integrations.models import Connection
 from integrations_amsi.admin import credit_status_label
 from integrations_amsi.models import AmsiLeaseLink
 from integrations_amsi.provider import AmsiProvider
-from rentplatform.services import accept_payment, void_payment
+from rentplatform.models import Payment, PaymentAccess
+from rentplatform.services import (
+    accept_payment,
+    block_lease,
+    set_accounting_access,
+    void_payment,
+)
 from tests.factories import PASSWORD, UserFactory, lease_with_resident
 
 from .conftest import chicago
@@ -121,3 +127,25 @@ def test_amsi_lease_links_show_credit_status_in_words(admin_client):
     assert "Hold (H): payments" in held and "Normal (N): payments" not in held
     assert credit_status_label("") == "not given (Normal)"
     assert credit_status_label("Z") == "Z (unknown code)"
+
+
+def test_refusal_on_a_stale_page_is_said_once_and_leaves_no_form(leased, resident_client):
+    lease, _ = leased
+    url = reverse("portal:pay", args=[lease.pk])
+    assert 'name="amount"' in resident_client.get(url).content.decode()
+    block_lease(lease, "Hold by the office")
+    html = resident_client.post(url, {"amount": "50.00", "method": "card"}).content.decode()
+    assert html.count("Hold by the office") == 1
+    assert html.count("Online payments are blocked") == 1
+    assert "Payment not made." in html
+    assert 'name="amount"' not in html and "Pay now" not in html
+    assert not Payment.objects.exists()
+
+
+def test_cards_only_refusal_said_once_and_the_card_form_stays(leased, resident_client):
+    lease, _ = leased
+    set_accounting_access(lease, PaymentAccess.CARDS_ONLY, "No Checks")
+    url = reverse("portal:pay", args=[lease.pk])
+    html = resident_client.post(url, {"amount": "50.00", "method": "ach"}).content.decode()
+    assert html.count("card payments only") == 1 and html.count("No Checks") == 1
+    assert 'value="card"' in html and "Pay now" in html and 'value="50.00"' in html
