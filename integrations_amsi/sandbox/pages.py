@@ -81,6 +81,17 @@ DEPOSIT_HEADER = [
 ]
 
 
+# What the mark means, to the extent the evidence shows it (docs/amsi-evidence.md, docs/amsi.md
+# "first payment" steps 2 and 4): "open" is seen on eSite's screens; that settlement clears it
+# is this sandbox's rule and only a guess about a real eSite.
+APPROVE_LEGEND = (
+    "<p class='legend'><strong>Approve \u2713</strong>: the batch is still open (eSite's "
+    "convention, seen on eSite's screens). Here the mark goes when UpdateSettlementData settles "
+    "the batch at its total, and comes back if a later payment or return lands in it; that a real "
+    "eSite clears it on settlement is a guess, not confirmed by AMSI.</p>"
+)
+
+
 def cash_batches(h: Handler, query: dict[str, str]) -> None:
     """Ledger > Cash Batches. An open batch shows the Approve check mark (eSite's convention)."""
     rows = [
@@ -110,7 +121,9 @@ def cash_batches(h: Handler, query: dict[str, str]) -> None:
     h.send(
         HTTPStatus.OK,
         "text/html; charset=utf-8",
-        _page("Cash Batches", form + _table(CASH_HEADER, rows, {2, 3, 4, 5}) + link),
+        _page(
+            "Cash Batches", form + _table(CASH_HEADER, rows, {2, 3, 4, 5}) + APPROVE_LEGEND + link
+        ),
     )
 
 

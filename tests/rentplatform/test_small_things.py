@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import httpx
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -149,3 +150,12 @@ def test_cards_only_refusal_said_once_and_the_card_form_stays(leased, resident_c
     html = resident_client.post(url, {"amount": "50.00", "method": "ach"}).content.decode()
     assert html.count("card payments only") == 1 and html.count("No Checks") == 1
     assert 'value="card"' in html and "Pay now" in html and 'value="50.00"' in html
+
+
+def test_cash_batches_page_explains_the_approve_mark(amsi_sandbox):
+    """The legend says what evidence shows (open) and marks the rest a guess; CSV stays data."""
+    url = amsi_sandbox.base_url + "/edexweb/esite/cashbatches"
+    html = httpx.get(url).text
+    assert "Approve \u2713</strong>: the batch is still open" in html
+    assert "a guess, not confirmed by AMSI" in html
+    assert "still open" not in httpx.get(url, params={"format": "csv"}).text
