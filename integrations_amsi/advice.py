@@ -10,7 +10,7 @@ a live eSite's own reply text, shown beside it, is then the better guide.
 from __future__ import annotations
 
 from integrations.advice import Advice, refused_code
-from integrations.models import PostingState
+from integrations.models import PostingKind, PostingState
 
 from . import errors
 
@@ -121,7 +121,7 @@ def _source(code: str) -> str:
 
 
 def _operation(posting) -> str:
-    return "ReturnPayment" if posting.kind == "reversal" else "AddPayment"
+    return "ReturnPayment" if posting.kind == PostingKind.REVERSAL else "AddPayment"
 
 
 def explain(posting) -> Advice | None:

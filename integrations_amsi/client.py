@@ -76,6 +76,7 @@ from .transport import (
     _Transport,
     failed_before_sending,
     is_login_fault,
+    network_reason,
 )
 from .xmldocs import (
     MAX_DOCUMENT_BYTES,
@@ -148,7 +149,7 @@ class EdexClient:
             except requests.RequestException as err:
                 raise RetryableError(
                     f"cannot reach the eDex services at {self.settings.base_url}: "
-                    f"{type(err).__name__}",
+                    f"{_wsdl_failure(err, self.settings.timeout)}",
                     **self._context(f"load {name} WSDL"),
                 ) from err
             except ReplyTooLarge as err:
@@ -405,3 +406,11 @@ class EdexClient:
             f"connected to {self.settings.base_url} as {self.settings.user_id}, portfolio "
             f"{self.settings.portfolio}, property {self.settings.property_id}"
         )
+
+
+def _wsdl_failure(err: requests.RequestException, timeout: float) -> str:
+    """Why the WSDL could not be read, in words: the HTTP status, or the network reason."""
+    response = getattr(err, "response", None)
+    if response is not None:
+        return f"HTTP {response.status_code} {response.reason or ''}".rstrip()
+    return network_reason(err, timeout)

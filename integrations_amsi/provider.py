@@ -134,7 +134,7 @@ class AmsiProvider(AmsiImport, AmsiLinking, AccountingProvider):
 
     def transaction_id(self, posting) -> str:
         """The ClientTransactionID a posting is known by in eSite (a reversal: its payment's)."""
-        if posting.kind == "reversal":
+        if posting.kind == PostingKind.REVERSAL:
             return client_transaction_id(self._payment_posting(posting))
         return client_transaction_id(posting)
 
@@ -251,7 +251,7 @@ class AmsiProvider(AmsiImport, AmsiLinking, AccountingProvider):
         )
         created_by = self.settings.created_by
         jnl = payment.batch.batch_id
-        if posting.kind == "reversal":
+        if posting.kind == PostingKind.REVERSAL:
             reason, description = reversal_reason(posting.reversal)
             try:
                 txn = client_transaction_id(self._payment_posting(posting))

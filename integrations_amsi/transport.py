@@ -3,6 +3,7 @@ whether the request may have reached eSite (the client's design note says why)."
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import re
@@ -260,3 +261,52 @@ def _decode(content: Any) -> str:
     if isinstance(content, bytes):
         return content.decode("utf-8", "replace")[:500]
     return str(content or "")[:500]
+
+
+def network_reason(err: BaseException, timeout: float) -> str:
+    """A transport failure as words a person can act on ("connection refused", ...)."""
+    if isinstance(err, httpx.TimeoutException | TimeoutError | socket.timeout):
+        return f"timed out after {timeout:g} s"
+    seen: set[int] = set()
+    cause: BaseException | None = err
+    chain: list[BaseException] = []
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    for item in chain:
+        if isinstance(item, ssl.SSLCertVerificationError):
+            return f"TLS certificate not trusted ({item.verify_message or 'verification failed'})"
+        if isinstance(item, ssl.SSLError):
+            return f"TLS handshake failed ({item.reason or item})"
+        if isinstance(item, socket.gaierror):
+            return "name not resolved"
+        if isinstance(item, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(item, ConnectionResetError):
+            return "connection reset by the server"
+        if isinstance(item, OSError) and item.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            return "network unreachable" if item.errno == errno.ENETUNREACH else "host unreachable"
+    text = " ".join(str(item) for item in chain).lower()
+    for needle, reason in (
+        ("connection refused", "connection refused"),
+        ("name or service not known", "name not resolved"),
+        ("nodename nor servname", "name not resolved"),
+        ("temporary failure in name resolution", "name not resolved"),
+        ("getaddrinfo failed", "name not resolved"),
+        ("no address associated", "name not resolved"),
+        ("certificate verify failed", "TLS certificate not trusted"),
+        ("wrong version number", "TLS handshake failed (is the port plain HTTP?)"),
+        ("network is unreachable", "network unreachable"),
+        ("no route to host", "host unreachable"),
+        ("connection reset", "connection reset by the server"),
+        ("timed out", f"timed out after {timeout:g} s"),
+        ("server disconnected", "the server closed the connection without a reply"),
+    ):
+        if needle in text:
+            return reason
+    words = re.sub(r"\[Errno -?\d+\]\s*", "", str(chain[-1])).strip()
+    return words or "the connection failed"
+
+
+# -- the probe ---------------------------------------------------------------------------------
