@@ -76,6 +76,10 @@ class AmsiLeaseLinkAdmin(ReadOnlyAdmin):
     list_select_related = ["lease__unit__building__property", "connection__property"]
     readonly_fields = [f.name for f in AmsiLeaseLink._meta.fields] + ["credit_status_display"]
 
+    class Media:
+        # The host's change-list css: headers wrap so the list fits a 1,400 px screen.
+        css = {"all": ["rentplatform/admin_lists.css"]}
+
     @admin.display(description="credit status", ordering="credit_status")
     def credit_status_display(self, link: AmsiLeaseLink) -> str:
         return credit_status_label(link.credit_status)

@@ -159,3 +159,25 @@ def test_cash_batches_page_explains_the_approve_mark(amsi_sandbox):
     assert "Approve \u2713</strong>: the batch is still open" in html
     assert "a guess, not confirmed by AMSI" in html
     assert "still open" not in httpx.get(url, params={"format": "csv"}).text
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "admin:rentplatform_payment_changelist",
+        "admin:rentplatform_lease_changelist",
+        "admin:rentplatform_depositbatch_changelist",
+        "admin:rentplatform_reversal_changelist",
+        "admin:integrations_amsi_amsileaselink_changelist",
+    ],
+)
+def test_wide_lists_load_the_wrapping_css(admin_client, url):
+    html = admin_client.get(reverse(url)).content.decode()
+    assert "rentplatform/admin_lists.css" in html
+
+
+def test_payment_list_shows_the_batch_id_not_its_long_name(admin_client, leased):
+    lease, _ = leased
+    payment = accept_payment(lease, "10.00", "card", now=chicago(2025, 3, 1, 10))
+    html = admin_client.get(PAYMENTS).content.decode()
+    assert payment.batch.batch_id in html and str(payment.batch) not in html
