@@ -209,12 +209,7 @@ def abandon(posting: Posting, *, who: str, note: str) -> Posting:
         if refusal:
             raise NotAllowed(refusal)
         if posting.outcome_unknown:
-            not_before = _unknown_outcome_not_before(posting)
-            if not_before and not_before > timezone.now():
-                raise NotAllowed(
-                    f"posting {posting.key}: a write that was slow may still land; look for it "
-                    f"again after {timezone.localtime(not_before):%H:%M:%S}"
-                )
+            _refuse_while_a_write_may_land(posting, "look for it again")
         posting.state = PostingState.ABANDONED
         posting.outcome_unknown = False
         posting.next_attempt_at = None
@@ -263,14 +258,7 @@ def post_unconfirmed(posting: Posting, *, who: str, note: str = "") -> Posting:
             raise NotAllowed(
                 f"posting {posting.key} is {posting.get_state_display()}, not unconfirmed"
             )
-        # From the last attempt's end, or for one that never finished (its worker died) from
-        # its claim deadline: a write that was slow may still land until then.
-        not_before = _unknown_outcome_not_before(posting)
-        if not_before and not_before > timezone.now():
-            raise NotAllowed(
-                f"posting {posting.key}: a write that was slow may still land; look again "
-                f"after {timezone.localtime(not_before):%H:%M:%S} before posting it"
-            )
+        _refuse_while_a_write_may_land(posting, "look again", " before posting it")
         posting.state = PostingState.RETRYING
         posting.outcome_unknown = False
         posting.attempts = 0
@@ -282,3 +270,14 @@ def post_unconfirmed(posting: Posting, *, who: str, note: str = "") -> Posting:
         enqueue_on_commit(posting.pk)
     log.info("posting %s: not found in the accounting system by %s, posting it", posting.key, who)
     return posting
+
+
+def _refuse_while_a_write_may_land(posting: Posting, look: str, then: str = "") -> None:
+    """NotAllowed until the last attempt's end (for one that never finished, its worker died,
+    its claim deadline) plus the unknown-outcome delay: a slow write may still land until then."""
+    not_before = _unknown_outcome_not_before(posting)
+    if not_before and not_before > timezone.now():
+        raise NotAllowed(
+            f"posting {posting.key}: a write that was slow may still land; {look} after "
+            f"{timezone.localtime(not_before):%H:%M:%S}{then}"
+        )
