@@ -15,11 +15,18 @@ import time
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 
 from integrations_amsi.sandbox.process import stop_group
 from tests.conftest import REPO_ROOT
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"),
+        reason="the demo makes its own SQLite database: run once, in the SQLite pass",
+    ),
+]
 
 
 def free_port() -> int:
