@@ -14,6 +14,7 @@ from django.urls import reverse
 from integrations.models import Connection, FakeRemoteEntry, PostingKind
 from rentplatform import services
 from tests.factories import lease_with_resident, staff_user
+from tests.integrations.fake_day import posted_day
 
 URL = "admin:integrations_depositreport_reconcile"
 PERMS = (
@@ -45,14 +46,7 @@ def connection(lease):
 @pytest.fixture
 def day(connection, lease, django_capture_on_commit_callbacks):
     """A payment and the refund of another, both posted to the fake remote."""
-    with django_capture_on_commit_callbacks(execute=True):
-        paid = services.accept_payment(lease, "1250.00", "card")
-    with django_capture_on_commit_callbacks(execute=True):
-        other = services.accept_payment(lease, "55.55", "ach")
-    services.settle_payment(other)
-    with django_capture_on_commit_callbacks(execute=True):
-        refund = services.refund_payment(other)
-    return paid, refund
+    return posted_day(lease, django_capture_on_commit_callbacks, "1250.00")
 
 
 def _query(connection, payment, **extra) -> dict:

@@ -20,6 +20,7 @@ from integrations.reconciliation import (
 )
 from rentplatform import services
 from tests.factories import lease_with_resident
+from tests.integrations.fake_day import posted_day
 
 D = Decimal
 
@@ -159,13 +160,7 @@ def connection(lease):
 @pytest.fixture
 def day(connection, lease, django_capture_on_commit_callbacks):
     """A payment and the refund of another, both posted to the fake remote."""
-    with django_capture_on_commit_callbacks(execute=True):
-        paid = services.accept_payment(lease, "100.00", "card")
-    with django_capture_on_commit_callbacks(execute=True):
-        other = services.accept_payment(lease, "55.55", "ach")
-    services.settle_payment(other)
-    with django_capture_on_commit_callbacks(execute=True):
-        refund = services.refund_payment(other)
+    paid, refund = posted_day(lease, django_capture_on_commit_callbacks)
     assert FakeRemoteEntry.objects.count() == 3
     return paid, refund
 
