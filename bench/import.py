@@ -6,9 +6,12 @@ Run by hand; CI runs ``--quick`` untimed (tests/test_benches.py) so it keeps wor
     .venv/bin/python bench/import.py --leases 10000       # just one size
     .venv/bin/python bench/import.py --leases 10000 --profile var/import.prof
     .venv/bin/python bench/import.py --quick              # 200 leases, untimed (CI)
+    .venv/bin/python bench/import.py --database postgres  # PostgreSQL (sqlite, postgres, or both)
+    .venv/bin/python bench/import.py --leases 100000 --profile-delta var/delta.prof
 
-Each size runs in its own worker process with a fresh SQLite database in a temp directory
-(``RENTPLATFORM_VAR_DIR`` is set before Django starts). The sandbox runs as a separate process
+Each size and database runs in its own worker process with a fresh database (a SQLite file in a
+temp directory, or a new PostgreSQL database dropped afterwards; ``RENTPLATFORM_VAR_DIR`` is set
+before Django starts). The sandbox runs as a separate process
 (``manage.py amsi_sandbox``), so its memory is not counted. Memory is the importing process's
 RSS growth: the kernel's high-water mark (VmHWM) is reset just before the import and compared
 with the RSS measured at that moment.
@@ -55,9 +58,9 @@ def _reset_peak() -> bool:
     return True
 
 
-def worker(leases: int, profile: str | None) -> dict:
+def worker(leases: int, kind: str, database_url: str, profiles: dict[str, str | None]) -> dict:
     """One measurement in this process: fresh DB, sandbox subprocess, import, re-import."""
-    tmp = Path(tempfile.mkdtemp(prefix=f"bench-import-{leases}-"))
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench-import-{leases}-{kind}-"))
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["RENTPLATFORM_VAR_DIR"] = str(tmp / "sandbox-var")
     portfolio = tmp / "portfolio"
@@ -78,18 +81,41 @@ def worker(leases: int, profile: str | None) -> dict:
         check=True,
         stdout=subprocess.DEVNULL,
     )
-    db_url = f"sqlite:///{tmp / 'var' / 'db.sqlite3'}"
+    (tmp / "var").mkdir()
+    db_url, drop = c.database_for(kind, tmp / "var", database_url)
     # As in production: with DEBUG on, Django keeps the text of the last 9,000 SQL statements
     # (multi-row INSERTs of 500 rows each) in memory, which is most of the growth measured.
     c.setup_django(db_url, tmp / "var", DEBUG=os.environ.get("DEBUG", "0"))
     sandbox = c.start_sandbox(tmp, db_url, seed=str(portfolio))
     try:
-        return _measure(leases, sandbox, profile)
+        return _measure(leases, sandbox, profiles)
     finally:
         sandbox.kill()
+        if drop:
+            from django.db import connections
+
+            connections.close_all()
+            c.drop_database(db_url, drop)
 
 
-def _measure(leases: int, sandbox, profile: str | None) -> dict:
+def _profiled(path: str | None):
+    """A cProfile profiler started now, or None; ``_dump`` stops it and writes ``path``."""
+    if not path:
+        return None
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    return profiler
+
+
+def _dump(profiler, path: str | None) -> None:
+    if profiler:
+        profiler.disable()
+        profiler.dump_stats(path)
+
+
+def _measure(leases: int, sandbox, profiles: dict[str, str | None]) -> dict:
     base_url = sandbox.base_url
     from django.db import connection as db
     from django.test.utils import CaptureQueriesContext
@@ -105,18 +131,11 @@ def _measure(leases: int, sandbox, profile: str | None) -> dict:
 
     rss_before = _status_kb("VmRSS")
     peak_reset = _reset_peak()
-    profiler = None
-    if profile:
-        import cProfile
-
-        profiler = cProfile.Profile()
-        profiler.enable()
+    profiler = _profiled(profiles["import"])
     start = time.perf_counter()
     run = run_sync(conn, SyncKind.IMPORT)
     first = time.perf_counter() - start
-    if profiler:
-        profiler.disable()
-        profiler.dump_stats(profile)
+    _dump(profiler, profiles["import"])
     peak = _status_kb("VmHWM") if peak_reset else _status_kb("VmHWM")
     growth_mb = (peak - rss_before) / 1024
     assert run.status == SyncStatus.SUCCEEDED, run.message
@@ -140,7 +159,7 @@ def _measure(leases: int, sandbox, profile: str | None) -> dict:
     assert rerun.unchanged == leases
     assert writes == [], writes[:3]
     _age_the_load(sandbox.state)
-    delta = _delta_and_lease_sync(conn, base_url, leases)
+    delta = _delta_and_lease_sync(conn, base_url, leases, profiles["delta"])
     return {
         **delta,
         "leases": leases,
@@ -163,7 +182,7 @@ def _age_the_load(state) -> None:
         db.execute("UPDATE status_changes SET changed_at = '2025-01-01T00:00:00.000000'")
 
 
-def _delta_and_lease_sync(conn, base_url: str, leases: int) -> dict:
+def _delta_and_lease_sync(conn, base_url: str, leases: int, profile: str | None) -> dict:
     """A delta resync after 1% of the leases changed in eSite (their CreditStatus, set through
     the sandbox's control API as a manager would), then "sync now" for one lease: one that
     changed (the delta query finds it) and one that did not (looked for in the lists)."""
@@ -179,9 +198,11 @@ def _delta_and_lease_sync(conn, base_url: str, leases: int) -> dict:
         status = "C" if link.credit_status != "C" else "N"
         control.patch_lease(*link.key, CreditStatus=status)
     control.close()
+    profiler = _profiled(profile)
     start = time.perf_counter()
     run = run_sync(conn, SyncKind.DELTA)
     delta_s = time.perf_counter() - start
+    _dump(profiler, profile)
     assert run.status == SyncStatus.SUCCEEDED, run.message
     assert run.updated == len(changed), (run.updated, len(changed))
     start = time.perf_counter()
@@ -200,53 +221,81 @@ def _delta_and_lease_sync(conn, base_url: str, leases: int) -> dict:
     }
 
 
+def _profile_path(given: str | None, kind: str, n: int, several: bool) -> str | None:
+    """The profile file of one worker: as given, or with the database and size in its name
+    when the bench runs more than one."""
+    if not given or not several:
+        return given
+    path = Path(given)
+    return str(path.with_name(f"{path.stem}-{kind}-{n}{path.suffix}"))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--leases", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument(
+        "--database", choices=["sqlite", "postgres", "both"], default=None,
+        help="where the platform's data is (default: both; sqlite with --quick)",
+    )  # fmt: skip
+    parser.add_argument("--database-url", default="", help="PostgreSQL server (else local)")
     parser.add_argument("--profile", help="write a cProfile of the first import here")
+    parser.add_argument("--profile-delta", help="write a cProfile of the delta resync here")
     parser.add_argument("--quick", action="store_true", help="200 leases, no verdict (CI)")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--kind", default="sqlite", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.profile)))
+        profiles = {"import": args.profile, "delta": args.profile_delta}
+        print(json.dumps(worker(args.worker, args.kind, args.database_url, profiles)))
         return 0
     sizes = QUICK if args.quick else args.leases
-    print(c.header("bench/import.py", database="SQLite", sandbox="a subprocess", quick=args.quick))
+    database = args.database or ("sqlite" if args.quick else "both")
+    kinds = ["sqlite", "postgres"] if database == "both" else [database]
+    names = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
+    print(
+        c.header(
+            "bench/import.py",
+            database=", ".join(names[k] for k in kinds),
+            sandbox="a subprocess",
+            quick=args.quick,
+        )
+    )
     print(flush=True)
+    several = len(kinds) * len(sizes) > 1
     failed, rows = False, []
     for n in sizes:
-        cmd = [c.PYTHON, __file__, "--worker", str(n)]
-        if args.profile:
-            cmd += ["--profile", args.profile]
-        out = subprocess.run(cmd, cwd=c.ROOT, capture_output=True, text=True)
-        if out.returncode != 0:
-            print(f"{n} leases: FAILED\n{out.stderr[-3000:]}")
-            failed = True
-            continue
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        seconds_target, memory_target = (None, None) if args.quick else TARGETS.get(n, (None, None))
-        verdict = []
-        if seconds_target:
-            ok = r["import_s"] <= seconds_target
-            verdict.append(f"<= {seconds_target:g} s: {'met' if ok else 'MISSED'}")
-        if memory_target:
-            ok = r["peak_growth_mb"] < memory_target
-            verdict.append(f"< {memory_target:g} MB: {'met' if ok else 'MISSED'}")
-        if not args.quick and n in DELTA_TARGET:
-            ok = r["delta_s"] <= DELTA_TARGET[n]
-            verdict.append(f"delta <= {DELTA_TARGET[n]:g} s: {'met' if ok else 'MISSED'}")
-        failed |= any("MISSED" in v for v in verdict)
-        rows.append(
-            [f"{n:,}", f"{r['import_s']:.2f}", f"{r['peak_growth_mb']:.1f}",
-             f"{r['reimport_s']:.2f}", f"{r['reimport_rows_written']} ({r['queries_reimport']})",
-             f"{r['delta_s']:.2f} ({r['delta_changed']:,} changed)",
-             f"{r['lease_changed_s']:.2f} / {r['lease_unchanged_s']:.2f}",
-             ", ".join(verdict)]
-        )  # fmt: skip
+        for kind in kinds:
+            cmd = [c.PYTHON, __file__, "--worker", str(n), "--kind", kind]
+            if args.database_url:
+                cmd += ["--database-url", args.database_url]
+            for flag, given in (
+                ("--profile", args.profile),
+                ("--profile-delta", args.profile_delta),
+            ):
+                path = _profile_path(given, kind, n, several)
+                if path:
+                    cmd += [flag, path]
+            out = subprocess.run(cmd, cwd=c.ROOT, capture_output=True, text=True)
+            if out.returncode != 0:
+                print(f"{n} leases, {names[kind]}: FAILED\n{out.stderr[-3000:]}")
+                failed = True
+                continue
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            verdict = [] if args.quick else _verdict(n, r)
+            failed |= any("MISSED" in v for v in verdict)
+            rows.append(
+                [f"{n:,}", names[kind], f"{r['import_s']:.2f}", f"{r['peak_growth_mb']:.1f}",
+                 f"{r['reimport_s']:.2f}",
+                 f"{r['reimport_rows_written']} ({r['queries_reimport']})",
+                 f"{r['delta_s']:.2f} ({r['delta_changed']:,} changed)",
+                 f"{r['lease_changed_s']:.2f} / {r['lease_unchanged_s']:.2f}",
+                 ", ".join(verdict)]
+            )  # fmt: skip
     print(
         c.table(
             [
                 "leases",
+                "db",
                 "import s",
                 "peak RSS growth MB",
                 "unchanged re-import s",
@@ -260,6 +309,21 @@ def main() -> int:
     )
     print(c.footer())
     return 1 if failed else 0
+
+
+def _verdict(n: int, r: dict) -> list[str]:
+    seconds_target, memory_target = TARGETS.get(n, (None, None))
+    verdict = []
+    if seconds_target:
+        ok = r["import_s"] <= seconds_target
+        verdict.append(f"<= {seconds_target:g} s: {'met' if ok else 'MISSED'}")
+    if memory_target:
+        ok = r["peak_growth_mb"] < memory_target
+        verdict.append(f"< {memory_target:g} MB: {'met' if ok else 'MISSED'}")
+    if n in DELTA_TARGET:
+        ok = r["delta_s"] <= DELTA_TARGET[n]
+        verdict.append(f"delta <= {DELTA_TARGET[n]:g} s: {'met' if ok else 'MISSED'}")
+    return verdict
 
 
 if __name__ == "__main__":
