@@ -10,7 +10,7 @@ PORT   ?= 8000
 # (var/demo/ is where older checkouts kept them). Other things under var/ (benches) stay.
 DEMO_STATE := var/db.sqlite3* var/sandbox.sqlite3* var/*.log var/mail var/demo
 
-.PHONY: demo test lint format serve clean venv
+.PHONY: demo test lint format serve clean venv screenshots
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -27,6 +27,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The pictures docs/amsi.md shows, taken by the browser tests (tests/browser) in Debian's chromium.
+screenshots: $(STAMP)
+	SCREENSHOTS_DIR=docs/screenshots $(BIN)/python -m pytest tests/browser -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
