@@ -235,8 +235,17 @@ class DepositReportAdmin(ReadOnlyAdmin):
             "result": result,
             "rows": self._difference_rows(result) if result else [],
             "csv_url": "",
+            "csv_data": "",
+            "uploaded": "",
         }
-        if result and result.differences and not form.cleaned_data["report"]:
+        if result and form.cleaned_data["report"] is not None:
+            # The export is not kept, and a browser never sends a file again: the page's CSV
+            # of an upload is the differences shown, carried in the link itself.
+            context["uploaded"] = request.FILES["report"].name
+            if result.differences:
+                context["csv_data"] = as_csv(result)
+                context["csv_name"] = _csv_name(result)
+        elif result and result.differences:
             query = {"connection": result.connection.pk, "month": f"{result.month:%Y-%m}"}
             context["csv_url"] = f"?{urlencode({**query, 'format': 'csv'})}"
         return TemplateResponse(request, "admin/integrations/reconcile.html", context)
@@ -269,9 +278,12 @@ class DepositReportAdmin(ReadOnlyAdmin):
 
     def _differences_csv(self, result):
         response = HttpResponse(as_csv(result), content_type="text/csv")
-        name = f"reconciliation-{result.connection.property.code}-{result.month:%Y-%m}.csv"
-        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        response["Content-Disposition"] = f'attachment; filename="{_csv_name(result)}"'
         return response
+
+
+def _csv_name(result) -> str:
+    return f"reconciliation-{result.connection.property.code}-{result.month:%Y-%m}.csv"
 
 
 def _change_url(obj) -> str:
