@@ -19,6 +19,7 @@ from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 from lxml import etree
 
 from integrations import advice, outbox
@@ -32,8 +33,28 @@ class AttemptInline(admin.TabularInline):
     model = PostingAttempt
     extra = 0
     can_delete = False
-    fields = ["number", "started_at", "finished_at", "outcome", "checked_first", "worker", "error"]
+    fields = [
+        "number",
+        "started_at",
+        "finished_at",
+        "outcome",
+        "checked_first",
+        "worker",
+        "error_text",
+    ]
     readonly_fields = fields
+
+    @admin.display(description="Error")
+    def error_text(self, obj):
+        """The error, the reply's excerpt in it collapsed (it is XML)."""
+        text = without_reply(obj.error)
+        if text == obj.error:
+            return text or "-"
+        return format_html(
+            '{} <details class="attempt-reply"><summary>Reply</summary><pre>{}</pre></details>',
+            text,
+            obj.error[len(text) + len(" reply: ") :],
+        )
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -85,6 +106,13 @@ def pretty_xml(text: str) -> str:
     except (etree.XMLSyntaxError, ValueError):
         return text
     return etree.tostring(root, pretty_print=True, encoding="unicode")
+
+
+def without_reply(error: str) -> str:
+    """An error's text without the excerpt of the reply IntegrationError appends (the reply is
+    shown whole, pretty-printed, under "Response received")."""
+    head, sep, _ = error.partition(") reply: <")
+    return f"{head})" if sep else error
 
 
 def admin_url(obj, view: str = "change") -> str:
@@ -160,8 +188,7 @@ class PostingAdmin(ReadOnlyAdmin):
                     "connection",
                     "attempts",
                     "remote_reference",
-                    "error_code",
-                    "last_error",
+                    "error_now",
                     "created_at",
                     "posted_at",
                 ]
@@ -182,7 +209,7 @@ class PostingAdmin(ReadOnlyAdmin):
             },
         ),
     ]
-    readonly_fields = [f.name for f in Posting._meta.fields]
+    readonly_fields = [*(f.name for f in Posting._meta.fields), "error_now"]
 
     def get_queryset(self, request):
         return (
@@ -198,6 +225,17 @@ class PostingAdmin(ReadOnlyAdmin):
     @admin.display(description="Last error")
     def short_error(self, obj):
         return (obj.last_error or "")[:120]
+
+    @admin.display(description="Error")
+    def error_now(self, obj):
+        """The error that stands (none once posted: the attempts below keep the history),
+        without the reply's excerpt when the whole reply is under "Response received"."""
+        if not obj.last_error:
+            return "-"
+        text = without_reply(obj.last_error) if obj.response_document else obj.last_error
+        if obj.error_code and f"code {obj.error_code}" not in text:
+            return f"{text} (code {obj.error_code})"
+        return text
 
     # -- the console -----------------------------------------------------------------------------
     def change_view(self, request, object_id, form_url="", extra_context=None):

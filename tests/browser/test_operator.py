@@ -95,6 +95,9 @@ def test_the_operators_day(page, shot, world, day):
     request_doc = console.locator("details.console-document").first
     assert request_doc.get_attribute("open") is None
     assert not request_doc.locator("pre").is_visible()
+    error = page.locator(".field-error_now .readonly").inner_text()
+    assert "code 201" in error and "<" not in error  # the reply is under its own heading
+    assert not page.locator("details.attempt-reply pre").first.is_visible()
     shot(page, "operator-03-console-refused")
     request_doc.locator("summary").click()
     assert request_doc.locator("pre").is_visible()
@@ -114,6 +117,7 @@ def test_the_operators_day(page, shot, world, day):
     said = page.locator(".console-what-happened").inner_text()
     assert said.startswith("Posted to eSite") and "refused" not in said
     assert page.locator(".field-state .readonly").inner_text() == "Posted"
+    assert page.locator(".field-error_now .readonly").inner_text() == "-"
     assert page.locator("#integrations-banner").count() == 0  # nothing waits for a person
     shot(page, "operator-04-retried-posted")
 
