@@ -15,7 +15,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from rentplatform.models import Lease, Payment
+from rentplatform.models import Lease, Payment, PaymentState
 from rentplatform.services import (
     IdempotencyConflict,
     ServiceError,
@@ -59,10 +59,18 @@ def lease_detail(request: HttpRequest, pk: int) -> HttpResponse:
     for payment in own_payments(request.user).filter(lease=lease):
         voidable = voidable_today(payment, resident)
         payments.append((payment, voidable, _fresh_key() if voidable else ""))
+    # The balance is the accounting system's, as last reported: a payment still processing
+    # is not in it yet, and the page says so rather than look as if the payment did nothing.
+    processing = any(p.state == PaymentState.PROCESSING for p, _, _ in payments)
     return render(
         request,
         "portal/lease_detail.html",
-        {"lease": lease, "facts": lease_facts(lease), "payments": payments},
+        {
+            "lease": lease,
+            "facts": lease_facts(lease),
+            "payments": payments,
+            "processing": processing,
+        },
     )
 
 
