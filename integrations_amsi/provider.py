@@ -99,7 +99,12 @@ class AmsiProvider(AmsiImport, AmsiLinking, AccountingProvider):
 
     # -- postings ----------------------------------------------------------------------------
     def _link(self, payment) -> AmsiLeaseLink:
-        link = AmsiLeaseLink.objects.filter(lease_id=payment.lease_id).first()
+        # The four ids only, not the lease's whole AMSI record (``raw``).
+        link = (
+            AmsiLeaseLink.objects.filter(lease_id=payment.lease_id)
+            .only("lease_id", *AmsiLeaseLink.key_fields)
+            .first()
+        )
         if link is None:
             raise PermanentError(
                 f"lease #{payment.lease_id} is not linked to an AMSI lease (no ResiID); "

@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+from collections.abc import Callable
 
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from integrations.conf import get_setting
-from integrations.models import Posting, PostingAttempt, PostingState
+from integrations.models import Posting, PostingAttempt, PostingKind, PostingState
 
 from ._common import _can_check, _holds, _unknown_outcome_not_before, log
 
@@ -46,23 +47,42 @@ def _give_up(posting: Posting, checks: bool) -> None:
     log.warning("posting %s: %s", posting.key, posting.last_error)
 
 
-def claim(posting_id: int, *, force: bool = False) -> tuple[Posting, PostingAttempt] | None:
+def claim(
+    posting_id: int, *, force: bool = False, reversal_wait: Callable | None = None
+) -> tuple[Posting, PostingAttempt] | str | None:
     """Take a posting for one attempt, or None when it is not ours to run now.
 
     ``force`` (a tool asking for an attempt now) skips the backoff, a "needs attention" stop and
     the attempt budget, never the unknown-outcome wait nor a held connection.
+
+    ``reversal_wait(posting, now, force)`` (what ``deliver`` passes): for a reversal, called
+    on the locked row first; a state it returns (the reversal waits for its payment, or
+    stops) is returned instead of a claim. One transaction and one read for both.
     """
     now = timezone.now()
     with transaction.atomic():
         # The posting's own row only (NO KEY: the attempt's foreign key to it still inserts):
         # locking the joined connection too would make every payment of the property, whose
-        # posting's foreign key is checked at commit, wait for this claim.
+        # posting's foreign key is checked at commit, wait for this claim. The attempts'
+        # last number comes with it (numbered over the posting's whole life: a person's retry
+        # resets ``attempts``, the budget, not the log).
         posting = (
             Posting.objects.select_for_update(of=("self",), no_key=True)
-            .select_related("connection", "payment__batch", "reversal")
+            .select_related("connection__property", "payment__batch", "reversal")
+            .annotate(
+                last_number=Subquery(
+                    PostingAttempt.objects.filter(posting=OuterRef("pk"))
+                    .order_by("-number")
+                    .values("number")[:1]
+                )
+            )
             .filter(pk=posting_id)
             .first()
         )
+        if posting is not None and reversal_wait and posting.kind == PostingKind.REVERSAL:
+            waited = reversal_wait(posting, now, force)
+            if waited is not None:
+                return waited
         if posting is None or posting.state in (
             PostingState.POSTED,
             PostingState.ABANDONED,
@@ -111,12 +131,9 @@ def claim(posting_id: int, *, force: bool = False) -> tuple[Posting, PostingAtte
                 "updated_at",
             ]
         )
-        # Numbered over the posting's whole life (a person's retry resets ``attempts``, the
-        # budget, not the log).
-        number = (posting.attempt_log.aggregate(n=Max("number"))["n"] or 0) + 1
         attempt = PostingAttempt.objects.create(
             posting=posting,
-            number=number,
+            number=(posting.last_number or 0) + 1,
             started_at=now,
             checked_first=posting.outcome_unknown,
             worker=_worker_name(),

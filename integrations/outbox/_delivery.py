@@ -58,91 +58,91 @@ def _wait_for_payment(posting_id: int, *, force: bool = False) -> str | None:
     attention. A payment with no posting at all (taken before the connection existed) or one
     needing attention stops the reversal at once, saying so.
     """
-    now = timezone.now()
-    states = [PostingState.PENDING, PostingState.RETRYING]
-    if force:
-        states.append(PostingState.NEEDS_ATTENTION)
     with transaction.atomic():
         posting = (
             Posting.objects.select_for_update(of=("self",), no_key=True)
             .select_related("connection", "payment")
-            .filter(pk=posting_id, kind=PostingKind.REVERSAL, state__in=states)
+            .filter(pk=posting_id, kind=PostingKind.REVERSAL)
             .first()
         )
-        if posting is None or _holds(posting.connection):
+        if posting is None:
             return None
-        if posting.next_attempt_at and posting.next_attempt_at > now and not force:
-            return None
-        paid = (
-            Posting.objects.filter(payment_id=posting.payment_id, kind=PostingKind.PAYMENT)
-            .only("key", "state", "last_error")
-            .first()
+        return _payment_wait(posting, timezone.now(), force)
+
+
+def _payment_wait(posting: Posting, now: dt.datetime, force: bool) -> str | None:
+    """``_wait_for_payment`` on a reversal posting already locked in the caller's transaction
+    (``claim`` calls it so for ``deliver``)."""
+    states = [PostingState.PENDING, PostingState.RETRYING]
+    if force:
+        states.append(PostingState.NEEDS_ATTENTION)
+    if posting.state not in states or _holds(posting.connection):
+        return None
+    if posting.next_attempt_at and posting.next_attempt_at > now and not force:
+        return None
+    paid = (
+        Posting.objects.filter(payment_id=posting.payment_id, kind=PostingKind.PAYMENT)
+        .only("key", "state", "last_error")
+        .first()
+    )
+    if paid is not None and paid.state == PostingState.POSTED:
+        if posting.waiting_since is not None:
+            posting.waiting_since = None
+            posting.save(update_fields=["waiting_since", "updated_at"])
+        return None
+    then = " then retry this reversal"
+    if paid is None:
+        code = PAYMENT_NOT_POSTED
+        reason = (
+            f"its payment {posting.payment.public_id} is not posted: it has no posting (it "
+            f"was taken before this connection existed). Backfill it from the connection's "
+            f"admin page, or enter it in {posting.connection.get_provider().name} by hand;" + then
         )
-        if paid is not None and paid.state == PostingState.POSTED:
-            if posting.waiting_since is not None:
-                posting.waiting_since = None
-                posting.save(update_fields=["waiting_since", "updated_at"])
-            return None
-        then = " then retry this reversal"
-        if paid is None:
-            code = PAYMENT_NOT_POSTED
-            reason = (
-                f"its payment {posting.payment.public_id} is not posted: it has no posting (it "
-                f"was taken before this connection existed). Backfill it from the connection's "
-                f"admin page, or enter it in {posting.connection.get_provider().name} by hand;"
-                + then
+    elif paid.state == PostingState.NEEDS_ATTENTION:
+        code = PAYMENT_NEEDS_ATTENTION
+        reason = (
+            f"its payment {paid.key} is not posted: it needs attention "
+            f"({paid.last_error[:300]}); once it is posted,{then}"
+        )
+    else:
+        since = posting.waiting_since or now
+        limit = float(get_setting("PAYMENT_WAIT_SECONDS"))
+        if (now - since).total_seconds() < limit:
+            posting.state = PostingState.RETRYING
+            posting.waiting_since = since
+            posting.error_code = WAITING_FOR_PAYMENT
+            posting.last_error = (
+                f"waiting for its payment {paid.key} ({paid.get_state_display().lower()}) "
+                f"to be posted; gives up after {_duration(limit)}"
             )
-        elif paid.state == PostingState.NEEDS_ATTENTION:
-            code = PAYMENT_NEEDS_ATTENTION
-            reason = (
-                f"its payment {paid.key} is not posted: it needs attention "
-                f"({paid.last_error[:300]}); once it is posted,{then}"
-            )
-        else:
-            since = posting.waiting_since or now
-            limit = float(get_setting("PAYMENT_WAIT_SECONDS"))
-            if (now - since).total_seconds() < limit:
-                posting.state = PostingState.RETRYING
-                posting.waiting_since = since
-                posting.error_code = WAITING_FOR_PAYMENT
-                posting.last_error = (
-                    f"waiting for its payment {paid.key} ({paid.get_state_display().lower()}) "
-                    f"to be posted; gives up after {_duration(limit)}"
-                )
-                posting.next_attempt_at = now + _payment_wait_delay(now - since)
-                posting.enqueued_at = None
-                posting.save()
-                return posting.state
-            code = PAYMENT_NOT_POSTED
-            last = f" (last error: {paid.last_error[:300]})" if paid.last_error else ""
-            reason = (
-                f"its payment {paid.key} is not posted: still "
-                f"{paid.get_state_display().lower()} after {_duration(limit)} of waiting{last}; "
-                f"once it is posted,{then}"
-            )
-        posting.state = PostingState.NEEDS_ATTENTION
-        posting.waiting_since = None
-        posting.error_code = code
-        posting.last_error = reason
-        posting.next_attempt_at = None
-        posting.enqueued_at = None
-        posting.save()
+            posting.next_attempt_at = now + _payment_wait_delay(now - since)
+            posting.enqueued_at = None
+            posting.save()
+            return posting.state
+        code = PAYMENT_NOT_POSTED
+        last = f" (last error: {paid.last_error[:300]})" if paid.last_error else ""
+        reason = (
+            f"its payment {paid.key} is not posted: still "
+            f"{paid.get_state_display().lower()} after {_duration(limit)} of waiting{last}; "
+            f"once it is posted,{then}"
+        )
+    posting.state = PostingState.NEEDS_ATTENTION
+    posting.waiting_since = None
+    posting.error_code = code
+    posting.last_error = reason
+    posting.next_attempt_at = None
+    posting.enqueued_at = None
+    posting.save()
     log.warning("reversal posting %s needs attention: %s", posting.key, reason)
     return posting.state
 
 
 def deliver(posting_id: int, *, force: bool = False) -> str | None:
     """One delivery attempt. Returns the posting's new state, or None if it was not run."""
-    kind = Posting.objects.filter(pk=posting_id).values_list("kind", flat=True).first()
-    if kind is None:
-        return None
-    if kind == PostingKind.REVERSAL:
-        waited = _wait_for_payment(posting_id, force=force)
-        if waited is not None:
-            return waited
-    claimed = claim(posting_id, force=force)  # a held connection: claim says no
-    if claimed is None:
-        return None
+    # A reversal first waits for its payment: checked on the row the claim locks.
+    claimed = claim(posting_id, force=force, reversal_wait=_payment_wait)
+    if claimed is None or isinstance(claimed, str):
+        return claimed  # not ours to run now (a held connection: claim says no), or waiting
     posting, attempt = claimed
     provider = posting.connection.get_provider()
     if posting.outcome_unknown and not _can_check(posting.connection):
@@ -189,89 +189,44 @@ FINISH_FIELDS = [
 
 
 def _finish(posting: Posting, attempt: PostingAttempt, outcome: str, delivered, error) -> str:
+    """Record an attempt's outcome on its posting and attempt rows, in one transaction.
+
+    The claimed posting (with its payment, batch, reversal and connection loaded) is updated
+    as it was claimed, on the condition that the claim is still ours (in flight, the same
+    claim deadline): no second read of the row. Should the claim have been taken over in the
+    meantime (a worker that outlived its deadline), the row is read again under its lock and
+    the outcome applied to what it holds now, as before.
+    """
     now = timezone.now()
-    claimed = posting  # as claimed: its payment, batch and reversal are loaded
-    with transaction.atomic():
-        posting = (
-            Posting.objects.select_for_update(of=("self",), no_key=True)
-            .select_related("connection__property")
-            .get(pk=posting.pk)
+    claimed = posting  # as claimed: its payment, batch, reversal and connection are loaded
+    token = claimed.claimed_until
+    message = mask(str(error)) if error else ""
+    if outcome == AttemptOutcome.CRASHED:
+        message = mask(
+            f"{type(error).__name__}: {error}\n"
+            + "".join(traceback.format_exception(error))[-2000:]
         )
-        message = mask(str(error)) if error else ""
-        if outcome == AttemptOutcome.CRASHED:
-            message = mask(
-                f"{type(error).__name__}: {error}\n"
-                + "".join(traceback.format_exception(error))[-2000:]
-            )
-        if isinstance(error, IntegrationError):
-            posting.error_code = error.code[:40]
-            if error.request:
-                posting.request_document = error.request
-            if error.response:
-                posting.response_document = error.response
-        posting.claimed_until = None
-        if outcome in (AttemptOutcome.POSTED, AttemptOutcome.ALREADY_DONE):
-            posting.state = PostingState.POSTED
-            posting.posted_at = now
-            posting.outcome_unknown = False
-            posting.next_attempt_at = None
-            posting.last_error = "" if outcome == AttemptOutcome.POSTED else message
-            if delivered is not None:
-                posting.remote_reference = delivered.remote_reference[:100]
-                posting.remote_data = delivered.data
-                posting.request_document = mask(delivered.request_document)
-                posting.response_document = mask(delivered.response_document)
-                if delivered.already_there:
-                    outcome = AttemptOutcome.FOUND_POSTED
-            elif isinstance(error, AlreadyDone):
-                posting.remote_reference = error.remote_reference[:100]
-        elif outcome == AttemptOutcome.PAUSED:
-            # Not this posting's fault: the attempt is given back and the connection paused.
-            posting.state = PostingState.RETRYING
-            posting.attempts = max(posting.attempts - 1, 0)
-            posting.last_error = message
-            posting.next_attempt_at = None
-            _pause(posting.connection, message)
-        elif outcome == AttemptOutcome.UNCONFIRMED or (
-            outcome == AttemptOutcome.UNKNOWN and not _can_check(posting.connection)
-        ):
-            posting.state = PostingState.UNCONFIRMED
-            posting.outcome_unknown = True
-            posting.next_attempt_at = None
-            posting.last_error = (
-                message
-                or posting.last_error
-                or ("the last attempt ended without a reply (its worker stopped mid-call)")
-            )
-            if outcome == AttemptOutcome.UNKNOWN:
-                outcome = AttemptOutcome.UNCONFIRMED
-        elif outcome in (AttemptOutcome.RETRY, AttemptOutcome.UNKNOWN):
-            posting.last_error = message
-            if outcome == AttemptOutcome.UNKNOWN:
-                posting.outcome_unknown = True
-            if posting.attempts >= get_setting("MAX_ATTEMPTS"):
-                posting.state = PostingState.NEEDS_ATTENTION
-                posting.last_error = (
-                    f"gave up after {posting.attempts} attempts; last error: {message}"
-                )
-                posting.next_attempt_at = None
-            else:
-                posting.state = PostingState.RETRYING
-                delay = _backoff(max(posting.attempts, 1))
-                if posting.outcome_unknown:
-                    delay = max(
-                        delay, dt.timedelta(seconds=get_setting("UNKNOWN_OUTCOME_DELAY_SECONDS"))
-                    )
-                posting.next_attempt_at = now + delay
+    with transaction.atomic():
+        result = _apply(claimed, outcome, delivered, error, message, now)
+        claimed.updated_at = now
+        values = {name: getattr(claimed, name) for name in FINISH_FIELDS}
+        ours = Posting.objects.filter(
+            pk=claimed.pk, state=PostingState.IN_FLIGHT, claimed_until=token
+        ).update(**values)
+        if ours:
+            posting = claimed
         else:
-            posting.state = PostingState.NEEDS_ATTENTION
-            posting.last_error = message
-            posting.next_attempt_at = None
-        posting.save(update_fields=FINISH_FIELDS)
+            posting = (
+                Posting.objects.select_for_update(of=("self",), no_key=True)
+                .select_related("connection__property")
+                .get(pk=claimed.pk)
+            )
+            result = _apply(posting, outcome, delivered, error, message, now)
+            posting.save(update_fields=FINISH_FIELDS)
         if posting.state == PostingState.POSTED and delivered is not None:
             posting.connection.get_provider().record_delivery(claimed, delivered)
         attempt.finished_at = now
-        attempt.outcome = outcome
+        attempt.outcome = result
         attempt.error = message
         attempt.save(update_fields=["finished_at", "outcome", "error"])
         if posting.state == PostingState.POSTED:
@@ -279,17 +234,85 @@ def _finish(posting: Posting, attempt: PostingAttempt, outcome: str, delivered, 
                 lambda p=posting: signals.posting_posted.send(sender=Posting, posting=p)
             )
     level = logging.INFO if posting.state == PostingState.POSTED else logging.WARNING
-    log.log(
-        level,
-        "posting %s (%s %s) attempt %s: %s%s",
-        posting.key,
-        posting.kind,
-        posting.connection.property.code,
-        posting.attempts,
-        outcome,
-        f": {posting.last_error}" if posting.last_error else "",
-    )
+    if log.isEnabledFor(level):
+        log.log(
+            level,
+            "posting %s (%s %s) attempt %s: %s%s",
+            posting.key,
+            posting.kind,
+            posting.connection.property.code,
+            posting.attempts,
+            result,
+            f": {posting.last_error}" if posting.last_error else "",
+        )
     return posting.state
+
+
+def _apply(posting: Posting, outcome: str, delivered, error, message: str, now) -> str:
+    """An attempt's outcome on the posting (in memory); the outcome as recorded on the attempt."""
+    if isinstance(error, IntegrationError):
+        posting.error_code = error.code[:40]
+        if error.request:
+            posting.request_document = error.request
+        if error.response:
+            posting.response_document = error.response
+    posting.claimed_until = None
+    if outcome in (AttemptOutcome.POSTED, AttemptOutcome.ALREADY_DONE):
+        posting.state = PostingState.POSTED
+        posting.posted_at = now
+        posting.outcome_unknown = False
+        posting.next_attempt_at = None
+        posting.last_error = "" if outcome == AttemptOutcome.POSTED else message
+        if delivered is not None:
+            posting.remote_reference = delivered.remote_reference[:100]
+            posting.remote_data = delivered.data
+            posting.request_document = mask(delivered.request_document)
+            posting.response_document = mask(delivered.response_document)
+            if delivered.already_there:
+                outcome = AttemptOutcome.FOUND_POSTED
+        elif isinstance(error, AlreadyDone):
+            posting.remote_reference = error.remote_reference[:100]
+    elif outcome == AttemptOutcome.PAUSED:
+        # Not this posting's fault: the attempt is given back and the connection paused.
+        posting.state = PostingState.RETRYING
+        posting.attempts = max(posting.attempts - 1, 0)
+        posting.last_error = message
+        posting.next_attempt_at = None
+        _pause(posting.connection, message)
+    elif outcome == AttemptOutcome.UNCONFIRMED or (
+        outcome == AttemptOutcome.UNKNOWN and not _can_check(posting.connection)
+    ):
+        posting.state = PostingState.UNCONFIRMED
+        posting.outcome_unknown = True
+        posting.next_attempt_at = None
+        posting.last_error = (
+            message
+            or posting.last_error
+            or ("the last attempt ended without a reply (its worker stopped mid-call)")
+        )
+        if outcome == AttemptOutcome.UNKNOWN:
+            outcome = AttemptOutcome.UNCONFIRMED
+    elif outcome in (AttemptOutcome.RETRY, AttemptOutcome.UNKNOWN):
+        posting.last_error = message
+        if outcome == AttemptOutcome.UNKNOWN:
+            posting.outcome_unknown = True
+        if posting.attempts >= get_setting("MAX_ATTEMPTS"):
+            posting.state = PostingState.NEEDS_ATTENTION
+            posting.last_error = f"gave up after {posting.attempts} attempts; last error: {message}"
+            posting.next_attempt_at = None
+        else:
+            posting.state = PostingState.RETRYING
+            delay = _backoff(max(posting.attempts, 1))
+            if posting.outcome_unknown:
+                delay = max(
+                    delay, dt.timedelta(seconds=get_setting("UNKNOWN_OUTCOME_DELAY_SECONDS"))
+                )
+            posting.next_attempt_at = now + delay
+    else:
+        posting.state = PostingState.NEEDS_ATTENTION
+        posting.last_error = message
+        posting.next_attempt_at = None
+    return outcome
 
 
 def _pause(connection: Connection, reason: str) -> None:

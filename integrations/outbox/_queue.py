@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django.db import transaction
-from django.db.models import Q
+from django.db import router, transaction
+from django.db.models import Q, Subquery
 from django.utils import timezone
 from django_q import brokers as q_brokers
+from django_q import conf as q_conf
 from django_q import tasks as q_tasks
 
 from integrations.conf import get_setting
 from integrations.logging import mask
 from integrations.models import Connection, Posting, PostingKind, PostingState
 
-from ._common import _holds, connection_for, log
+from ._common import _holds, log
 
 
 def create_payment_posting(payment, *, connection: Connection | None = None) -> Posting | None:
@@ -38,20 +39,31 @@ def create_reversal_posting(reversal, *, connection: Connection | None = None) -
 
 
 def _create_posting(property_id, connection: Connection | None, lookup: dict, defaults: dict):
-    """The posting for ``lookup``, written once (a repeated signal finds it), queued after
-    commit unless its connection holds it; None when the property has no connection.
+    """The posting for ``lookup``, written once (a repeated signal finds it), queued unless its
+    connection holds it; None when the property has no connection.
 
     Called in the transaction that wrote the payment or reversal, which nobody else can see
-    yet: a plain read then insert (no savepoint) is enough. A posting to be queued is written
-    already marked queued, so the queueing after the commit is the broker call alone (one
-    commit less per payment); if the broker cannot take it, ``enqueue`` clears the mark.
+    yet: a plain read then insert (no savepoint) is enough, and the connection and an existing
+    posting are read in one query. A posting to be queued is written already marked queued.
+    With django-q2's ORM broker on the same database its task row is written here too, in the
+    same transaction (one commit per payment, and no task without its posting nor the
+    reverse); with any other broker (or the sync path) the task is queued after the commit, and
+    if the broker cannot take it, ``enqueue`` clears the mark for the retry sweep.
     """
-    connection = connection or connection_for(property_id)
     if connection is None:
-        return None
-    existing = Posting.objects.filter(**lookup).first()
-    if existing is not None:
-        return existing
+        connection = (
+            Connection.objects.filter(property_id=property_id)
+            .annotate(_existing=Subquery(Posting.objects.filter(**lookup).values("pk")[:1]))
+            .first()
+        )
+        if connection is None:
+            return None
+        if connection._existing is not None:
+            return Posting.objects.get(pk=connection._existing)
+    else:
+        existing = Posting.objects.filter(**lookup).first()
+        if existing is not None:
+            return existing
     queue = not _holds(connection) and get_setting("DELIVERY") != "manual"
     posting = Posting.objects.create(
         **lookup,
@@ -59,7 +71,7 @@ def _create_posting(property_id, connection: Connection | None, lookup: dict, de
         enqueued_at=timezone.now() if queue else None,
         **defaults,
     )
-    if queue:
+    if queue and not _enqueue_in_transaction(posting.pk):
         transaction.on_commit(lambda: enqueue(posting.pk, marked=True))
     return posting
 
@@ -68,19 +80,80 @@ def enqueue_on_commit(posting_id: int) -> None:
     transaction.on_commit(lambda: enqueue(posting_id))
 
 
+_transaction_broker_class = None
+
+
+def _transaction_broker():
+    """django-q2's ORM broker, writing its task row in the caller's open transaction.
+
+    The stock one calls ``close_old_connections()`` whenever it finds the connection in
+    autocommit; this one is used only inside an atomic block and never closes anything. The
+    task itself is built, signed and inserted by django-q2 (``async_task(broker=...)``).
+    (Built on first use: django-q2's models cannot be imported before the app registry.)"""
+    global _transaction_broker_class
+    if _transaction_broker_class is None:
+        from django_q.brokers.orm import ORM
+        from django_q.models import OrmQ
+
+        class TransactionORM(ORM):
+            @staticmethod
+            def get_connection(list_key: str | None = None):
+                return OrmQ.objects.using(q_conf.Conf.ORM)
+
+        _transaction_broker_class = TransactionORM
+    return _transaction_broker_class()
+
+
+def _queues_in_transaction() -> bool:
+    """Whether a posting's task can be written in the posting's own transaction: real
+    (async) delivery through django-q2's ORM broker on the postings' database (the broker
+    ``get_broker`` picks: no custom class, IronMQ or SQS configured before it)."""
+    conf = q_conf.Conf
+    if get_setting("DELIVERY") != "async" or conf.SYNC:
+        return False
+    if conf.BROKER_CLASS or conf.IRON_MQ or isinstance(conf.SQS, dict) or not conf.ORM:
+        return False
+    return conf.ORM == router.db_for_write(Posting)
+
+
+def _enqueue_in_transaction(posting_id: int) -> bool:
+    """Queue a new posting's task inside the transaction writing it (see ``_create_posting``).
+    False when that is not possible here: the caller queues it after the commit instead."""
+    if not _queues_in_transaction():
+        return False
+    if not transaction.get_connection(router.db_for_write(Posting)).in_atomic_block:
+        return False
+    try:
+        _queue_task(posting_id, broker=_transaction_broker())
+    except Exception as err:  # noqa: BLE001  (queued after the commit instead, or by the sweep)
+        log.warning(
+            "posting %s: its task could not be written with it (%s: %s); queued after commit",
+            posting_id,
+            type(err).__name__,
+            mask(str(err))[:500],
+        )
+        return False
+    return True
+
+
 def enqueue(posting_id: int, *, marked: bool = False) -> bool:
     """Queue a posting's delivery task. Never raises: it runs after the payment committed
     (``on_commit``), where an exception would turn a taken payment into an HTTP 500. When the
     broker cannot be reached (Redis down, the ORM broker's database error) the posting is left
-    with ``enqueued_at`` empty and the retry sweep queues it once the broker is back."""
+    with ``enqueued_at`` empty and the retry sweep queues it once the broker is back. With the
+    ORM broker the mark and the task row are one transaction (one commit)."""
     if get_setting("DELIVERY") == "manual":
         return False
     try:
-        if not marked:  # a new posting was written marked
-            Posting.objects.filter(pk=posting_id).update(enqueued_at=timezone.now())
-        enqueue_task(
-            "integrations.tasks.deliver_posting", posting_id, group="integrations.postings"
-        )
+        if _queues_in_transaction():
+            with transaction.atomic(using=router.db_for_write(Posting)):
+                if not marked:
+                    Posting.objects.filter(pk=posting_id).update(enqueued_at=timezone.now())
+                _queue_task(posting_id, broker=_transaction_broker())
+        else:
+            if not marked:  # a new posting was written marked
+                Posting.objects.filter(pk=posting_id).update(enqueued_at=timezone.now())
+            _queue_task(posting_id)
     except Exception as err:  # noqa: BLE001  (the broker is down: the sweep will queue it)
         try:
             Posting.objects.filter(pk=posting_id).update(enqueued_at=None)
@@ -96,15 +169,23 @@ def enqueue(posting_id: int, *, marked: bool = False) -> bool:
     return True
 
 
-def enqueue_task(func: str, object_id: int, *, group: str = "integrations") -> None:
+def _queue_task(posting_id: int, **options) -> None:
+    enqueue_task(
+        "integrations.tasks.deliver_posting", posting_id, group="integrations.postings", **options
+    )
+
+
+def enqueue_task(func: str, object_id: int, *, group: str = "integrations", **options) -> None:
     """Queue a django-q2 task that takes one id (never anything secret). Raises when the broker
-    cannot be reached (``enqueue`` catches that for postings)."""
+    cannot be reached (``enqueue`` catches that for postings). ``options`` go to
+    ``async_task`` (``broker``)."""
     q_tasks.async_task(
         func,
         object_id,
         task_name=f"{func.rsplit('.', 1)[-1]}-{object_id}-{timezone.now().timestamp():.3f}",
         group=group,
         sync=(get_setting("DELIVERY") == "sync"),
+        **options,
     )
 
 
