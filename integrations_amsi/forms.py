@@ -100,8 +100,10 @@ class AmsiConnectionForm(forms.ModelForm):
     time_zone = forms.CharField(
         label="Property time zone",
         max_length=64,
+        required=False,
         validators=[validate_time_zone],
-        help_text="Written to the property (e.g. America/Chicago): business days and batches.",
+        help_text="Written to the property (e.g. America/Chicago): business days and batches. "
+        "Blank keeps the property's own.",
     )
     timeout = forms.FloatField(
         label="Operation timeout (s)",
@@ -191,7 +193,8 @@ class AmsiConnectionForm(forms.ModelForm):
             if not (instance.credentials or {}).get("password"):
                 self.fields["password"].help_text = "Not set yet: required."
         else:
-            self.initial.setdefault("time_zone", "America/New_York")
+            # Blank: the chosen property keeps its time zone (a default here would quietly
+            # overwrite the one set on the property).
             # Nothing syncs or posts before the manager says so.
             self.initial.setdefault("enabled", False)
             self.fields[
@@ -236,7 +239,8 @@ class AmsiConnectionForm(forms.ModelForm):
         if data.get("check_esite") and not self.errors and self._has(data, CHECKED_FIELDS):
             check = onboarding.check_settings(self._candidate(data))
             if not check.ok:
-                self.add_error(check.field or None, ValidationError(check.message + "."))
+                message = onboarding.unsaved(check.message)
+                self.add_error(check.field or None, ValidationError(message + "."))
             else:
                 self.esite_check = check
                 if check.caveat:
@@ -294,7 +298,7 @@ class AmsiConnectionForm(forms.ModelForm):
         if password:
             connection.credentials = {**(connection.credentials or {}), "password": password}
         prop = connection.property
-        time_zone = self.cleaned_data["time_zone"]
+        time_zone = self.cleaned_data.get("time_zone") or prop.time_zone
         if commit:
             if prop.time_zone != time_zone:
                 prop.time_zone = time_zone

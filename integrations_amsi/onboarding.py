@@ -38,6 +38,8 @@ from .errors import TEST_LOGIN_REFUSED
 from .probe import WSDL_TIMEOUT, network_reason
 from .properties import parse_property_list
 
+# How the connection test ends a refused login (EdexClient.test): about a saved connection.
+POSTINGS_WAIT = "; postings for this connection wait until a test passes"
 FIRST_PAYMENT = 'docs/amsi.md, "First payment on a live eSite"'
 
 
@@ -108,6 +110,12 @@ def check_settings(settings: AmsiSettings) -> OnboardingCheck:
     except IntegrationError as err:
         return OnboardingCheck(False, mask(err.message or str(err)))
     return _merchant(client, settings, confirmed)
+
+
+def unsaved(message: str) -> str:
+    """A failure said where nothing was saved (the connection form): the connection test's
+    note that the connection's postings wait is true of a saved connection only."""
+    return message.removesuffix(POSTINGS_WAIT)
 
 
 def record(connection: Connection, check: OnboardingCheck) -> None:

@@ -15,6 +15,7 @@ from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
+from django.utils.html import format_html
 from import_export import resources
 from import_export.admin import ImportExportModelAdmin
 from import_export.fields import Field
@@ -22,6 +23,7 @@ from import_export.widgets import ForeignKeyWidget
 
 from rentplatform.csvsafe import neutralise_dataset
 from rentplatform.models import (
+    AccessSource,
     Building,
     DepositBatch,
     Lease,
@@ -189,7 +191,13 @@ class BlockPaymentsForm(forms.Form):
 @admin.register(Lease)
 class LeaseAdmin(SafeImportExportModelAdmin):
     resource_classes = [LeaseResource]
-    list_display = ["__str__", "status", "balance", "access_display", "residents_display"]
+    list_display = [
+        "__str__",
+        "status_display",
+        "balance_display",
+        "access_display",
+        "residents_display",
+    ]
     Media = NarrowListMedia
     list_filter = ["status", "accounting_access", "platform_blocked", "unit__building__property"]
     search_fields = [
@@ -220,10 +228,26 @@ class LeaseAdmin(SafeImportExportModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Lease]:
         return super().get_queryset(request).prefetch_related("residents")
 
+    # A status word and an amount never break mid-word (the list css lets long values break).
+    @admin.display(description="Status", ordering="status")
+    def status_display(self, lease: Lease) -> str:
+        return format_html('<span class="nowrap">{}</span>', lease.get_status_display())
+
+    @admin.display(description="Balance", ordering="balance")
+    def balance_display(self, lease: Lease) -> str:
+        if lease.balance is None:
+            return "-"
+        return format_html('<span class="nowrap">{}</span>', lease.balance)
+
     @admin.display(description="Payment access")
     def access_display(self, lease: Lease) -> str:
+        """E.g. "Blocked by a platform admin: <reason>"; the accounting system's reasons say
+        where they come from ("... in AMSI")."""
         access = lease.effective_access
-        return f"{access.label}: {access.reason}" if access.reason else access.label
+        label = access.label
+        if access.source == AccessSource.PLATFORM:
+            label += " by a platform admin"
+        return f"{label}: {access.reason}" if access.reason else label
 
     @admin.display(description="Effective access")
     def effective_access_display(self, lease: Lease) -> str:
