@@ -36,13 +36,16 @@ from django.utils import timezone
 from integrations.exceptions import PermanentError
 from integrations.models import Connection, SyncKind, SyncRun, SyncStatus
 from integrations.records import BadRecord, LeaseRecord, OccupantRecord
-from rentplatform.bulk import CHUNK, fast_insert
+from rentplatform.bulk import CHUNK, fast_insert, fast_update
 from rentplatform.models import LeaseStatus
 from rentplatform.services import imports as host
-from rentplatform.services import set_accounting_access
 
 if TYPE_CHECKING:
     from integrations.providers.base import AccountingProvider
+
+# A changed lease: its link's id, its lease's id, whether the link is active, the record, its
+# digest.
+_Changed = tuple[int, int, bool, LeaseRecord, str]
 
 # Above this many links seen, unseen links are found in Python rather than by sending every id
 # seen to the database.
@@ -51,6 +54,16 @@ _IN_CLAUSE_LIMIT = 900
 
 class _Rollback(Exception):
     pass
+
+
+class _Writes:
+    """What a chunk of changed leases writes in bulk once compared."""
+
+    def __init__(self):
+        self.leases: list = []
+        self.residents: list = []
+        self.occupants: dict[tuple[str, ...], list[dict]] = {}  # by the fields that moved
+        self.responsible: list[tuple[int, int, bool]] = []
 
 
 class Feed:
@@ -92,8 +105,12 @@ class Importer:
         self.progress = progress or (lambda text: None)
         self.now = timezone.now()
         self.system = provider.system_name
+        # The property's units and buildings by code: all of them once the units are read (full
+        # import), else only those new leases were placed on (a delta or "sync now" reads one
+        # lease or a few: loading 100,000 units for them cost more than their writes).
         self._units: dict[tuple[str, str], int] = {}
         self._buildings: dict[str, int] = {}
+        self._all_units = False
         self.seen_links: set[int] = set()
         self.units_created = 0
         self.units_updated = 0
@@ -107,7 +124,6 @@ class Importer:
         self.run.window_end = self.now
         try:
             with transaction.atomic():
-                self._load_caches()
                 kind = self.run.kind
                 if kind in (SyncKind.IMPORT, SyncKind.FULL):
                     self._sync_units(self.provider.read_units(self.feed))
@@ -179,9 +195,14 @@ class Importer:
         self.run.message = "; ".join(parts + self.notes)
 
     # -- units ---------------------------------------------------------------------------------
-    def _load_caches(self) -> None:
-        self._buildings = host.building_ids(self.prop)
-        self._units = {key: unit["pk"] for key, unit in host.units_by_code(self.prop).items()}
+    def _look_up_units(self, keys: set[tuple[str, str]]) -> None:
+        """Bring the units (and their buildings) of ``keys`` not known yet into the caches."""
+        missing = {key for key in keys if key not in self._units}
+        if self._all_units or not missing:
+            return
+        self._units.update(host.unit_ids(self.prop, missing))
+        buildings = {building for building, _unit in missing} - set(self._buildings)
+        self._buildings.update(host.building_ids(self.prop, buildings))
 
     def _building(self, code: str) -> int:
         if code not in self._buildings:
@@ -198,6 +219,9 @@ class Importer:
     def _sync_units(self, items: Iterable[Any]) -> None:
         # Collected first and written in bulk: one INSERT per row cost 15 s for 11,000 units.
         existing = host.units_by_code(self.prop)
+        self._buildings = host.building_ids(self.prop)
+        self._units = {key: unit["pk"] for key, unit in existing.items()}
+        self._all_units = True
         new = {}
         changed: list[tuple[int, str, str]] = []
         for item in items:
@@ -266,31 +290,27 @@ class Importer:
         # Compare on a few columns first; whole links (raw JSON, lease) are loaded only for
         # the leases that changed, so an unchanged resync builds no model instances.
         known = {
-            tuple(row[1:-2]): (row[0], row[-2], row[-1])
+            row[4:]: row[:4]
             for row in self.links.objects.filter(connection=self.connection, **lookup).values_list(
-                "pk", *key_fields, "content_hash", "active"
+                "pk", "lease_id", "active", "content_hash", *key_fields
             )
         }
         new: list[tuple[LeaseRecord, str]] = []
-        changed: list[tuple[int, LeaseRecord, str]] = []
+        changed: list[_Changed] = []
         for rec in records:
             digest = rec.digest()
             row = known.get(rec.key)
             if row is None:
                 new.append((rec, digest))
                 continue
-            pk, content_hash, active = row
+            pk, lease_id, active, content_hash = row
             self.seen_links.add(pk)
             if content_hash == digest and (active or not rec.payable):
                 self.run.unchanged += 1
                 continue
-            changed.append((pk, rec, digest))
+            changed.append((pk, lease_id, active, rec, digest))
         if changed:
-            links = self.links.objects.select_related("lease").in_bulk(
-                [pk for pk, _rec, _digest in changed]
-            )
-            for pk, rec, digest in changed:
-                self._update(links[pk], rec, digest)
+            self._update(changed)
         if new:
             self._create(new)
         self.processed += len(records)
@@ -309,6 +329,7 @@ class Importer:
     def _create(self, new: list[tuple[LeaseRecord, str]]) -> None:
         # Rows go in through fast_insert (plain tuples, no model instances): Django's
         # bulk_create spent ~70% of a 10,000-lease import building and preparing objects.
+        self._look_up_units({(rec.building, rec.unit) for rec, _digest in new})
         lease_ids = host.create_leases(
             [
                 {
@@ -364,58 +385,81 @@ class Importer:
             **occ.link_fields,
         }
 
-    def _update(self, link, rec: LeaseRecord, digest: str) -> None:
-        lease = link.lease
-        changes = host.update_lease(lease, rec.lease_values(lease.status))
-        if set_accounting_access(lease, rec.access, rec.access_reason, now=self.now):
-            reason = f" ({rec.access_reason})" if rec.access_reason else ""
-            changes.append(f"payment access -> {rec.access}{reason}")
-        changes += self._sync_occupants(link, rec.occupants)
-        if not link.active and rec.payable:
-            changes.append(f"listed again by {self.system}: reactivated")
-        for name, value in self._link_row(rec, digest).items():
-            setattr(link, name, value)
-        link.active = link.active or rec.payable  # only a payable listing reactivates a link
-        link.save()
-        self.run.updated += 1
-        self.run.record_change(rec.label, "; ".join(changes) or f"{self.system} details updated")
+    def _update(self, changed: list[_Changed]) -> None:
+        """Leases whose digest changed, a chunk at a time: read in two queries (their leases,
+        locked, and their occupants), compared in memory, written in bulk. Only an occupant
+        added or removed costs statements of its own (rare: people move in and out)."""
+        pks = [pk for pk, *_rest in changed]
+        leases = host.leases_for_update(lease_id for _pk, lease_id, *_rest in changed)
+        occupants: dict[int, dict[str, Any]] = {pk: {} for pk in pks}
+        for occ in self.occupant_links.objects.filter(lease_link_id__in=pks).select_related(
+            "resident"
+        ):
+            occupants[occ.lease_link_id][occ.remote_key] = occ
+        w = _Writes()
+        link_rows = []
+        for pk, lease_id, active, rec, digest in changed:
+            lease = leases[lease_id]
+            changes = host.lease_changes(lease, rec.lease_values(lease.status))
+            if host.access_changed(lease, rec.access, rec.access_reason, self.now):
+                reason = f" ({rec.access_reason})" if rec.access_reason else ""
+                changes.append(f"payment access -> {rec.access}{reason}")
+            if changes:
+                w.leases.append(lease)
+            changes += self._sync_occupants(pk, lease.pk, rec.occupants, occupants[pk], w)
+            if not active and rec.payable:
+                changes.append(f"listed again by {self.system}: reactivated")
+            # Only a payable listing reactivates a link.
+            link_rows.append(
+                {"pk": pk, **self._link_row(rec, digest), "active": active or rec.payable}
+            )
+            self.run.updated += 1
+            self.run.record_change(
+                rec.label, "; ".join(changes) or f"{self.system} details updated"
+            )
+        host.save_leases(w.leases)
+        host.save_residents(w.residents)
+        for fields, rows in w.occupants.items():
+            fast_update(self.occupant_links, rows, list(fields))
+        host.set_responsible_many(w.responsible)
+        fast_update(self.links, link_rows, [f for f in link_rows[0] if f != "pk"])
 
-    def _sync_occupants(self, link, occupants: list[OccupantRecord]) -> list[str]:
+    def _sync_occupants(
+        self, link_pk: int, lease_id: int, occupants: list[OccupantRecord], existing: dict, w
+    ) -> list[str]:
         key_field = self.occupant_links.key_field
         changes = []
-        existing = {o.remote_key: o for o in link.occupants.select_related("resident")}
         wanted = {o.key: o for o in occupants}
         for key, occ in wanted.items():
             current = existing.get(key)
             if current is None:
                 linked = [o.resident_id for o in existing.values()]
                 resident = host.unlinked_member(
-                    link.lease_id, linked, occ.email, occ.first_name, occ.last_name
+                    lease_id, linked, occ.email, occ.first_name, occ.last_name
                 )
                 if resident is not None:
                     # The tenant a person added by hand is this occupant: adopt, don't
                     # duplicate (their portal login stays with them).
-                    host.set_responsible(link.lease_id, resident.pk, occ.responsible)
+                    host.set_responsible(lease_id, resident.pk, occ.responsible)
                     changes.append(f"occupant {key} matched to {resident} (added by hand)")
                 else:
-                    resident = host.add_resident(link.lease_id, occ.person, occ.responsible)
+                    resident = host.add_resident(lease_id, occ.person, occ.responsible)
                     changes.append(f"occupant {key} added")
                 self.occupant_links.objects.create(
-                    lease_link=link, resident=resident, **{key_field: key}, **occ.link_fields
+                    lease_link_id=link_pk, resident=resident, **{key_field: key}, **occ.link_fields
                 )
                 continue
-            if host.update_resident(current.resident, occ.person):
+            if host.resident_changed(current.resident, occ.person):
+                w.residents.append(current.resident)
                 changes.append(f"occupant {key} details")
             moved = {k: v for k, v in occ.link_fields.items() if getattr(current, k) != v}
             if moved:
-                for name, value in moved.items():
-                    setattr(current, name, value)
-                current.save(update_fields=list(moved))
-                host.set_responsible(link.lease_id, current.resident_id, occ.responsible)
+                w.occupants.setdefault(tuple(sorted(moved)), []).append({"pk": current.pk, **moved})
+                w.responsible.append((lease_id, current.resident_id, occ.responsible))
                 changes += [f"occupant {key} {name} -> {value}" for name, value in moved.items()]
         for key, gone in existing.items():
             if key not in wanted:
-                host.remove_resident(link.lease_id, gone.resident_id)
+                host.remove_resident(lease_id, gone.resident_id)
                 gone.delete()
                 changes.append(f"occupant {key} no longer on the lease")
         return changes

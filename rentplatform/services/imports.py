@@ -1,10 +1,12 @@
 """The host writes an accounting import makes: buildings, units, leases, residents.
 
 An import is the one writer that works in bulk (100,000 leases in one run), so these functions
-take plain values and write with ``rentplatform.bulk.fast_insert`` and ``bulk_update``; the
+take plain values and write with ``rentplatform.bulk.fast_insert`` and ``fast_update``; the
 importer (``integrations.importing``) calls them inside its own transaction, so a run that fails
-half way leaves nothing behind. Payment access goes through ``services.set_accounting_access``
-like every other writer of it. Nothing here knows which accounting system the values came from.
+half way leaves nothing behind. Changed leases are read locked (``leases_for_update``), changed
+in memory (``lease_changes``, ``access_changed``: the rule of ``services.set_accounting_access``,
+which locks and saves one lease at a time) and written a chunk at a time (``save_leases``);
+residents likewise. Nothing here knows which accounting system the values came from.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
-from rentplatform.bulk import CHUNK, fast_insert
+from django.db.models import Q
+from django.utils import timezone
+
+from rentplatform.bulk import CHUNK, fast_insert, fast_update
 from rentplatform.models import (
     Building,
     Lease,
@@ -23,15 +28,35 @@ from rentplatform.models import (
     Resident,
     Unit,
 )
+from rentplatform.services.errors import ServiceError
 
 # The fields an import may set on a lease, and on a resident (the rest belongs to the platform).
 LEASE_FIELDS = ("status", "start_date", "end_date", "balance")
 RESIDENT_FIELDS = ("first_name", "last_name", "email", "phone")
+ACCESS_FIELDS = ("accounting_access", "accounting_access_reason", "accounting_access_since")
 
 
-def building_ids(prop: Property) -> dict[str, int]:
-    """Building code -> id, for the property."""
-    return dict(Building.objects.filter(property=prop).values_list("code", "pk"))
+def building_ids(prop: Property, codes: Iterable[str] | None = None) -> dict[str, int]:
+    """Building code -> id, for the property (only ``codes`` when given)."""
+    buildings = Building.objects.filter(property=prop)
+    if codes is not None:
+        buildings = buildings.filter(code__in=sorted(codes))
+    return dict(buildings.values_list("code", "pk"))
+
+
+def unit_ids(prop: Property, keys: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """(building code, unit code) -> id, for those of ``keys`` the property has."""
+    found = {}
+    ordered = sorted(keys)
+    for start in range(0, len(ordered), CHUNK):
+        some = ordered[start : start + CHUNK]
+        rows = Unit.objects.filter(
+            building__property=prop,
+            building__code__in={b for b, _u in some},
+            code__in={u for _b, u in some},
+        ).values_list("building__code", "code", "pk")
+        found.update({(b, u): pk for b, u, pk in rows if (b, u) in keys})
+    return found
 
 
 def units_by_code(prop: Property) -> dict[tuple[str, str], dict]:
@@ -67,10 +92,10 @@ def create_units(rows: list[dict], now: dt.datetime) -> list[int]:
 
 def update_units(changes: list[tuple[int, str, str]]) -> None:
     """(unit id, unit_type, address) for units whose details changed."""
-    Unit.objects.bulk_update(
-        [Unit(pk=pk, unit_type=unit_type, address=address) for pk, unit_type, address in changes],
+    fast_update(
+        Unit,
+        [{"pk": pk, "unit_type": kind, "address": address} for pk, kind, address in changes],
         ["unit_type", "address"],
-        batch_size=CHUNK,
     )
 
 
@@ -94,17 +119,55 @@ def create_leases(rows: list[dict], now: dt.datetime) -> list[int]:
     return fast_insert(Lease, prepared, now)
 
 
-def update_lease(lease: Lease, values: dict) -> list[str]:
-    """Set the LEASE_FIELDS the accounting system reports; the changes, in words."""
+def leases_for_update(ids: Iterable[int]) -> dict[int, Lease]:
+    """The leases an import is about to update, locked (as ``set_accounting_access`` locks
+    one) in id order, with the fields it compares: id -> Lease."""
+    return {
+        lease.pk: lease
+        for lease in Lease.objects.select_for_update()
+        .filter(pk__in=sorted(ids))
+        .order_by("pk")
+        .only(*LEASE_FIELDS, *ACCESS_FIELDS)
+    }
+
+
+def lease_changes(lease: Lease, values: dict) -> list[str]:
+    """Set the LEASE_FIELDS the accounting system reports on ``lease`` (saved by
+    ``save_leases``); the changes, in words."""
     changes = []
     for name in LEASE_FIELDS:
         value = values[name]
         if getattr(lease, name) != value:
             changes.append(f"{name} {getattr(lease, name)} -> {value}")
             setattr(lease, name, value)
-    if changes:
-        lease.save(update_fields=[*LEASE_FIELDS, "updated_at"])
     return changes
+
+
+def access_changed(lease: Lease, access: str, reason: str, now: dt.datetime) -> bool:
+    """``services.set_accounting_access``'s rule on a lease from ``leases_for_update`` (locked
+    already; saved by ``save_leases``): True when the accounting system's view changed."""
+    if access not in PaymentAccess.values:
+        raise ServiceError(f"unknown payment access {access!r}")
+    if lease.accounting_access == access and lease.accounting_access_reason == reason:
+        return False
+    lease.accounting_access = access
+    lease.accounting_access_reason = reason if access != PaymentAccess.ALLOWED else ""
+    lease.accounting_access_since = now
+    return True
+
+
+def save_leases(leases: list[Lease]) -> None:
+    """Write the LEASE_FIELDS and the accounting access of leases changed in memory, in bulk
+    (``updated_at`` stamped now, as a save would)."""
+    now = timezone.now()
+    fields = [*LEASE_FIELDS, *ACCESS_FIELDS, "updated_at"]
+    for lease in leases:
+        lease.updated_at = now
+    fast_update(
+        Lease,
+        [{"pk": lease.pk, **{f: getattr(lease, f) for f in fields}} for lease in leases],
+        fields,
+    )
 
 
 def deactivate_lease(lease_id: int, now: dt.datetime) -> bool:
@@ -137,21 +200,40 @@ def add_resident(lease_id: int, values: dict, responsible: bool) -> Resident:
     return resident
 
 
-def update_resident(resident: Resident, values: dict) -> bool:
-    """Set the RESIDENT_FIELDS; True when any changed."""
+def resident_changed(resident: Resident, values: dict) -> bool:
+    """Set the RESIDENT_FIELDS on ``resident`` (saved by ``save_residents``); True when any
+    changed."""
     new = tuple(values[f] for f in RESIDENT_FIELDS)
     if tuple(getattr(resident, f) for f in RESIDENT_FIELDS) == new:
         return False
     for name, value in zip(RESIDENT_FIELDS, new, strict=True):
         setattr(resident, name, value)
-    resident.save(update_fields=list(RESIDENT_FIELDS))
     return True
+
+
+def save_residents(residents: list[Resident]) -> None:
+    """Write the RESIDENT_FIELDS of residents changed in memory, in bulk."""
+    fields = list(RESIDENT_FIELDS)
+    fast_update(
+        Resident, [{"pk": r.pk, **{f: getattr(r, f) for f in fields}} for r in residents], fields
+    )
 
 
 def set_responsible(lease_id: int, resident_id: int, responsible: bool) -> None:
     LeaseResident.objects.filter(lease_id=lease_id, resident_id=resident_id).update(
         responsible=responsible
     )
+
+
+def set_responsible_many(rows: list[tuple[int, int, bool]]) -> None:
+    """(lease id, resident id, responsible) rows: one UPDATE per value and chunk."""
+    for value in (True, False):
+        pairs = [(lease, rid) for lease, rid, responsible in rows if responsible is value]
+        for start in range(0, len(pairs), CHUNK):
+            match = Q()
+            for lease, rid in pairs[start : start + CHUNK]:
+                match |= Q(lease_id=lease, resident_id=rid)
+            LeaseResident.objects.filter(match).update(responsible=value)
 
 
 def remove_resident(lease_id: int, resident_id: int) -> None:
