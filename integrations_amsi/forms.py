@@ -240,7 +240,9 @@ class AmsiConnectionForm(forms.ModelForm):
             check = onboarding.check_settings(self._candidate(data))
             if not check.ok:
                 message = onboarding.unsaved(check.message)
-                self.add_error(check.field or None, ValidationError(message + "."))
+                if not message.endswith((".", ".)")):
+                    message += "."
+                self.add_error(check.field or None, ValidationError(message))
             else:
                 self.esite_check = check
                 if check.caveat:
