@@ -85,7 +85,7 @@ def _local(value) -> str:
 def _what(posting: Posting) -> str:
     subject = posting.subject
     amount = f"-{subject.amount}" if posting.kind == PostingKind.REVERSAL else subject.amount
-    return f"{posting.get_kind_display().lower()} {subject.public_id[:10]} of {amount}"
+    return f"{posting.get_kind_display().lower()} {subject.short_id} of {amount}"
 
 
 def _closed(posting: Posting, system: str) -> Advice:
@@ -117,11 +117,11 @@ def _reversal_waits(posting: Posting, system: str) -> Advice:
     if posting.error_code == PAYMENT_NEEDS_ATTENTION:
         happened = (
             f"This reversal was not sent: {system} cannot reverse a payment it does not have, "
-            f"and its payment {payment.public_id[:10]} needs attention itself."
+            f"and its payment {payment.short_id} needs attention itself."
         )
     else:
         happened = (
-            f"This reversal was not sent: its payment {payment.public_id[:10]} was never "
+            f"This reversal was not sent: its payment {payment.short_id} was never "
             f"posted to {system} ({posting.last_error[:300]})."
         )
     return Advice(

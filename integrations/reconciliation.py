@@ -177,8 +177,8 @@ def month_postings(connection: Connection, month: dt.date) -> QuerySet[Posting]:
 
 def _label(posting: Posting) -> str:
     if posting.kind == PostingKind.REVERSAL:
-        return f"{posting.reversal.kind} {posting.reversal.public_id[:10]}"
-    return f"payment {posting.payment.public_id[:10]}"
+        return f"{posting.reversal.kind} {posting.reversal.short_id}"
+    return f"payment {posting.payment.short_id}"
 
 
 def _signed(posting: Posting) -> Decimal:

@@ -198,7 +198,7 @@ def build_report(batch: DepositBatch) -> DepositReport:
                 lease_ref(payment.lease),
                 payment.get_method_display(),
                 payment.amount,
-                payment.public_id[:12],
+                payment.short_id,
                 p.remote_reference if p else "",
                 p.get_state_display() if p else "not sent",
             )
@@ -209,7 +209,7 @@ def build_report(batch: DepositBatch) -> DepositReport:
         p = postings.get((PostingKind.REVERSAL, reversal.pk))
         payment = reversal.payment
         note = f"{reversal.return_code} {reversal.note}".strip() if reversal.return_code else ""
-        note += f" reverses {payment.public_id[:12]} of batch {payment.batch.batch_id}"
+        note += f" reverses {payment.short_id} of batch {payment.batch.batch_id}"
         report.lines.append(
             ReportLine(
                 reversal.get_kind_display(),
@@ -218,7 +218,7 @@ def build_report(batch: DepositBatch) -> DepositReport:
                 lease_ref(payment.lease),
                 payment.get_method_display(),
                 -reversal.amount,
-                reversal.public_id[:12],
+                reversal.short_id,
                 p.remote_reference if p else "",
                 p.get_state_display() if p else "not sent",
                 note.strip(),

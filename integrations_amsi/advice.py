@@ -22,7 +22,7 @@ _LOGIN = (
     "page, save, then run 'Test connection': once it passes, the waiting postings are sent."
 )
 _BY_HAND = (
-    "If it cannot be sent, enter it in eSite by hand (Ledger > Cash Batches, the External "
+    "if it cannot be sent, enter it in eSite by hand (Ledger > Cash Batches, the External "
     "batch our batch id names) and mark it resolved with a note; if the payment was refunded "
     "or voided and should never reach eSite, abandon it."
 )
@@ -40,20 +40,20 @@ WHAT_TO_DO: dict[str, str] = {
     ),
     "103": (
         "eSite found nothing for the lease or property the request names: check the lease's "
-        "link ('Sync this lease now') and the connection's PropertyId, then retry. " + _BY_HAND
+        "link ('Sync this lease now') and the connection's PropertyId, then retry; " + _BY_HAND
     ),
     "104": (
         "The document the integration built was refused as malformed: a bug. Report it with "
-        "the request document below; retry once the fix is deployed. " + _BY_HAND
+        "the request document below; retry once the fix is deployed; " + _BY_HAND
     ),
     "105": (
         "This eSite does not offer the call: ask AMSI to enable eDex ledger writes "
-        "(AddPayment, ReturnPayment) for the portfolio, then retry. " + _BY_HAND
+        "(AddPayment, ReturnPayment) for the portfolio, then retry; " + _BY_HAND
     ),
     "200": (
         "The lease link (PropertyId-BldgID-UnitID-ResiID) names no lease in eSite: the "
         "resident may have moved or been re-keyed. Run 'Sync this lease now' on the lease, or "
-        "link it again with its ResiID, then retry. " + _BY_HAND
+        "link it again with its ResiID, then retry; " + _BY_HAND
     ),
     "201": (
         "eSite blocks payments for this lease (Block Payment Access); the payment was taken "
@@ -73,7 +73,7 @@ WHAT_TO_DO: dict[str, str] = {
     ),
     "205": (
         "eSite refused our batch id as ClientJnlNo: look at Ledger > Cash Batches for that "
-        "External batch (closed, or numbered otherwise), then retry. " + _BY_HAND
+        "External batch (closed, or numbered otherwise), then retry; " + _BY_HAND
     ),
     "206": "Nothing: eSite already has this ClientTransactionID, so it counts as posted.",
     "207": (
@@ -83,7 +83,7 @@ WHAT_TO_DO: dict[str, str] = {
     "208": (
         "A field eSite requires was missing or invalid (see the request document below): "
         "usually the lease link or a connection setting. Fix it, then retry; if the document "
-        "looks right, report it. " + _BY_HAND
+        "looks right, report it; " + _BY_HAND
     ),
     "300": (
         "eSite has no payment with the ClientTransactionID this reversal names: the payment "
@@ -106,7 +106,7 @@ WHAT_TO_DO: dict[str, str] = {
     ),
     NOT_LINKED: (
         "Link the lease to its AMSI lease (the lease's 'Link to the accounting system's "
-        "lease' action, with the ResiID), then retry. " + _BY_HAND
+        "lease' action, with the ResiID), then retry; " + _BY_HAND
     ),
 }
 

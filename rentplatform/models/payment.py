@@ -283,6 +283,11 @@ class Reversal(models.Model):
     def public_id(self) -> str:
         return self.reference.hex
 
+    @property
+    def short_id(self) -> str:
+        """The reference as people see it (the payment's format)."""
+        return self.reference.hex[:SHORT_REFERENCE_LENGTH]
+
 
 class NachaReturnCode(models.Model):
     """NACHA ACH return reason codes; "counts as NSF" follows eSite's Setup > Return Codes."""
