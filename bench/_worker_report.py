@@ -33,6 +33,13 @@ def report(results: list[dict], quick: bool) -> str:
         rows,
     )  # fmt: skip
     for r in results:
+        if r.get("commit_floor"):
+            one, two = r["commit_floor"]["1"], r["commit_floor"]["2"]
+            text += (
+                f"\n{r['config']}: commit floor (one small INSERT + COMMIT per transaction, "
+                f"psycopg, cluster stopped): {one['rate']:.0f}/s on 1 connection "
+                f"({one['ms']:.2f} ms each), {two['rate']:.0f}/s on 2"
+            )
         if r.get("burst_waits"):
             shares = ", ".join(f"{k} {100 * v:.0f} %" for k, v in r["burst_waits"].items())
             text += f"\n{r['config']}: during the burst, active sessions waited on: {shares}"

@@ -266,6 +266,8 @@ def _run(config: str, args, sandbox, cluster, workdir: Path) -> dict:
     bench.delivery("manual")
     result["take_manual"] = take_phase(bench, args, "stopped-manual", connection)
     result["vendor"] = connection.vendor
+    if connection.vendor == "postgresql":
+        result["commit_floor"] = {n: _bare.commit_floor(connection, n) for n in (1, 2)}
     return result
 
 
