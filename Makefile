@@ -28,9 +28,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The pictures docs/amsi.md shows, taken by the browser tests (tests/browser) in Debian's chromium.
+# The pictures the docs show, taken by the browser tests (tests/browser) in Debian's chromium:
+# every step is saved under var/screenshots/; those a doc names are copied to docs/screenshots/.
 screenshots: $(STAMP)
-	SCREENSHOTS_DIR=docs/screenshots $(BIN)/python -m pytest tests/browser -q $(PYTEST_ARGS)
+	SCREENSHOTS_DIR=var/screenshots $(BIN)/python -m pytest tests/browser -q $(PYTEST_ARGS)
+	grep -ho 'screenshots/[A-Za-z0-9_-]*\.png' docs/*.md | sort -u | \
+	  while read -r png; do cp "var/$$png" "docs/$$png"; done
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

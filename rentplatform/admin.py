@@ -370,7 +370,7 @@ class PaymentAdmin(ReferenceSearchMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
             except ServiceError as err:
                 self.message_user(request, f"{payment}: refused: {err.message}", messages.ERROR)
             else:
-                self.message_user(request, f"{payment.short_id}: voided.", messages.SUCCESS)
+                self.message_user(request, f"Payment {payment.short_id} voided.", messages.SUCCESS)
 
 
 class PaymentInline(admin.TabularInline):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import models
 
 from integrations.crypto import EncryptedJSONField
+from integrations.exceptions import ProviderConfigurationError
 from integrations.providers import registry
 
 
@@ -40,7 +41,13 @@ class Connection(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.property.code} -> {self.provider}"
+        """ "Maple Court (maple): AMSI eSite (eDex)", as the admin's messages and history say it
+        (the provider's id where its class is not installed)."""
+        try:
+            system = registry.get(self.provider).name
+        except ProviderConfigurationError:  # its class is not installed here
+            system = self.provider
+        return f"{self.property.name} ({self.property.code}): {system}"
 
     def get_provider(self):
         """Shorthand for ``registry.get_provider(self)``."""

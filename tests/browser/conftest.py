@@ -8,7 +8,7 @@ flow reaches AMSI, the eSite sandbox over loopback HTTP.
   install; under CI (`CI` set) they fail instead, because CI must run them (`.ci/run` installs
   chromium).
 - Each step a person would look at is saved as a PNG under `var/screenshots/` (or the folder
-  `SCREENSHOTS_DIR` names; `make screenshots` writes the ones docs/amsi.md shows into
+  `SCREENSHOTS_DIR` names; `make screenshots` then copies the ones a doc shows into
   docs/screenshots/).
 - Playwright's sync API runs an event loop in this thread; Django refuses ORM calls from a
   thread with a running loop unless told it is safe. Here it is: the test's own ORM calls
@@ -101,12 +101,19 @@ def screenshots_dir() -> Path:
 
 @pytest.fixture
 def shot():
-    """``shot(page, "03-connection-tested")`` saves the page as it is now (the full page) and
-    returns the file's path."""
+    """``shot(page, "operator-03-console")`` saves the whole page as it is now and checks it
+    fits the 1,400 px screen (nothing to scroll sideways to); ``full_page=False`` keeps what
+    the screen shows (a long list's first rows); a locator instead of the page saves that part
+    (a form section). Returns the file's path."""
 
-    def take(page, name: str) -> Path:
+    def take(target, name: str, *, full_page: bool = True) -> Path:
         path = screenshots_dir() / f"{name}.png"
-        page.screenshot(path=str(path), full_page=True)
+        if hasattr(target, "viewport_size"):  # a page
+            target.screenshot(path=str(path), full_page=full_page)
+            wide = target.evaluate("() => document.documentElement.scrollWidth")
+            assert wide <= target.viewport_size["width"], f"{name}: the page is {wide} px wide"
+        else:
+            target.screenshot(path=str(path))
         assert path.stat().st_size > 1000, f"{path} is empty"
         return path
 

@@ -18,7 +18,7 @@ from integrations_amsi.client import clear_clients
 from integrations_amsi.models import AmsiLeaseLink
 from integrations_amsi.sandbox import DEFAULT_PASSWORD, DEFAULT_PORTFOLIO, DEFAULT_USER
 from rentplatform.models import Lease, LeaseStatus, Property, Unit
-from tests.browser.conftest import log_in, screenshots_dir
+from tests.browser.conftest import log_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -56,20 +56,6 @@ def fill_connection(page, base_url: str, *, merchant_id: str, password: str) -> 
     page.fill("input[name=property_id]", "001")
     page.fill("input[name=merchant_id]", merchant_id)
     page.fill("input[name=timeout]", "5")
-
-
-def shot_of(locator, name: str) -> None:
-    """A part of the page (a form section), where the whole page would be mostly noise."""
-    path = screenshots_dir() / f"{name}.png"
-    locator.screenshot(path=str(path))
-    assert path.stat().st_size > 1000
-
-
-def viewport_shot(page, name: str) -> None:
-    """What the screen shows (a long list's first rows), not the whole page."""
-    path = screenshots_dir() / f"{name}.png"
-    page.screenshot(path=str(path))
-    assert path.stat().st_size > 1000
 
 
 def add_lease_in_esite(server, unit: Unit, resi_id: str) -> None:
@@ -154,7 +140,7 @@ def test_onboarding_manager_walk(page, shot, amsi_sandbox, django_user_model, se
     assert error.startswith("bad login: AMSI refused the UserID or Password"), error
     assert "postings" not in error  # there are none: nothing was saved
     assert not Connection.objects.exists()
-    shot_of(page.locator("fieldset", has_text="eDex web services"), "onboarding-04-wrong-password")
+    shot(page.locator("fieldset", has_text="eDex web services"), "onboarding-04-wrong-password")
 
     # 5. The right settings: checked against eSite and saved, disabled; then Test connection.
     fill_connection(page, amsi_sandbox.base_url, merchant_id="1001", password=DEFAULT_PASSWORD)
@@ -194,7 +180,7 @@ def test_onboarding_manager_walk(page, shot, amsi_sandbox, django_user_model, se
     table = page.locator("#result_list").inner_text()
     assert "Blocked: Block Payment Access is set in AMSI" in table
     assert "Cards only: credit status No Checks in AMSI" in table
-    viewport_shot(page, "onboarding-07-leases")
+    shot(page, "onboarding-07-leases", full_page=False)
 
     # 8. A tenant approved on the platform after the import: her lease is added here (pending)
     # and entered in eSite by the office; the manager links the two by the ResiID.

@@ -47,13 +47,6 @@ def composite(entry: dict) -> str:
     return "-".join(entry[k] for k in ("property_id", "bldg_id", "unit_id", "resi_id"))
 
 
-def look(shot, page, name: str) -> None:
-    """The step's screenshot; the page fits 1,400 px (nothing to scroll sideways to)."""
-    shot(page, name)
-    wide = page.evaluate("() => document.documentElement.scrollWidth")
-    assert wide <= page.viewport_size["width"], f"{name}: the page is {wide} px wide"
-
-
 def main_text(page) -> str:
     return page.locator("main").inner_text()
 
@@ -64,11 +57,11 @@ def test_a_resident_pays_and_it_reaches_esite(page, shot, world):
 
     page.goto("/")
     assert "/login/" in page.url
-    look(shot, page, "resident-01-login")
+    shot(page, "resident-01-login")
     log_in(page, "ana", PASSWORD)
     home = page.locator("main table tbody tr")
     assert home.count() == 1 and f"Unit {lease.unit.code}" in home.first.inner_text()
-    look(shot, page, "resident-02-home")
+    shot(page, "resident-02-home")
 
     home.first.get_by_role("link", name="Pay").click()
     page.wait_for_load_state()
@@ -76,7 +69,7 @@ def test_a_resident_pays_and_it_reaches_esite(page, shot, world):
     assert sorted(m.get_attribute("value") for m in methods.all()) == ["ach", "card"]
     page.fill("input[name=amount]", "125.00")
     page.check("input[name=method][value=card]")
-    look(shot, page, "resident-03-pay-form")
+    shot(page, "resident-03-pay-form")
     page.get_by_role("button", name="Pay now").click()
     page.wait_for_load_state()
 
@@ -94,7 +87,7 @@ def test_a_resident_pays_and_it_reaches_esite(page, shot, world):
     assert row.get_by_role("button", name="Void").is_visible()  # today's, hers
     # eSite's balance does not move until the next sync: the page says why.
     assert "payments still processing are not in it yet" in main_text(page)
-    look(shot, page, "resident-04-paid")
+    shot(page, "resident-04-paid")
 
     # Posted to eSite: the sandbox's ledger holds it on her lease, with our transaction id.
     posting = world.posting(payment)
@@ -120,7 +113,7 @@ def test_a_blocked_lease_refuses_with_the_reason_once(page, shot, world):
     assert text.count("Eviction in progress") == 1, text
     assert page.locator("form input[name=amount]").count() == 0  # no form left over
     assert not Payment.objects.filter(lease=lease).exists()
-    look(shot, page, "resident-05-refused-blocked")
+    shot(page, "resident-05-refused-blocked")
 
     # The lease's page says it too, once, and offers no way to pay.
     page.get_by_role("link", name=f"Unit {lease.unit.code}").click()
@@ -144,7 +137,7 @@ def test_a_blocked_lease_refuses_with_the_reason_once(page, shot, world):
     assert "Online payments are blocked on this lease." in notice
     assert amsi_blocked.effective_access.reason in notice
     assert main_text(page).count(amsi_blocked.effective_access.reason) == 1
-    look(shot, page, "resident-06-blocked-in-amsi")
+    shot(page, "resident-06-blocked-in-amsi")
 
 
 def test_a_no_checks_lease_offers_cards_only(page, shot, world):
@@ -161,7 +154,7 @@ def test_a_no_checks_lease_offers_cards_only(page, shot, world):
     assert [m.get_attribute("value") for m in methods.all()] == ["card"]  # no ACH offered
     assert methods.first.is_checked()
     page.fill("input[name=amount]", "60.00")
-    look(shot, page, "resident-07-cards-only")
+    shot(page, "resident-07-cards-only")
     page.get_by_role("button", name="Pay now").click()
     page.wait_for_load_state()
     payment = Payment.objects.get(lease=lease)
@@ -170,4 +163,4 @@ def test_a_no_checks_lease_offers_cards_only(page, shot, world):
     assert world.posting(payment).state == PostingState.POSTED
     entries = world.entries(payment.batch.batch_id)
     assert [(e["amount"], composite(e)) for e in entries] == [("60.00", NO_CHECKS)], entries
-    look(shot, page, "resident-08-card-accepted")
+    shot(page, "resident-08-card-accepted")
