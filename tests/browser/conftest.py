@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
+from django.db import connection
 
 WIDTH, HEIGHT = 1400, 900  # the screen width issue 13 names for list columns
 
@@ -94,7 +95,12 @@ def page(browser, live_server) -> Iterator[object]:
 
 
 def screenshots_dir() -> Path:
+    """$SCREENSHOTS_DIR, else var/screenshots/ (var/screenshots/<database>/ on a database other
+    than SQLite: CI runs its SQLite and PostgreSQL passes side by side)."""
     folder = Path(os.environ.get("SCREENSHOTS_DIR") or django_settings.VAR_DIR / "screenshots")
+    vendor = connection.vendor
+    if not os.environ.get("SCREENSHOTS_DIR") and vendor != "sqlite":
+        folder = folder / vendor
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
