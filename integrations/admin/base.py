@@ -17,6 +17,11 @@ from integrations.forms import BackfillForm
 from integrations.models import Connection, SyncRun, SyncStatus
 
 
+def plural(n: int, noun: str) -> str:
+    """``noun`` as it reads after the number n ("1 posting", "2 postings")."""
+    return noun if n == 1 else f"{noun}s"
+
+
 def run_level(run: SyncRun) -> int:
     """The message level a sync run's summary is shown with."""
     if run.status == SyncStatus.SUCCEEDED:
@@ -92,8 +97,8 @@ class EnableAndBackfillMixin:
         if queued:
             self.message_user(
                 request,
-                f"{obj.property.code}: enabled; {queued} posting(s) held while it was "
-                "disabled are being delivered",
+                f"{obj.property.code}: enabled; {queued} {plural(queued, 'posting')} held "
+                "while it was disabled are being delivered",
                 messages.SUCCESS,
             )
         if self.has_backfill_permission(request, obj):

@@ -43,6 +43,8 @@ from integrations.models.posting import FINAL_STATES, ReportDeliveryState
 from integrations.providers import registry
 from rentplatform.models import DepositBatch
 
+from .base import plural
+
 # The posting states a dashboard shows, in the order a person reads them.
 POSTING_STATES = [
     PostingState.NEEDS_ATTENTION,
@@ -264,7 +266,7 @@ def alerts(user) -> list[Alert]:
         if n:
             out.append(
                 Alert(
-                    f"{n} posting(s) need attention",
+                    f"{n} posting needs attention" if n == 1 else f"{n} postings need attention",
                     postings_url(state__exact=PostingState.NEEDS_ATTENTION),
                 )
             )
@@ -272,7 +274,7 @@ def alerts(user) -> list[Alert]:
         if n:
             out.append(
                 Alert(
-                    f"{n} posting(s) unconfirmed: look in the accounting system",
+                    f"{n} {plural(n, 'posting')} unconfirmed: look in the accounting system",
                     postings_url(state__exact=PostingState.UNCONFIRMED),
                 )
             )
@@ -281,7 +283,7 @@ def alerts(user) -> list[Alert]:
         if n:
             out.append(
                 Alert(
-                    f"{n} connection(s) paused: credentials refused",
+                    f"{n} {plural(n, 'connection')} paused: credentials refused",
                     _url("admin:integrations_connection_changelist", paused_at__isnull="False"),
                 )
             )
@@ -292,7 +294,7 @@ def alerts(user) -> list[Alert]:
         if n:
             out.append(
                 Alert(
-                    f"{n} Batch Deposit Report email(s) failed: send again by hand",
+                    f"{n} Batch Deposit Report {plural(n, 'email')} failed: send again by hand",
                     _url("admin:integrations_depositreport_changelist", report_email="failed"),
                 )
             )

@@ -26,7 +26,7 @@ from integrations import advice, outbox
 from integrations.models import Posting, PostingAttempt, PostingState, SyncRun
 from integrations.models.posting import FINAL_STATES
 
-from .base import ReadOnlyAdmin
+from .base import ReadOnlyAdmin, plural
 
 
 class AttemptInline(admin.TabularInline):
@@ -338,7 +338,7 @@ class PostingAdmin(ReadOnlyAdmin):
             n += 1
         skipped = queryset.filter(state__in=FINAL_STATES).count()
         note = f"; {skipped} posted or abandoned, left alone" if skipped else ""
-        self.message_user(request, f"{n} posting(s) queued for another attempt{note}")
+        self.message_user(request, f"{n} {plural(n, 'posting')} queued for another attempt{note}")
         return self._back(request, queryset)
 
     def has_resolve_unconfirmed_permission(self, request):
@@ -401,7 +401,7 @@ class PostingAdmin(ReadOnlyAdmin):
             n += 1
         skipped = queryset.exclude(state=PostingState.UNCONFIRMED).count()
         note = f"; {skipped} not unconfirmed, left alone" if skipped else ""
-        self.message_user(request, f"{n} posting(s) will be posted now{note}")
+        self.message_user(request, f"{n} {plural(n, 'posting')} will be posted now{note}")
         return self._back(request, queryset)
 
     def has_resolve_posting_permission(self, request):
@@ -437,7 +437,9 @@ class PostingAdmin(ReadOnlyAdmin):
                     self.message_user(request, str(err), messages.WARNING)
                     continue
                 n += 1
-            self.message_user(request, f"{n} posting(s) {done} by you (your note is recorded)")
+            self.message_user(
+                request, f"{n} {plural(n, 'posting')} {done} by you (your note is recorded)"
+            )
             return self._back(request, queryset)
         return TemplateResponse(
             request,

@@ -22,7 +22,7 @@ from integrations.reports import NotAllowed, build_report, resend
 from rentplatform.models import DepositBatch
 from rentplatform.services.batches import batch_totals
 
-from .base import ReadOnlyAdmin
+from .base import ReadOnlyAdmin, plural
 
 
 def this_month(connection: Connection | None) -> str:
@@ -151,7 +151,7 @@ class DepositReportAdmin(ReadOnlyAdmin):
             n += 1
         skipped = queryset.exclude(status="deposited").count()
         note = f"; {skipped} not deposited yet, left alone" if skipped else ""
-        self.message_user(request, f"{n} report(s) queued to be sent again{note}")
+        self.message_user(request, f"{n} {plural(n, 'report')} queued to be sent again{note}")
 
     def has_view_permission(self, request, obj=None):
         return request.user.has_perm("integrations.view_depositreport") or request.user.has_perm(

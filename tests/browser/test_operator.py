@@ -79,7 +79,7 @@ def test_the_operators_day(page, shot, world, day):
     assert "import" in panel.locator(".last-sync").inner_text().lower()
     needs = panel.locator(".postings a", has_text="Needs attention")
     assert needs.inner_text() == "Needs attention: 1"
-    assert page.locator("#integrations-banner").inner_text().count("need attention") == 1
+    assert page.locator("#integrations-banner").inner_text().count("needs attention") == 1
     shot(page, "operator-01-dashboard")
     needs.click()
     page.wait_for_load_state()

@@ -252,7 +252,7 @@ def test_resolve_is_recorded_and_final(fake):
     outbox.deliver(posting.pk)
     client = client_for(*EVERY_ACTION, username="ana")
     said = act(client, posting, "resolve_postings", note="entered by hand in batch 1", receipt="")
-    assert "1 posting(s) resolved by you" in " ".join(said)
+    assert "1 posting resolved by you" in " ".join(said)
     posting.refresh_from_db()
     assert posting.state == PostingState.POSTED and posting.posted_at is not None
     person = posting.attempt_log.order_by("-number").first()
