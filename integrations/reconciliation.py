@@ -429,7 +429,8 @@ class ReconciliationResult:
             return (
                 f"{code} {self.month:%Y-%m}: 0 differences - our batches match {self.system_name}"
             )
-        return f"{code} {self.month:%Y-%m}: {len(self.differences)} difference(s)"
+        n = len(self.differences)
+        return f"{code} {self.month:%Y-%m}: {n} difference{'' if n == 1 else 's'}"
 
 
 def parse_month(value: str | None) -> dt.date:

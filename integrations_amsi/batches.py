@@ -227,6 +227,14 @@ def _label(link: AmsiBatchLink) -> str:
     return link.client_jnl_no
 
 
+def _postings(n: int) -> str:
+    return "1 posting" if n == 1 else f"{n} postings"
+
+
+def _need(n: int) -> str:
+    return "needs" if n == 1 else "need"
+
+
 def settle_batch(provider, link: AmsiBatchLink, *, now: dt.datetime) -> str:
     """Settle one eSite batch if it is ready; returns a line saying what happened."""
     label = _label(link)
@@ -236,12 +244,12 @@ def settle_batch(provider, link: AmsiBatchLink, *, now: dt.datetime) -> str:
         if attention:
             link.needs_attention = True
             link.settle_error = (
-                f"{attention} posting(s) in this batch need attention; the batch is settled "
-                "once they are posted"
+                f"{_postings(attention)} in this batch {_need(attention)} attention; the batch "
+                "is settled once they are posted"
             )
             link.save(update_fields=["needs_attention", "settle_error"])
-            return f"{label}: waiting, {attention} posting(s) need attention"
-        return f"{label}: waiting for {unfinished.count()} posting(s)"
+            return f"{label}: waiting, {_postings(attention)} {_need(attention)} attention"
+        return f"{label}: waiting for {_postings(unfinished.count())}"
     total = expected_total(link)
     if link.settled_amount == total:
         return ""

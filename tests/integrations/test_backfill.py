@@ -151,7 +151,7 @@ def test_backfill_page_previews_then_runs_on_confirmation(
     assert preview.status_code == 200
     assert "3 payment(s) and 1 reversal(s)" in text and "net 300.00" in text
     assert f"{DAY}" in text and f"{DAY + dt.timedelta(days=3)}" in text
-    assert "Create these 4 posting(s)" in text
+    assert "Create these 4 postings" in text
     assert not Posting.objects.exists()
 
     with django_capture_on_commit_callbacks(execute=True):
