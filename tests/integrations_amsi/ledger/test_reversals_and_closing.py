@@ -166,9 +166,9 @@ def test_batch_with_a_posting_needing_attention_is_not_settled_and_says_why(worl
         world.pay(ALLOWED, "100.00", "card", when=world.at(DAY, 9))
         refused = world.pay(OTHER, "50.00", "card", when=world.at(DAY, 10))
     lines = world.close_batches(now=world.at(DAY, 23))
-    assert "need attention" in lines[0]
+    assert lines[0].endswith("waiting, 1 posting needs attention")
     link = world.batch_link(refused.batch)
-    assert link.needs_attention and "need attention" in link.settle_error
+    assert link.needs_attention and link.settle_error.startswith("1 posting in this batch needs attention")
     assert world.ledger()[refused.batch.batch_id]["settled"] is False
 
 
