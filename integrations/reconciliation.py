@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from django.db.models import Q, QuerySet
 
 from integrations.exceptions import IntegrationError, PermanentError
-from integrations.models import Connection, Posting, PostingKind
+from integrations.models import Connection, Posting, PostingKind, ReconciliationRun
 from rentplatform.models import DepositBatch
 
 if TYPE_CHECKING:
@@ -443,11 +443,17 @@ def parse_month(value: str | None) -> dt.date:
 
 
 def reconcile(
-    connection: Connection, month: dt.date, report_text: str | None = None
+    connection: Connection,
+    month: dt.date,
+    report_text: str | None = None,
+    *,
+    ran_by: str = "",
+    source: str = "",
 ) -> ReconciliationResult:
     """Reconcile ``connection``'s ``month``; ``report_text`` is an export a person uploaded
     (else the provider fetches the remote side itself). A remote that cannot be read is the
-    result's ``error``, not an exception."""
+    result's ``error``, not an exception. Every run is recorded (a ReconciliationRun: who ran
+    it, ``ran_by``; what it compared with, ``source``; the differences in words)."""
     result = ReconciliationResult(connection, month)
     try:
         provider = connection.get_provider()
@@ -458,4 +464,34 @@ def reconcile(
         )
     except IntegrationError as err:
         result.error = err.message
+    if not source:
+        source = "an uploaded export" if report_text is not None else "read from the remote"
+    record_run(result, ran_by=ran_by, source=source)
     return result
+
+
+def record_run(result: ReconciliationResult, *, ran_by: str, source: str) -> ReconciliationRun:
+    from integrations.reconciliation_words import sentences, sides  # (it imports this module)
+
+    kept = []
+    for diff, sentence in sentences(result)[: ReconciliationRun.MAX_KEPT]:
+        ours, theirs = sides(diff)
+        kept.append(
+            {
+                "batch": diff.batch_id,
+                "kind": diff.kind,
+                "sentence": sentence,
+                "ours": ours,
+                "theirs": theirs,
+                "item": diff.item,
+            }
+        )
+    return ReconciliationRun.objects.create(
+        connection=result.connection,
+        month=result.month,
+        ran_by=ran_by[:150],
+        source=source[:255],
+        differences_count=len(result.differences),
+        error=result.error,
+        differences=kept,
+    )

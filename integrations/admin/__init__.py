@@ -5,7 +5,8 @@ staff user without it neither sees nor runs it; logs are read-only):
 - ``leases``: the lease actions (sync now, link), added to the host's Lease admin;
 - ``postings``: the outbox's console (what happened, what to do; retry, found / not found,
   resolve, abandon) and the sync runs;
-- ``reports``: Batch Deposit Reports, their CSV and email, and reconciliation;
+- ``reports``: Batch Deposit Reports, their CSV and email, and the reconcile page;
+- ``reconciliations``: the reconciliation runs as recorded (the dashboard shows the last);
 - ``dashboard``: the integration dashboard (admin home, a connection's page) and the banner on
   every admin page (through the ``integrations_admin`` template tags).
 
@@ -13,7 +14,7 @@ staff user without it neither sees nor runs it; logs are read-only):
 ``ReadOnlyAdmin`` for their mirror models).
 """
 
-from . import connections, leases, postings, reports
+from . import connections, leases, postings, reconciliations, reports
 from .base import EnableAndBackfillMixin, ReadOnlyAdmin
 
 __all__ = [
@@ -22,5 +23,6 @@ __all__ = [
     "connections",
     "leases",
     "postings",
+    "reconciliations",
     "reports",
 ]

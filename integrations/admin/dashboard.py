@@ -2,17 +2,18 @@
 admin page shows when something waits for a person.
 
 Design notes:
-- Cheap whatever the size: the dashboard runs five aggregate queries for all connections (the
-  connections with their last sync run's id, those runs, open postings counted by connection
+- Cheap whatever the size: the dashboard runs six queries for all connections (the
+  connections with their last sync run's and last reconciliation's ids, those runs, those
+  reconciliations, open postings counted by connection
   and state, today's batches by property and status, undelivered reports by property and
   state); the banner three counts. Posted and abandoned postings are never counted (the
   table's bulk), so the state index does the work.
 - Every number links to the admin list behind it, filtered the same way, so what the number
   says and what the list shows cannot drift apart.
 - "Today" is each property's own day, in its time zone.
-- Reconciliation runs are not recorded anywhere (integrations.reconciliation compares on
-  request and keeps nothing), so the dashboard says so and links to the reconcile page rather
-  than show a result it does not have.
+- Every reconciliation is recorded (ReconciliationRun); the dashboard shows each connection's
+  last one and links to it, and the banner names connections whose last one found
+  differences or could not compare.
 - The templates reach these through the ``integrations_admin`` template tags, so neither the
   admin site nor the host's admin changes; ``admin/base_site.html`` and ``admin/index.html``
   are overridden by this app's templates (it comes before django.contrib.admin in
@@ -35,6 +36,7 @@ from integrations.models import (
     Connection,
     Posting,
     PostingState,
+    ReconciliationRun,
     ReportDelivery,
     SyncKind,
     SyncRun,
@@ -88,6 +90,8 @@ class Panel:
     batches: list[Figure] = field(default_factory=list)
     reports: list[Figure] = field(default_factory=list)
     reconcile_url: str = ""
+    last_reconciliation: ReconciliationRun | None = None
+    last_reconciliation_url: str = ""
 
 
 def _url(name: str, args=None, **query) -> str:
@@ -102,7 +106,7 @@ def postings_url(**filters) -> str:
     return _url("admin:integrations_posting_changelist", **filters)
 
 
-def _system(connection: Connection) -> str:
+def system_name(connection: Connection) -> str:
     try:
         return registry.get(connection.provider).system_name
     except Exception:  # noqa: BLE001  (a provider no longer installed: show its id)
@@ -130,15 +134,18 @@ def today_of(time_zone: str, now: dt.datetime | None = None) -> dt.date:
 
 
 def panels(connection_ids: list[int] | None = None, now: dt.datetime | None = None) -> list[Panel]:
-    """The dashboard of the given connections (all when None), in five queries."""
+    """The dashboard of the given connections (all when None), in six queries."""
     latest_run = (
         SyncRun.objects.filter(connection=OuterRef("pk"))
         .exclude(kind=SyncKind.TEST)
         .order_by("-started_at")
         .values("pk")[:1]
     )
+    latest_reconciliation = ReconciliationRun.objects.filter(connection=OuterRef("pk")).values(
+        "pk"
+    )[:1]
     connections = Connection.objects.select_related("property").annotate(
-        last_run_id=Subquery(latest_run)
+        last_run_id=Subquery(latest_run), last_reconciliation_id=Subquery(latest_reconciliation)
     )
     if connection_ids is not None:
         connections = connections.filter(pk__in=connection_ids)
@@ -146,6 +153,9 @@ def panels(connection_ids: list[int] | None = None, now: dt.datetime | None = No
     if not connections:
         return []
     runs = SyncRun.objects.in_bulk([c.last_run_id for c in connections if c.last_run_id])
+    reconciliations = ReconciliationRun.objects.defer("differences").in_bulk(
+        [c.last_reconciliation_id for c in connections if c.last_reconciliation_id]
+    )
 
     posting_counts: dict[int, dict[str, int]] = defaultdict(dict)
     for row in (
@@ -183,18 +193,19 @@ def panels(connection_ids: list[int] | None = None, now: dt.datetime | None = No
             posting_counts[c.pk],
             batch_counts[c.property_id],
             report_counts[c.property_id],
+            reconciliations.get(c.last_reconciliation_id),
         )
         for c in connections
     ]
 
 
-def _panel(connection, run, day, postings, batches, reports) -> Panel:
+def _panel(connection, run, day, postings, batches, reports, reconciliation=None) -> Panel:
     state, detail, needs_person = connection_state(connection)
     prop = connection.property
     panel = Panel(
         connection=connection,
         url=_url("admin:integrations_connection_change", args=[connection.pk]),
-        system=_system(connection),
+        system=system_name(connection),
         state=state,
         state_detail=detail,
         needs_person=needs_person,
@@ -202,6 +213,12 @@ def _panel(connection, run, day, postings, batches, reports) -> Panel:
         last_sync_url=_url("admin:integrations_syncrun_change", args=[run.pk]) if run else "",
         today=day,
         reconcile_url=_url("admin:integrations_depositreport_reconcile"),
+        last_reconciliation=reconciliation,
+        last_reconciliation_url=(
+            _url("admin:integrations_reconciliationrun_change", args=[reconciliation.pk])
+            if reconciliation
+            else ""
+        ),
     )
     for posting_state in POSTING_STATES:
         panel.postings.append(
@@ -249,8 +266,8 @@ class Alert:
 
 def alerts(user) -> list[Alert]:
     """What needs a person, for the banner on every admin page: postings that need attention
-    or are unconfirmed, paused connections, reports whose emails gave up. Only what ``user``
-    may see; three counts."""
+    or are unconfirmed, paused connections, reports whose emails gave up, last reconciliations
+    that found differences. Only what ``user`` may see; four counts."""
     if not getattr(user, "is_staff", False) or not user.is_active:
         return []
     out: list[Alert] = []
@@ -296,6 +313,23 @@ def alerts(user) -> list[Alert]:
                 Alert(
                     f"{n} Batch Deposit Report {plural(n, 'email')} failed: send again by hand",
                     _url("admin:integrations_depositreport_changelist", report_email="failed"),
+                )
+            )
+    if user.has_perm("integrations.reconcile") or user.has_perm(
+        "integrations.view_reconciliationrun"
+    ):
+        latest = ReconciliationRun.objects.filter(connection=OuterRef("connection")).values("pk")
+        n = (
+            ReconciliationRun.objects.filter(pk=Subquery(latest[:1]))
+            .exclude(error="", differences_count=0)
+            .count()
+        )
+        if n:
+            out.append(
+                Alert(
+                    f"the last reconciliation of {n} {plural(n, 'connection')} found "
+                    "differences or could not compare",
+                    _url("admin:integrations_reconciliationrun_changelist", outcome="unsettled"),
                 )
             )
     return out

@@ -220,10 +220,13 @@ class DepositReportAdmin(ReadOnlyAdmin):
         result = None
         form = ReconcileForm(data, request.FILES or None)
         if data is not None and form.is_valid():
+            upload = request.FILES.get("report")
             result = reconcile(
                 form.cleaned_data["connection"],
                 form.cleaned_data["month"],
                 form.cleaned_data["report"],
+                ran_by=request.user.get_username(),
+                source=f"uploaded {upload.name}" if upload is not None else "",
             )
             if data.get("format") == "csv" and not result.error:
                 return self._differences_csv(result)

@@ -8,7 +8,7 @@ from .posting import (
     PostingState,
     ReportDelivery,
 )
-from .reports import DepositReport
+from .reports import DepositReport, ReconciliationRun
 from .sync import SyncKind, SyncRun, SyncStatus
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "PostingKind",
     "PostingState",
     "RemoteLeaseLink",
+    "ReconciliationRun",
     "RemoteOccupantLink",
     "ReportDelivery",
     "SyncKind",

@@ -227,3 +227,16 @@ def test_the_operators_day(page, shot, world, day):
     assert info.value.suggested_filename == f"reconciliation-maple-{month}.csv"
     table = _rows(Path(info.value.path()).read_text(encoding="utf-8"))
     assert [row[1:3] for row in table[1:]] == [[bid, words[0]], [bid, words[1]]], table
+
+    # -- 7. The run is recorded: the dashboard shows it, its page keeps the differences. -------
+    page.goto("/admin/")
+    panel = page.locator(f"#integrations-connection-{world.connection.pk}")
+    recorded = panel.locator(".reconciliation a", has_text=f"{month}: 2 differences")
+    assert "by olivia, uploaded external-deposits" in panel.locator(".reconciliation").inner_text()
+    banner = page.locator("#integrations-banner").inner_text()
+    assert "last reconciliation of 1 connection found differences" in banner
+    recorded.click()
+    page.wait_for_load_state()
+    table = page.locator("table.reconciliation-differences tbody tr")
+    assert [row.locator("td").nth(1).inner_text() for row in table.all()] == words
+    shot(page, "operator-10-reconciliation-recorded")

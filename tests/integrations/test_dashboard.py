@@ -17,8 +17,10 @@ from django.utils import timezone
 
 from integrations import outbox, reports
 from integrations.admin import dashboard
-from integrations.models import Connection, Posting, PostingState, SyncKind
+from integrations.models import Connection, Posting, PostingState, ReconciliationRun, SyncKind
 from integrations.providers.fake import FakeProvider
+from integrations.reconciliation import reconcile
+from integrations.reconciliation_words import sentences
 from integrations.services import run_sync
 from rentplatform import services
 from rentplatform.models import BatchStatus, DepositBatch, PaymentMethod
@@ -131,11 +133,11 @@ def test_the_home_page_counts_each_state_and_links_to_the_filtered_list(world):
     today_open = DepositBatch.objects.get(business_day=day, status=BatchStatus.OPEN)
     assert today_open.batch_id in listed
     assert "closed: 1" in found and "deposited: 0" in found  # yesterday's is not today's
-    # The report not yet emailed, and reconciliation: not recorded, with its page.
+    # The report not yet emailed, and reconciliation: never run yet, with its page.
     reports_url = found["pending: 1"]
     assert "report_email=pending" in reports_url
     assert "1 batch deposit report" in client_for(*VIEW_ALL).get(reports_url).content.decode()
-    assert "not run: runs are not recorded" in html
+    assert "never run" in html
     assert found["reconcile a month"] == reverse("admin:integrations_depositreport_reconcile")
     # The last sync and its result.
     assert "Initial import" in html and "succeeded" in html
@@ -156,6 +158,7 @@ def test_a_connection_page_shows_its_own_panel(world):
 
 
 def test_the_dashboard_costs_the_same_queries_for_one_connection_or_many(world):
+    reconcile(world, timezone.localdate().replace(day=1))  # (else its lookup is skipped)
     with CaptureQueriesContext(db) as one:
         dashboard.panels()
     for _ in range(5):
@@ -164,7 +167,7 @@ def test_the_dashboard_costs_the_same_queries_for_one_connection_or_many(world):
     with CaptureQueriesContext(db) as six:
         panels = dashboard.panels()
     assert len(panels) == 6
-    assert len(one) == len(six) == 5
+    assert len(one) == len(six) == 6
 
 
 def test_a_paused_connection_says_why_and_the_banner_links_to_it(world):
@@ -217,3 +220,36 @@ def test_the_banner_shows_only_what_the_user_may_see(world):
     html = client_for("integrations.view_posting").get(HOME).content.decode()
     assert "1 posting needs attention" in html
     assert 'id="integrations-dashboard"' not in html  # needs view_connection
+
+
+def test_the_last_reconciliation_is_shown_and_its_differences_reach_the_banner(world):
+    client = client_for(*VIEW_ALL, "integrations.reconcile")
+    assert "never run" in client.get(HOME).content.decode()
+    month = timezone.localdate().replace(day=1)
+    result = reconcile(world, month, ran_by="olivia")  # the unposted postings differ
+    n = len(result.differences)
+    assert n > 1
+    html = client.get(HOME).content.decode()
+    found = links(html)
+    run = ReconciliationRun.objects.get()
+    assert (run.connection, run.month, run.ran_by, run.differences_count) == (
+        world,
+        month,
+        "olivia",
+        n,
+    )
+    run_url = reverse("admin:integrations_reconciliationrun_change", args=[run.pk])
+    assert found[f"{month:%Y-%m}: {n} differences"] == run_url
+    assert "by olivia, read from the remote" in html
+    banner = "the last reconciliation of 1 connection found differences or could not compare"
+    assert found[banner].endswith("?outcome=unsettled")
+    assert run_url in client.get(found[banner]).content.decode()  # the list behind it
+    recorded = unescape(client.get(run_url).content.decode())
+    for _, sentence in sentences(result):
+        assert sentence in recorded
+    assert "Reconcile " + f"{month:%Y-%m}" + " again now" in recorded
+    # A later run that matches (a month with nothing in it) is the last one: the banner goes.
+    reconcile(world, month.replace(year=month.year - 1), ran_by="olivia")
+    html = client.get(HOME).content.decode()
+    assert f"{month.year - 1}-{month:%m}: no differences" in html
+    assert banner not in html

@@ -9,7 +9,8 @@ Examples::
 ``--report`` takes the accounting system's deposit export a manager downloaded (which one is
 the provider's to say: docs/amsi.md for eSite); without it the provider fetches what it can
 (the AMSI sandbox serves that report itself). Differences name the remote by the provider's
-``system_name``.
+``system_name`` and are said in words (integrations.reconciliation_words); every run is
+recorded (the admin's Reconciliation runs, and the dashboard's last one).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from integrations.models import Connection
 from integrations.reconciliation import parse_month, reconcile
+from integrations.reconciliation_words import sentences, sides
 
 
 class Command(BaseCommand):
@@ -49,18 +51,19 @@ class Command(BaseCommand):
                 raise CommandError(f"{path} is not a file")
             report_text = path.read_text(encoding="utf-8-sig", errors="replace")
         bad = 0
+        source = f"export {Path(options['report']).name}" if report_text is not None else ""
         for connection in connections:
-            result = reconcile(connection, month, report_text)
+            result = reconcile(
+                connection, month, report_text, ran_by="integrations_reconcile", source=source
+            )
             style = self.style.SUCCESS if result.ok else self.style.ERROR
             self.stdout.write(style(result.summary()))
-            for d in result.differences:
+            system = result.system_name
+            for d, sentence in sentences(result):
+                ours, theirs = sides(d)
                 self.stdout.write(
-                    f"  batch {d.batch_id}: {d.kind}: {d.message}"
-                    + (
-                        f" (ours {d.local or '-'}, {result.system_name} {d.remote or '-'})"
-                        if d.local or d.remote
-                        else ""
-                    )
+                    f"  {sentence}"
+                    + (f" (ours {ours or '-'}, {system} {theirs or '-'})" if ours or theirs else "")
                 )
             bad += not result.ok
         if bad:

@@ -353,7 +353,7 @@ class Command(BaseCommand):
         )
 
     def _reconcile(self, connection: Connection) -> bool:
-        result = reconcile(connection, timezone.localdate().replace(day=1))
+        result = reconcile(connection, timezone.localdate().replace(day=1), ran_by="demo")
         style = self.style.SUCCESS if result.ok else self.style.ERROR
         self.out("10. Reconciliation with AMSI's External Deposits report:")
         self.out(style(f"   {result.summary()}"))
