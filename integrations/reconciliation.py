@@ -35,6 +35,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from integrations.exceptions import IntegrationError, PermanentError
 from integrations.models import Connection, Posting, PostingKind, ReconciliationRun
@@ -433,9 +434,11 @@ class ReconciliationResult:
         return f"{code} {self.month:%Y-%m}: {n} difference{'' if n == 1 else 's'}"
 
 
-def parse_month(value: str | None) -> dt.date:
+def parse_month(value: str | None, today: dt.date | None = None) -> dt.date:
+    """YYYY-MM as the month's first day; no value: the month of ``today`` (a property's own
+    day: ``Property.local_day()``), else of the server's local date."""
     if not value:
-        return dt.date.today().replace(day=1)
+        return (today or timezone.localdate()).replace(day=1)
     try:
         return dt.datetime.strptime(value, "%Y-%m").date()
     except ValueError:

@@ -244,3 +244,22 @@ def test_the_command_names_the_remote(connection, day, capsys):
     out = capsys.readouterr().out
     assert "(ours -55.55, the fake remote -)" in out
     assert "AMSI" not in out
+
+
+def test_the_command_defaults_to_each_propertys_own_month_and_records_the_run(
+    connection, monkeypatch, capsys
+):
+    from integrations.models import ReconciliationRun
+    from rentplatform.models import Property
+
+    # Where the property is it is already the 1st of next month (its day, not the server's).
+    monkeypatch.setattr(Property, "local_day", lambda self: dt.date(2031, 2, 1))
+    call_command("integrations_reconcile")
+    run = ReconciliationRun.objects.get()
+    assert (run.connection, run.month, run.ran_by) == (
+        connection,
+        dt.date(2031, 2, 1),
+        "integrations_reconcile",
+    )
+    assert run.source == "read from the remote" and run.outcome() == "no differences"
+    assert "2031-02: 0 differences" in capsys.readouterr().out

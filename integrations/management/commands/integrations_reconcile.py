@@ -36,7 +36,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         try:
-            month = parse_month(options["month"])
+            # No --month: each property's own this month (its day, in its time zone).
+            month = parse_month(options["month"]) if options["month"] else None
         except ValueError as err:
             raise CommandError(str(err)) from None
         connections = Connection.objects.filter(enabled=True).select_related("property")
@@ -54,7 +55,11 @@ class Command(BaseCommand):
         source = f"export {Path(options['report']).name}" if report_text is not None else ""
         for connection in connections:
             result = reconcile(
-                connection, month, report_text, ran_by="integrations_reconcile", source=source
+                connection,
+                month or parse_month(None, connection.property.local_day()),
+                report_text,
+                ran_by="integrations_reconcile",
+                source=source,
             )
             style = self.style.SUCCESS if result.ok else self.style.ERROR
             self.stdout.write(style(result.summary()))
