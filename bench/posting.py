@@ -132,8 +132,8 @@ def _measure(kind: str, sandbox, rounds: int, profile_dir: str) -> dict:
 
 
 def _count(path, connection, profile_dir: str = "", kind: str = "", name: str = "") -> dict:
-    """SQL statements and database connections opened by one more payment through ``path``
-    (with a profile folder, the statements are written there too)."""
+    """SQL statements, commits and database connections opened by one more payment through
+    ``path`` (with a profile folder, the statements are written there too)."""
     from django.db.backends.signals import connection_created
     from django.test.utils import CaptureQueriesContext
 
@@ -152,7 +152,8 @@ def _count(path, connection, profile_dir: str = "", kind: str = "", name: str = 
         Path(profile_dir).mkdir(parents=True, exist_ok=True)
         sql = "\n".join(q["sql"][:300] for q in ctx.captured_queries)
         (Path(profile_dir) / f"posting-{kind}-{name}-sql.txt").write_text(sql + "\n")
-    return {"queries": len(ctx.captured_queries), "connects": len(opened)}
+    commits = sum(q["sql"].startswith("COMMIT") for q in ctx.captured_queries)
+    return {"queries": len(ctx.captured_queries), "commits": commits, "connects": len(opened)}
 
 
 def _profile(kind: str, run: dict, n: int, profile_dir: str) -> dict[str, str]:
@@ -235,13 +236,13 @@ def main(argv=None) -> int:
                 [db, name, c.ms(p["min"]), c.ms(p["median"]), c.ms(p["p95"]),
                  "" if name == "bare" else f"{extra_min:+.1f}",
                  "" if name == "bare" else f"{extra_med:+.1f}", verdict,
-                 f"{n['queries']} / {n['connects']}"]
+                 f"{n['queries']} / {n['commits']} / {n['connects']}"]
             )  # fmt: skip
         rows.append(["", "(accept_payment alone)", "", c.ms(r["accept_median"])] + [""] * 5)
         for name, path in r.get("profiles", {}).items():
             print(f"{db}: profile of path {name}: {path}")
     headings = ["db", "path", "min ms", "median ms", "p95 ms", "min - bare", "median - bare"]
-    headings += ["target", "SQL statements / connections opened per payment"]
+    headings += ["target", "SQL statements / commits / connections opened per payment"]
     print(c.table(headings, rows))
     print(c.footer())
     if missed:
