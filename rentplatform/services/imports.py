@@ -212,10 +212,12 @@ def resident_changed(resident: Resident, values: dict) -> bool:
 
 
 def save_residents(residents: list[Resident]) -> None:
-    """Write the RESIDENT_FIELDS of residents changed in memory, in bulk."""
+    """Write the RESIDENT_FIELDS of residents changed in memory, in bulk (a person on two
+    leases of the chunk gets the values read last, as saving one by one gave)."""
     fields = list(RESIDENT_FIELDS)
+    last = {r.pk: r for r in residents}.values()
     fast_update(
-        Resident, [{"pk": r.pk, **{f: getattr(r, f) for f in fields}} for r in residents], fields
+        Resident, [{"pk": r.pk, **{f: getattr(r, f) for f in fields}} for r in last], fields
     )
 
 

@@ -66,8 +66,8 @@ def record(resi, *occupants, balance="0.00", status=LeaseStatus.ACTIVE, credit="
     blocked = credit == "H"
     values = {
         "key": ("P1", "1", f"U{resi}", resi),
-        "building": "1",
-        "unit": f"U{resi}",
+        "building": extra.pop("building", "1"),
+        "unit": extra.pop("unit", f"U{resi}"),
         "status": status,
         "start_date": dt.date(2026, 1, 1),
         "balance": Decimal(balance),
@@ -249,3 +249,19 @@ def test_many_changed_leases_take_a_few_statements_per_chunk(conn):
     assert set(Resident.objects.values_list("email", flat=True)) == {
         f"p{n}@example.com" for n in range(1, 301)
     }
+
+
+def test_a_delta_places_new_leases_on_the_units_it_looks_up(conn, imported):
+    """A delta does not load the property's units: it looks up those its new leases are on,
+    and makes the ones (and the buildings) that are not there yet."""
+    from rentplatform.models import Building, Unit
+
+    units, buildings = Unit.objects.count(), Building.objects.count()
+    remote = dict(imported)
+    remote["9"] = record("9", person("1", "Next", "Tenant"), unit="U1")  # a unit known
+    remote["10"] = record("10", person("1", "New", "Building"), building="2", unit="U10")
+    run = sync(conn, {k: remote[k] for k in ("9", "10")}, SyncKind.DELTA)
+    assert (run.created, run.errors) == (2, 0), run.message
+    assert lease("9").unit_id == lease("1").unit_id
+    assert (Unit.objects.count(), Building.objects.count()) == (units + 1, buildings + 1)
+    assert lease("10").unit.building.code == "2"
