@@ -21,7 +21,7 @@ from integrations.exceptions import (
 )
 from integrations.logging import mask
 from integrations.models import Connection, Posting, PostingAttempt, PostingKind, PostingState
-from integrations.models.posting import AttemptOutcome
+from integrations.models.posting import FINAL_STATES, AttemptOutcome
 
 from ._claims import claim
 from ._common import _backoff, _can_check, _holds, log
@@ -213,6 +213,7 @@ def _finish(posting: Posting, attempt: PostingAttempt, outcome: str, delivered, 
         ours = Posting.objects.filter(
             pk=claimed.pk, state=PostingState.IN_FLIGHT, claimed_until=token
         ).update(**values)
+        applied = bool(ours)
         if ours:
             posting = claimed
         else:
@@ -221,15 +222,14 @@ def _finish(posting: Posting, attempt: PostingAttempt, outcome: str, delivered, 
                 .select_related("connection__property")
                 .get(pk=claimed.pk)
             )
-            result = _apply(posting, outcome, delivered, error, message, now)
-            posting.save(update_fields=FINISH_FIELDS)
-        if posting.state == PostingState.POSTED and delivered is not None:
+            result, applied = _late(posting, outcome, delivered, error, message, now)
+        if applied and posting.state == PostingState.POSTED and delivered is not None:
             posting.connection.get_provider().record_delivery(claimed, delivered)
         attempt.finished_at = now
         attempt.outcome = result
         attempt.error = message
         attempt.save(update_fields=["finished_at", "outcome", "error"])
-        if posting.state == PostingState.POSTED:
+        if applied and posting.state == PostingState.POSTED:
             transaction.on_commit(
                 lambda p=posting: signals.posting_posted.send(sender=Posting, posting=p)
             )
@@ -246,6 +246,42 @@ def _finish(posting: Posting, attempt: PostingAttempt, outcome: str, delivered, 
             f": {posting.last_error}" if posting.last_error else "",
         )
     return posting.state
+
+
+def _late(posting: Posting, outcome: str, delivered, error, message: str, now) -> tuple[str, bool]:
+    """The outcome of an attempt whose claim was taken over (its worker outlived the claim
+    deadline), on the row as it is now. What happened since is newer than this attempt: a
+    posting already posted or abandoned stays so, and a posting another worker holds, or one
+    waiting for its next attempt, keeps its state, so that a late "retry" never sends a
+    posted payment again nor frees a claim another worker is using. Only what this attempt
+    proves is applied: that it landed (posted, whatever the row says, unless it is final),
+    or that its outcome is unknown (the next attempt checks the remote first). Returns the
+    outcome to record on the attempt and whether the posting was posted by it."""
+    if posting.state in FINAL_STATES:
+        if outcome in (AttemptOutcome.POSTED, AttemptOutcome.ALREADY_DONE) and (
+            posting.state == PostingState.ABANDONED
+            or (delivered is not None and delivered.remote_reference != posting.remote_reference)
+        ):
+            log.error(
+                "posting %s (%s): a late attempt landed after the posting was %s; look in the "
+                "accounting system for a second entry (reference %s)",
+                posting.key,
+                posting.kind,
+                posting.get_state_display().lower(),
+                getattr(delivered, "remote_reference", "") or "unknown",
+            )
+        return outcome, False
+    if outcome in (AttemptOutcome.POSTED, AttemptOutcome.ALREADY_DONE):
+        result = _apply(posting, outcome, delivered, error, message, now)
+        posting.save(update_fields=FINISH_FIELDS)
+        return result, True
+    if outcome in (AttemptOutcome.UNKNOWN, AttemptOutcome.UNCONFIRMED) and not (
+        posting.outcome_unknown
+    ):
+        posting.outcome_unknown = True
+        posting.updated_at = now
+        posting.save(update_fields=["outcome_unknown", "updated_at"])
+    return outcome, False
 
 
 def _apply(posting: Posting, outcome: str, delivered, error, message: str, now) -> str:

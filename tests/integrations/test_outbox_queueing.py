@@ -136,14 +136,9 @@ def test_a_task_row_that_cannot_be_written_is_queued_after_the_commit(
     assert "queued after commit" in caplog.text
 
 
-@pytest.mark.django_db
-def test_a_finish_after_its_claim_was_taken_over_applies_to_the_row_as_it_is(
-    connection, lease, delivery
-):
-    """A worker that outlived its claim deadline finishes after another took the posting
-    over: its outcome is applied to the row as it is now (read under its lock), not to the
-    copy it claimed (which would put the attempt count back)."""
-    delivery("manual")
+def _taken_over(lease):
+    """A posting claimed by a worker that outlived its claim deadline, then claimed again by
+    another: (the late worker's copy, its attempt, the posting's pk)."""
     payment = services.accept_payment(lease, "100.00", "card")
     posting = Posting.objects.get(payment=payment)
     late, late_attempt = outbox.claim(posting.pk)
@@ -152,15 +147,70 @@ def test_a_finish_after_its_claim_was_taken_over_applies_to_the_row_as_it_is(
     )
     taken_over, _attempt = outbox.claim(posting.pk)
     assert taken_over.attempts == 2 and taken_over.outcome_unknown
+    return late, late_attempt, posting.pk
+
+
+@pytest.mark.django_db
+def test_a_late_retry_leaves_the_claim_another_worker_holds(connection, lease, delivery):
+    """A worker that outlived its claim deadline finishes after another took the posting
+    over: its "retry" is recorded on its attempt, and the row stays the other worker's (in
+    flight, its claim): freeing it would let a third worker send it while the second does."""
+    delivery("manual")
+    late, late_attempt, pk = _taken_over(lease)
+    holding = Posting.objects.get(pk=pk)
     state = outbox._finish(
         late, late_attempt, AttemptOutcome.RETRY, None, RetryableError("late reply")
     )
-    assert state == PostingState.RETRYING
-    posting.refresh_from_db()
-    assert posting.attempts == 2 and posting.outcome_unknown
-    assert "late reply" in posting.last_error
+    assert state == PostingState.IN_FLIGHT
+    posting = Posting.objects.get(pk=pk)
+    assert posting.state == PostingState.IN_FLIGHT
+    assert posting.claimed_until == holding.claimed_until and posting.attempts == 2
     late_attempt.refresh_from_db()
     assert late_attempt.outcome == AttemptOutcome.RETRY and late_attempt.finished_at
+    assert "late reply" in late_attempt.error
+
+
+@pytest.mark.django_db
+def test_a_late_retry_never_unposts_a_posted_posting(connection, lease, delivery):
+    delivery("manual")
+    late, late_attempt, pk = _taken_over(lease)
+    Posting.objects.filter(pk=pk).update(
+        state=PostingState.POSTED,
+        claimed_until=None,
+        remote_reference="R-2",
+        posted_at=timezone.now(),
+    )
+    state = outbox._finish(
+        late, late_attempt, AttemptOutcome.RETRY, None, RetryableError("late reply")
+    )
+    assert state == PostingState.POSTED
+    posting = Posting.objects.get(pk=pk)
+    assert posting.state == PostingState.POSTED and posting.next_attempt_at is None
+
+
+@pytest.mark.django_db
+def test_a_late_unknown_outcome_makes_the_next_attempt_check_first(connection, lease, delivery):
+    delivery("manual")
+    late, late_attempt, pk = _taken_over(lease)
+    Posting.objects.filter(pk=pk).update(
+        state=PostingState.RETRYING, claimed_until=None, outcome_unknown=False
+    )
+    state = outbox._finish(
+        late, late_attempt, AttemptOutcome.UNKNOWN, None, RetryableError("timed out")
+    )
+    assert state == PostingState.RETRYING
+    assert Posting.objects.get(pk=pk).outcome_unknown
+
+
+@pytest.mark.django_db
+def test_a_late_attempt_that_landed_posts_the_posting(connection, lease, delivery):
+    delivery("manual")
+    late, late_attempt, pk = _taken_over(lease)
+    Posting.objects.filter(pk=pk).update(state=PostingState.RETRYING, claimed_until=None)
+    state = outbox._finish(late, late_attempt, AttemptOutcome.ALREADY_DONE, None, None)
+    assert state == PostingState.POSTED
+    posting = Posting.objects.get(pk=pk)
+    assert posting.state == PostingState.POSTED and posting.posted_at is not None
 
 
 @pytest.mark.django_db
