@@ -40,7 +40,7 @@ def reversal_reason(reversal) -> tuple[str, str]:
     Description, cut to 30 characters, carries what the reason cannot: REFUNDED / VOIDED, the
     NACHA R-code, and a short reference a person can search for.
     """
-    ref = reversal.public_id[:8]
+    ref = reversal.short_id  # as the admin shows it (and its search takes it)
     if reversal.kind == "chargeback":
         reason, text = "ChargeBack", f"CHARGE BACK {ref}"
     elif reversal.kind == "refund":
@@ -129,7 +129,7 @@ class AmsiProvider(AmsiImport, AmsiLinking, AccountingProvider):
             transaction_date=payment.business_day,
             amount=payment.amount,
             jnl_no=client_jnl_no(payment.batch.batch_id, record=posting.key),
-            description=f"Online {payment.method} {payment.public_id[:8]}"[:DESCRIPTION_MAX],
+            description=f"Online {payment.method} {payment.short_id}"[:DESCRIPTION_MAX],
             payment_type=PAYMENT_TYPE[payment.method],
         )
 
@@ -150,7 +150,7 @@ class AmsiProvider(AmsiImport, AmsiLinking, AccountingProvider):
         ).first()
         if original is None:
             raise PermanentError(
-                f"payment {posting.payment.public_id[:10]} was never posted to AMSI, so its "
+                f"payment {posting.payment.short_id} was never posted to AMSI, so its "
                 "reversal has no ClientTransactionID to name; post the payment first",
                 provider=self.id,
                 operation="ReturnPayment",

@@ -94,14 +94,14 @@ def _payment_wait(posting: Posting, now: dt.datetime, force: bool) -> str | None
     if paid is None:
         code = PAYMENT_NOT_POSTED
         reason = (
-            f"its payment {posting.payment.public_id} is not posted: it has no posting (it "
+            f"its payment {posting.payment.short_id} is not posted: it has no posting (it "
             f"was taken before this connection existed). Backfill it from the connection's "
             f"admin page, or enter it in {posting.connection.get_provider().name} by hand;" + then
         )
     elif paid.state == PostingState.NEEDS_ATTENTION:
         code = PAYMENT_NEEDS_ATTENTION
         reason = (
-            f"its payment {paid.key} is not posted: it needs attention "
+            f"its payment {posting.payment.short_id} is not posted: it needs attention "
             f"({paid.last_error[:300]}); once it is posted,{then}"
         )
     else:
@@ -112,8 +112,9 @@ def _payment_wait(posting: Posting, now: dt.datetime, force: bool) -> str | None
             posting.waiting_since = since
             posting.error_code = WAITING_FOR_PAYMENT
             posting.last_error = (
-                f"waiting for its payment {paid.key} ({paid.get_state_display().lower()}) "
-                f"to be posted; gives up after {_duration(limit)}"
+                f"waiting for its payment {posting.payment.short_id} "
+                f"({paid.get_state_display().lower()}) to be posted; gives up after "
+                f"{_duration(limit)}"
             )
             posting.next_attempt_at = now + _payment_wait_delay(now - since)
             posting.enqueued_at = None
@@ -122,7 +123,7 @@ def _payment_wait(posting: Posting, now: dt.datetime, force: bool) -> str | None
         code = PAYMENT_NOT_POSTED
         last = f" (last error: {paid.last_error[:300]})" if paid.last_error else ""
         reason = (
-            f"its payment {paid.key} is not posted: still "
+            f"its payment {posting.payment.short_id} is not posted: still "
             f"{paid.get_state_display().lower()} after {_duration(limit)} of waiting{last}; "
             f"once it is posted,{then}"
         )

@@ -86,7 +86,7 @@ def _payment_replay(
         raise IdempotencyConflict(
             f"This idempotency key was already used for a payment of ${existing.amount} by "
             f"{_method_label(existing.method)} on lease #{existing.lease_id} (reference "
-            f"{existing.public_id[:10]}); send a new key for a different payment.",
+            f"{existing.short_id}); send a new key for a different payment.",
             existing=existing,
         )
     existing.replayed = True
@@ -178,7 +178,7 @@ def _lock_payment(payment: Payment) -> Payment:
 def _move(payment: Payment, state: str) -> None:
     if state not in ALLOWED_TRANSITIONS[payment.state]:
         raise ServiceError(
-            f"payment {payment.public_id} is {payment.get_state_display().lower()}; "
+            f"payment {payment.short_id} is {payment.get_state_display().lower()}; "
             f"it cannot become {PaymentState(state).label.lower()}",
             code="state",
         )
@@ -206,7 +206,7 @@ def _reversal_replay(key: str, requested_by: Any, payment: Payment, kind: str) -
     if existing.payment_id != payment.pk or existing.kind != kind:
         raise IdempotencyConflict(
             f"This idempotency key was already used for a {existing.get_kind_display().lower()} "
-            f"of payment {existing.payment.public_id[:10]}; send a new key for another request.",
+            f"of payment {existing.payment.short_id}; send a new key for another request.",
             existing=existing,
         )
     existing.replayed = True
@@ -292,7 +292,7 @@ def void_payment(
             return replay
     if payment.state != PaymentState.PROCESSING:
         raise ServiceError(
-            f"payment {payment.public_id} is {payment.get_state_display().lower()}; only a "
+            f"payment {payment.short_id} is {payment.get_state_display().lower()}; only a "
             "processing payment can be voided",
             code="state",
         )
@@ -300,7 +300,7 @@ def void_payment(
     today = prop.local_day(now)
     if today != payment.business_day:
         raise ServiceError(
-            f"payment {payment.public_id} was made on {payment.business_day:%m/%d/%Y} "
+            f"payment {payment.short_id} was made on {payment.business_day:%m/%d/%Y} "
             f"({prop.time_zone}); it can only be voided that day. Refund it instead once settled.",
             code="void_window",
         )
@@ -336,7 +336,7 @@ def return_payment(
         raise ServiceError(f"{code!r} is not a NACHA return code (R01-R99)", code="r_code")
     if payment.method != PaymentMethod.ACH:
         raise ServiceError(
-            f"payment {payment.public_id} was by card; only ACH payments are returned "
+            f"payment {payment.short_id} was by card; only ACH payments are returned "
             "(use a chargeback)",
             code="method",
         )
@@ -358,7 +358,7 @@ def charge_back_payment(
 ) -> Reversal:
     if payment.method != PaymentMethod.CARD:
         raise ServiceError(
-            f"payment {payment.public_id} was ACH; only card payments are charged back "
+            f"payment {payment.short_id} was ACH; only card payments are charged back "
             "(use return or refund)",
             code="method",
         )

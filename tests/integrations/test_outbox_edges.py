@@ -209,7 +209,7 @@ def test_reversal_of_a_payment_without_posting_needs_attention_at_once(lease, ma
     rp = Posting.objects.get(reversal=reversal)
     assert outbox.deliver(rp.pk) == PostingState.NEEDS_ATTENTION
     rp.refresh_from_db()
-    assert rp.last_error.startswith(f"its payment {payment.public_id} is not posted")
+    assert rp.last_error.startswith(f"its payment {payment.short_id} is not posted")
     assert "no posting" in rp.last_error
     assert rp.attempts == 0 and rp.attempt_log.count() == 0
     assert FakeRemoteEntry.objects.count() == 0
@@ -248,8 +248,7 @@ def test_waiting_reversal_spends_nothing_waits_longer_and_gives_up(
     )
     assert outbox.deliver(rp.pk) == PostingState.NEEDS_ATTENTION
     rp.refresh_from_db()
-    paid = Posting.objects.get(payment=payment, kind="payment")
-    assert rp.last_error.startswith(f"its payment {paid.key} is not posted: still pending")
+    assert rp.last_error.startswith(f"its payment {payment.short_id} is not posted: still pending")
     assert rp.attempt_log.count() == 0
     assert FakeRemoteEntry.objects.count() == 0
 
