@@ -109,7 +109,7 @@ def check_settings(settings: AmsiSettings) -> OnboardingCheck:
         return _test_failure(err)
     except IntegrationError as err:
         return OnboardingCheck(False, mask(err.message or str(err)))
-    return _merchant(client, settings, confirmed)
+    return check_merchant(client, settings, confirmed)
 
 
 def unsaved(message: str) -> str:
@@ -166,7 +166,9 @@ def _test_failure(err: ConnectionTestFailed) -> OnboardingCheck:
     return OnboardingCheck(False, text)
 
 
-def _merchant(client: EdexClient, settings: AmsiSettings, confirmed: str) -> OnboardingCheck:
+def check_merchant(client: EdexClient, settings: AmsiSettings, confirmed: str) -> OnboardingCheck:
+    """The ClientMerchantID against what eSite lists (the module docstring's step 3); also
+    what the admin's "Test connection" asks after the login test (AmsiProvider)."""
     mine = settings.merchant_id.strip()
     not_checked = (
         f"ClientMerchantID {mine} NOT checked: eSite's GetPropertyList does not show property "

@@ -88,8 +88,14 @@ class AmsiProvider(AmsiImport, AmsiLinking, AccountingProvider):
 
     # -- connection --------------------------------------------------------------------------
     def test_connection(self) -> ConnectionCheck:
+        """The login, portfolio and property (``EdexClient.test``), then the ClientMerchantID
+        where eSite lists one (``onboarding.check_merchant``: otherwise OK, saying it was not
+        checked), as ``amsi_connect`` and the connection form check it."""
+        from .onboarding import check_merchant
+
         try:
-            return ConnectionCheck(True, self.client.test())
+            merchant = check_merchant(self.client, self.settings, self.client.test())
+            return ConnectionCheck(merchant.ok, merchant.summary)
         except ConnectionTestFailed as err:
             return ConnectionCheck(
                 False, err.message, details={"login_refused": err.code == errors.TEST_LOGIN_REFUSED}

@@ -154,6 +154,22 @@ def test_admin_test_connection_action(amsi_connection):
     assert b"wrong-one" not in response.content
 
 
+def test_admin_test_connection_checks_the_merchant_id(amsi_connection):
+    """'Test connection' checks what amsi_connect and the form check: the ClientMerchantID
+    against the one eSite lists (the sandbox lists 1001 for property 001)."""
+    user = staff_user(VIEW, "integrations.test_connection")
+    response = run_action(user, "test_connection", amsi_connection.pk)
+    assert any("ClientMerchantID 1001 matches" in m for m in messages_of(response))
+    amsi_connection.settings = {**amsi_connection.settings, "merchant_id": "77"}
+    amsi_connection.save()
+    response = run_action(user, "test_connection", amsi_connection.pk)
+    said = " ".join(messages_of(response))
+    assert "wrong ClientMerchantID" in said and "shows 1001" in said and "has 77" in said
+    amsi_connection.refresh_from_db()
+    assert amsi_connection.last_test_ok is False
+    assert "wrong ClientMerchantID" in amsi_connection.last_test_message
+
+
 def test_admin_actions_need_their_permission(amsi_connection):
     user = staff_user(VIEW)
     for action in ("test_connection", "import_property", "sync_now"):
