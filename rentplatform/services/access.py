@@ -12,6 +12,20 @@ from rentplatform.models import Lease, PaymentAccess
 from .errors import ServiceError
 
 
+def apply_accounting_access(lease: Lease, access: str, reason: str, now: dt.datetime) -> bool:
+    """The rule, on a lease in memory (locked by the caller, saved by the caller): the
+    accounting system's view and since when; True when it changed. A lease allowed again
+    keeps no reason. The one rule ``set_accounting_access`` and the bulk import apply."""
+    if access not in PaymentAccess.values:
+        raise ServiceError(f"unknown payment access {access!r}")
+    if lease.accounting_access == access and lease.accounting_access_reason == reason:
+        return False
+    lease.accounting_access = access
+    lease.accounting_access_reason = reason if access != PaymentAccess.ALLOWED else ""
+    lease.accounting_access_since = now
+    return True
+
+
 @transaction.atomic
 def set_accounting_access(
     lease: Lease, access: str, reason: str = "", *, now: dt.datetime | None = None
@@ -20,11 +34,8 @@ def set_accounting_access(
     if access not in PaymentAccess.values:
         raise ServiceError(f"unknown payment access {access!r}")
     lease = Lease.objects.select_for_update().get(pk=lease.pk)
-    if lease.accounting_access == access and lease.accounting_access_reason == reason:
+    if not apply_accounting_access(lease, access, reason, now or timezone.now()):
         return False
-    lease.accounting_access = access
-    lease.accounting_access_reason = reason if access != PaymentAccess.ALLOWED else ""
-    lease.accounting_access_since = now or timezone.now()
     lease.save(
         update_fields=[
             "accounting_access",

@@ -28,7 +28,7 @@ from rentplatform.models import (
     Resident,
     Unit,
 )
-from rentplatform.services.errors import ServiceError
+from rentplatform.services.access import apply_accounting_access
 
 # The fields an import may set on a lease, and on a resident (the rest belongs to the platform).
 LEASE_FIELDS = ("status", "start_date", "end_date", "balance")
@@ -144,16 +144,10 @@ def lease_changes(lease: Lease, values: dict) -> list[str]:
 
 
 def access_changed(lease: Lease, access: str, reason: str, now: dt.datetime) -> bool:
-    """``services.set_accounting_access``'s rule on a lease from ``leases_for_update`` (locked
-    already; saved by ``save_leases``): True when the accounting system's view changed."""
-    if access not in PaymentAccess.values:
-        raise ServiceError(f"unknown payment access {access!r}")
-    if lease.accounting_access == access and lease.accounting_access_reason == reason:
-        return False
-    lease.accounting_access = access
-    lease.accounting_access_reason = reason if access != PaymentAccess.ALLOWED else ""
-    lease.accounting_access_since = now
-    return True
+    """``services.set_accounting_access``'s rule (``apply_accounting_access``) on a lease from
+    ``leases_for_update`` (locked already; saved by ``save_leases``): True when the
+    accounting system's view changed."""
+    return apply_accounting_access(lease, access, reason, now)
 
 
 def save_leases(leases: list[Lease]) -> None:
