@@ -27,11 +27,15 @@ class _EdexError(Exception):
 
 
 class _ResultTarget:
-    """lxml parser target: passes the text of <{name}> (the escaped XMLData) to ``sink``."""
+    """lxml parser target: collects the text of <{name}> (the escaped XMLData) in ``text``.
 
-    def __init__(self, name: str, sink):
+    lxml hands the text over in fragments, one per entity (``&lt;``): 1.8 million calls for
+    100,000 leases. They are collected here and passed on once per chunk read (``take``).
+    """
+
+    def __init__(self, name: str):
         self.name = name
-        self.sink = sink
+        self.text: list[str] = []
         self.inside = False
         self.seen = False
         self.fault: list[str] = []
@@ -53,7 +57,7 @@ class _ResultTarget:
 
     def data(self, text):
         if self.inside:
-            self.sink(text)
+            self.text.append(text)
         elif self._in_fault:
             self.fault.append(text)
 
@@ -65,6 +69,11 @@ class _ResultTarget:
 
     def close(self):
         return None
+
+    def take(self) -> str:
+        text = "".join(self.text)
+        self.text.clear()
+        return text
 
 
 class _EnvelopeReader:
@@ -79,7 +88,7 @@ class _EnvelopeReader:
             load_dtd=False,
             huge_tree=False,
         )
-        self.target = _ResultTarget(result_name, self._feed_inner)
+        self.target = _ResultTarget(result_name)
         self.outer = safe_parser(target=self.target)
         self.root_name = ""
         self.error: dict[str, str] = {}
@@ -87,6 +96,8 @@ class _EnvelopeReader:
         self._sniffed = False
 
     def _feed_inner(self, text: str) -> None:
+        if not text:
+            return
         if self._sniffed:
             self.inner.feed(text)
             return
@@ -110,10 +121,12 @@ class _EnvelopeReader:
 
     def feed(self, chunk: bytes) -> Iterator[etree._Element]:
         self.outer.feed(chunk)
+        self._feed_inner(self.target.take())
         yield from self._events()
 
     def close(self) -> Iterator[etree._Element]:
         self.outer.close()
+        self._feed_inner(self.target.take())
         if self.target.fault:
             raise _EdexError("", "SOAP fault: " + "".join(self.target.fault)[:300], "")
         if not self.target.seen:
@@ -131,11 +144,11 @@ class _EnvelopeReader:
 
     def _events(self) -> Iterator[etree._Element]:
         for event, el in self.inner.read_events():
-            name = local(el.tag)
             if event == "start":
                 if not self.root_name:
-                    self.root_name = name
+                    self.root_name = local(el.tag)
                 continue
+            name = local(el.tag)
             if self.root_name == "InternetTrafficResponse":
                 if name in ("ErrorCode", "ErrorDescription"):
                     self.error[name] = (el.text or "").strip()
