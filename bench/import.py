@@ -20,6 +20,10 @@ Then 1% of the leases change in eSite (their CreditStatus, through the sandbox's
 and a delta resync is timed (exactly those leases updated, asserted), then "sync now" for one
 changed lease (the delta query finds it) and for one unchanged lease (looked for in the lists).
 
+Beside the unchanged re-import, its floor: the sandbox answering the current and notice lists
+(every lease) read as bytes and dropped, and the same replies parsed into elements (no mapping,
+no database).
+
 Targets (2-core machine): 10,000 leases <= 5 s; 100,000 <= 50 s with peak memory growth
 < 150 MB; an unchanged re-import writes nothing (asserted); the delta resync with 1% of
 100,000 leases changed <= 3 s.
@@ -141,6 +145,7 @@ def _measure(leases: int, sandbox, profiles: dict[str, str | None]) -> dict:
     assert run.status == SyncStatus.SUCCEEDED, run.message
     assert run.created == leases == Lease.objects.count(), (run.created, leases)
 
+    floor = _read_floor(conn)
     from django.db import reset_queries
 
     reset_queries()  # the log is a bounded deque: start empty so the capture is exact
@@ -162,6 +167,7 @@ def _measure(leases: int, sandbox, profiles: dict[str, str | None]) -> dict:
     delta = _delta_and_lease_sync(conn, base_url, leases, profiles["delta"])
     return {
         **delta,
+        **floor,
         "leases": leases,
         "import_s": round(first, 2),
         "peak_growth_mb": round(growth_mb, 1),
@@ -170,6 +176,47 @@ def _measure(leases: int, sandbox, profiles: dict[str, str | None]) -> dict:
         "reimport_rows_written": len(writes),
         "queries_reimport": len(ctx.captured_queries),
     }
+
+
+def _read_floor(conn) -> dict:
+    """What an unchanged re-import cannot go below: the sandbox answering GetPropertyResidents
+    (current and notice lists, every lease) read as bytes and dropped, and the same replies
+    read and parsed into <Lease> elements by the client's stream (no mapping, no database)."""
+    import httpx
+    from lxml import etree
+
+    from integrations_amsi.client import SOAP_ACTION
+    from integrations_amsi.importer import LEASE_STATUSES
+    from integrations_amsi.queries import residents_query
+
+    provider = conn.get_provider()
+    client, settings = provider.client, provider.settings
+    zeep_client, _service = client._service("Leasing")
+    operation = "GetPropertyResidents"
+    answer = parse = 0.0
+    for status in LEASE_STATUSES:
+        query = residents_query(settings.property_id, status)
+        envelope = zeep_client.create_message(
+            zeep_client.service, operation, **client._credentials(), XMLData=query
+        )
+        body = etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
+        headers = {
+            "Content-Type": "text/xml; charset=utf-8",
+            "SOAPAction": f'"{SOAP_ACTION.format(operation)}"',
+        }
+        start = time.perf_counter()
+        with httpx.stream(
+            "POST", f"{settings.base_url}/leasing.asmx", content=body, headers=headers,
+            timeout=120,
+        ) as resp:  # fmt: skip
+            for _chunk in resp.iter_bytes(256 * 1024):
+                pass
+        answer += time.perf_counter() - start
+        start = time.perf_counter()
+        for _el in client.stream_elements(operation, query, "Lease"):
+            pass
+        parse += time.perf_counter() - start
+    return {"floor_answer_s": round(answer, 2), "floor_parse_s": round(parse, 2)}
 
 
 def _age_the_load(state) -> None:
@@ -286,6 +333,7 @@ def main() -> int:
             rows.append(
                 [f"{n:,}", names[kind], f"{r['import_s']:.2f}", f"{r['peak_growth_mb']:.1f}",
                  f"{r['reimport_s']:.2f}",
+                 f"{r['floor_answer_s']:.2f} / {r['floor_parse_s']:.2f}",
                  f"{r['reimport_rows_written']} ({r['queries_reimport']})",
                  f"{r['delta_s']:.2f} ({r['delta_changed']:,} changed)",
                  f"{r['lease_changed_s']:.2f} / {r['lease_unchanged_s']:.2f}",
@@ -299,6 +347,7 @@ def main() -> int:
                 "import s",
                 "peak RSS growth MB",
                 "unchanged re-import s",
+                "floor s (sandbox answers / read+parse)",
                 "rows written on re-import (queries)",
                 "delta resync s (1% changed)",
                 "sync now s (changed / unchanged lease)",
