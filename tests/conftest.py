@@ -87,6 +87,30 @@ def empty_sandbox(start_sandbox) -> SandboxServer:
 
 
 @pytest.fixture
+def amsi_world(tmp_path: Path, db):
+    """A sandbox eSite on a loopback port, property "maple" connected to it and imported (24
+    leases): tests/integrations_amsi/world.py's AmsiWorld, closed after the test. The modules
+    that use it alias it as their ``world`` fixture."""
+    from integrations_amsi.client import clear_clients
+    from tests.integrations_amsi.world import AmsiWorld
+
+    clear_clients()
+    world = AmsiWorld(tmp_path)
+    try:
+        world.import_property()
+        yield world
+    finally:
+        world.close()
+
+
+@pytest.fixture
+def deliver(django_capture_on_commit_callbacks):
+    """``with deliver(): ...`` runs the on-commit callbacks (a posting's django-q2 task, in its
+    sync mode) of a block of work."""
+    return lambda: django_capture_on_commit_callbacks(execute=True)
+
+
+@pytest.fixture
 def shared_reference() -> Path:
     if not SHARED_REFERENCE.is_dir():
         pytest.skip("../shared/amsi-reference is not present")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -18,10 +17,8 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from integrations.models import Posting, PostingKind, PostingState
-from integrations_amsi.client import clear_clients
 from rentplatform.models import PaymentState
 from tests.browser.conftest import log_in
-from tests.integrations_amsi.world import AmsiWorld
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,12 +28,8 @@ REFUSED = "001-01-102-2"  # blocked in eSite after our last sync: eSite refuses 
 
 
 @pytest.fixture
-def world(tmp_path) -> Iterator[AmsiWorld]:
-    clear_clients()
-    w = AmsiWorld(tmp_path)
-    w.import_property()
-    yield w
-    w.close()
+def world(amsi_world):
+    return amsi_world
 
 
 @pytest.fixture

@@ -8,17 +8,14 @@ Each step is a screenshot, ``resident-NN-...png`` (tests/browser/conftest.py say
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
 
 from integrations.models import PostingState
-from integrations_amsi.client import clear_clients
 from rentplatform.models import Payment, PaymentAccess, PaymentMethod, PaymentState
 from rentplatform.services import block_lease
 from tests.browser.conftest import log_in
-from tests.integrations_amsi.world import AmsiWorld
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,12 +26,8 @@ PASSWORD = "pw-123456"  # AmsiWorld.resident_user's
 
 
 @pytest.fixture
-def world(tmp_path) -> Iterator[AmsiWorld]:
-    clear_clients()
-    w = AmsiWorld(tmp_path)
-    w.import_property()
-    yield w
-    w.close()
+def world(amsi_world):
+    return amsi_world
 
 
 def log_out(page) -> None:

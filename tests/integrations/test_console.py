@@ -6,7 +6,6 @@ own reasons with the fake provider."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
@@ -25,7 +24,6 @@ from integrations_amsi.models import AmsiLeaseLink
 from rentplatform import services
 from rentplatform.models import PaymentMethod
 from tests.factories import lease_with_resident, staff_user
-from tests.integrations_amsi.world import AmsiWorld
 
 CHANGELIST = reverse("admin:integrations_posting_changelist")
 ALLOWED = "001-01-101-1"
@@ -71,17 +69,8 @@ def act(client: Client, posting: Posting, action: str, **form) -> list[str]:
 
 
 @pytest.fixture
-def world(tmp_path, db, django_capture_on_commit_callbacks) -> Iterator[AmsiWorld]:
-    clear_clients()
-    w = AmsiWorld(tmp_path)
-    w.import_property()
-    yield w
-    w.close()
-
-
-@pytest.fixture
-def deliver(django_capture_on_commit_callbacks):
-    return lambda: django_capture_on_commit_callbacks(execute=True)
+def world(amsi_world):
+    return amsi_world
 
 
 # -- eSite's codes -------------------------------------------------------------------------------

@@ -168,7 +168,9 @@ def test_batch_with_a_posting_needing_attention_is_not_settled_and_says_why(worl
     lines = world.close_batches(now=world.at(DAY, 23))
     assert lines[0].endswith("waiting, 1 posting needs attention")
     link = world.batch_link(refused.batch)
-    assert link.needs_attention and link.settle_error.startswith("1 posting in this batch needs attention")
+    assert link.needs_attention and link.settle_error.startswith(
+        "1 posting in this batch needs attention"
+    )
     assert world.ledger()[refused.batch.batch_id]["settled"] is False
 
 
