@@ -10,27 +10,14 @@ from django.utils import timezone
 
 from integrations import outbox
 from integrations.models import (
-    Connection,
     FakeRemoteEntry,
     Posting,
     PostingKind,
     PostingState,
 )
 from rentplatform import services, signals
-from tests.factories import lease_with_resident
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def lease():
-    lease, _ = lease_with_resident()
-    return lease
-
-
-@pytest.fixture
-def connection(lease):
-    return Connection.objects.create(property=lease.property, provider="fake")
 
 
 def test_rolled_back_payment_leaves_no_posting(connection, lease):

@@ -27,20 +27,8 @@ from integrations.models import (
 )
 from integrations.providers.fake import FakeProvider
 from rentplatform import services
-from tests.factories import lease_with_resident
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def lease():
-    lease, _ = lease_with_resident()
-    return lease
-
-
-@pytest.fixture
-def connection(lease):
-    return Connection.objects.create(property=lease.property, provider="fake")
 
 
 @pytest.fixture

@@ -16,21 +16,9 @@ from django_q.signing import SignedPackage
 
 from integrations import outbox, tasks
 from integrations.exceptions import RetryableError
-from integrations.models import Connection, FakeRemoteEntry, Posting, PostingState
+from integrations.models import FakeRemoteEntry, Posting, PostingState
 from integrations.models.posting import AttemptOutcome
 from rentplatform import services
-from tests.factories import lease_with_resident
-
-
-@pytest.fixture
-def lease():
-    lease, _ = lease_with_resident()
-    return lease
-
-
-@pytest.fixture
-def connection(lease):
-    return Connection.objects.create(property=lease.property, provider="fake")
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from integrations.models import Connection, FakeRemoteEntry, PostingKind
+from integrations.models import FakeRemoteEntry, PostingKind
 from rentplatform import services
-from tests.factories import lease_with_resident, staff_user
+from tests.factories import staff_user
 from tests.integrations.fake_day import posted_day
 
 URL = "admin:integrations_depositreport_reconcile"
@@ -30,17 +30,6 @@ def _client(*perms: str) -> Client:
     client = Client()
     client.force_login(staff_user(*perms))
     return client
-
-
-@pytest.fixture
-def lease(db):
-    lease, _ = lease_with_resident()
-    return lease
-
-
-@pytest.fixture
-def connection(lease):
-    return Connection.objects.create(property=lease.property, provider="fake")
 
 
 @pytest.fixture

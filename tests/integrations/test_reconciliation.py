@@ -19,7 +19,6 @@ from integrations.reconciliation import (
     reconcile,
 )
 from rentplatform import services
-from tests.factories import lease_with_resident
 from tests.integrations.fake_day import posted_day
 
 D = Decimal
@@ -144,17 +143,6 @@ def test_local_nets_add_items_per_remote_batch():
 
 
 # -- whole runs with the fake provider ----------------------------------------------------------
-
-
-@pytest.fixture
-def lease(db):
-    lease, _ = lease_with_resident()
-    return lease
-
-
-@pytest.fixture
-def connection(lease):
-    return Connection.objects.create(property=lease.property, provider="fake")
 
 
 @pytest.fixture
