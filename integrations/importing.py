@@ -34,18 +34,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from integrations.exceptions import PermanentError
+from integrations.import_updates import Changed, ChangedLeases
 from integrations.models import Connection, SyncKind, SyncRun, SyncStatus
 from integrations.records import BadRecord, LeaseRecord, OccupantRecord
-from rentplatform.bulk import CHUNK, fast_insert, fast_update
+from rentplatform.bulk import CHUNK, fast_insert
 from rentplatform.models import LeaseStatus
 from rentplatform.services import imports as host
 
 if TYPE_CHECKING:
     from integrations.providers.base import AccountingProvider
-
-# A changed lease: its link's id, its lease's id, whether the link is active, the record, its
-# digest.
-_Changed = tuple[int, int, bool, LeaseRecord, str]
 
 # Above this many links seen, unseen links are found in Python rather than by sending every id
 # seen to the database.
@@ -54,16 +51,6 @@ _IN_CLAUSE_LIMIT = 900
 
 class _Rollback(Exception):
     pass
-
-
-class _Writes:
-    """What a chunk of changed leases writes in bulk once compared."""
-
-    def __init__(self):
-        self.leases: list = []
-        self.residents: list = []
-        self.occupants: dict[tuple[str, ...], list[dict]] = {}  # by the fields that moved
-        self.responsible: list[tuple[int, int, bool]] = []
 
 
 class Feed:
@@ -89,7 +76,7 @@ class Feed:
         self._importer.notes.insert(0, text)
 
 
-class Importer:
+class Importer(ChangedLeases):
     def __init__(
         self,
         provider: AccountingProvider,
@@ -112,6 +99,7 @@ class Importer:
         self._buildings: dict[str, int] = {}
         self._all_units = False
         self.seen_links: set[int] = set()
+        self._none_linked = False
         self.units_created = 0
         self.units_updated = 0
         self.processed = 0
@@ -273,6 +261,8 @@ class Importer:
     def _process(self, items: Iterable[Any]) -> None:
         chunk: list[LeaseRecord] = []
         seen_keys: set[tuple] = set()
+        # A first import (no lease linked yet) has nothing to compare with: no chunk asks.
+        self._none_linked = not self.links.objects.filter(connection=self.connection).exists()
         for rec in self._records(items):
             if rec.key in seen_keys:
                 continue  # listed twice (under two statuses, say): once is enough
@@ -284,19 +274,28 @@ class Importer:
         if chunk:
             self._process_chunk(chunk)
 
-    def _process_chunk(self, records: list[LeaseRecord]) -> None:
+    def _known(self, records: list[LeaseRecord]) -> dict[tuple, tuple]:
+        """The links of ``records`` already made: key -> (pk, lease_id, active, digest).
+
+        Compared on a few columns; whole links (raw JSON, lease) are loaded only for the leases
+        that changed, so an unchanged resync builds no model instances. (A record listed twice
+        in one run is skipped before this, so links made earlier in the run are never asked.)
+        """
+        if self._none_linked:
+            return {}
         key_fields = self.links.key_fields
         lookup = {f"{key_fields[-1]}__in": {r.key[-1] for r in records}}
-        # Compare on a few columns first; whole links (raw JSON, lease) are loaded only for
-        # the leases that changed, so an unchanged resync builds no model instances.
-        known = {
+        return {
             row[4:]: row[:4]
             for row in self.links.objects.filter(connection=self.connection, **lookup).values_list(
                 "pk", "lease_id", "active", "content_hash", *key_fields
             )
         }
+
+    def _process_chunk(self, records: list[LeaseRecord]) -> None:
+        known = self._known(records)
         new: list[tuple[LeaseRecord, str]] = []
-        changed: list[_Changed] = []
+        changed: list[Changed] = []
         for rec in records:
             digest = rec.digest()
             row = known.get(rec.key)
@@ -384,85 +383,6 @@ class Importer:
             self.occupant_links.key_field: occ.key,
             **occ.link_fields,
         }
-
-    def _update(self, changed: list[_Changed]) -> None:
-        """Leases whose digest changed, a chunk at a time: read in two queries (their leases,
-        locked, and their occupants), compared in memory, written in bulk. Only an occupant
-        added or removed costs statements of its own (rare: people move in and out)."""
-        pks = [pk for pk, *_rest in changed]
-        leases = host.leases_for_update(lease_id for _pk, lease_id, *_rest in changed)
-        occupants: dict[int, dict[str, Any]] = {pk: {} for pk in pks}
-        for occ in self.occupant_links.objects.filter(lease_link_id__in=pks).select_related(
-            "resident"
-        ):
-            occupants[occ.lease_link_id][occ.remote_key] = occ
-        w = _Writes()
-        link_rows = []
-        for pk, lease_id, active, rec, digest in changed:
-            lease = leases[lease_id]
-            changes = host.lease_changes(lease, rec.lease_values(lease.status))
-            if host.access_changed(lease, rec.access, rec.access_reason, self.now):
-                reason = f" ({rec.access_reason})" if rec.access_reason else ""
-                changes.append(f"payment access -> {rec.access}{reason}")
-            if changes:
-                w.leases.append(lease)
-            changes += self._sync_occupants(pk, lease.pk, rec.occupants, occupants[pk], w)
-            if not active and rec.payable:
-                changes.append(f"listed again by {self.system}: reactivated")
-            # Only a payable listing reactivates a link.
-            link_rows.append(
-                {"pk": pk, **self._link_row(rec, digest), "active": active or rec.payable}
-            )
-            self.run.updated += 1
-            self.run.record_change(
-                rec.label, "; ".join(changes) or f"{self.system} details updated"
-            )
-        host.save_leases(w.leases)
-        host.save_residents(w.residents)
-        for fields, rows in w.occupants.items():
-            fast_update(self.occupant_links, rows, list(fields))
-        host.set_responsible_many(w.responsible)
-        fast_update(self.links, link_rows, [f for f in link_rows[0] if f != "pk"])
-
-    def _sync_occupants(
-        self, link_pk: int, lease_id: int, occupants: list[OccupantRecord], existing: dict, w
-    ) -> list[str]:
-        key_field = self.occupant_links.key_field
-        changes = []
-        wanted = {o.key: o for o in occupants}
-        for key, occ in wanted.items():
-            current = existing.get(key)
-            if current is None:
-                linked = [o.resident_id for o in existing.values()]
-                resident = host.unlinked_member(
-                    lease_id, linked, occ.email, occ.first_name, occ.last_name
-                )
-                if resident is not None:
-                    # The tenant a person added by hand is this occupant: adopt, don't
-                    # duplicate (their portal login stays with them).
-                    host.set_responsible(lease_id, resident.pk, occ.responsible)
-                    changes.append(f"occupant {key} matched to {resident} (added by hand)")
-                else:
-                    resident = host.add_resident(lease_id, occ.person, occ.responsible)
-                    changes.append(f"occupant {key} added")
-                self.occupant_links.objects.create(
-                    lease_link_id=link_pk, resident=resident, **{key_field: key}, **occ.link_fields
-                )
-                continue
-            if host.resident_changed(current.resident, occ.person):
-                w.residents.append(current.resident)
-                changes.append(f"occupant {key} details")
-            moved = {k: v for k, v in occ.link_fields.items() if getattr(current, k) != v}
-            if moved:
-                w.occupants.setdefault(tuple(sorted(moved)), []).append({"pk": current.pk, **moved})
-                w.responsible.append((lease_id, current.resident_id, occ.responsible))
-                changes += [f"occupant {key} {name} -> {value}" for name, value in moved.items()]
-        for key, gone in existing.items():
-            if key not in wanted:
-                host.remove_resident(lease_id, gone.resident_id)
-                gone.delete()
-                changes.append(f"occupant {key} no longer on the lease")
-        return changes
 
     # -- disappearance ---------------------------------------------------------------------------
     def _deactivate_unseen(self) -> None:
