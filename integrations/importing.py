@@ -37,7 +37,7 @@ from integrations.exceptions import PermanentError
 from integrations.import_updates import Changed, ChangedLeases
 from integrations.models import Connection, SyncKind, SyncRun, SyncStatus
 from integrations.records import BadRecord, LeaseRecord, OccupantRecord
-from rentplatform.bulk import CHUNK, fast_insert
+from rentplatform.bulk import CHUNK, fast_insert, refresh_statistics
 from rentplatform.models import LeaseStatus
 from rentplatform.services import imports as host
 
@@ -47,6 +47,11 @@ if TYPE_CHECKING:
 # Above this many links seen, unseen links are found in Python rather than by sending every id
 # seen to the database.
 _IN_CLAUSE_LIMIT = 900
+
+
+# A run that linked this many leases refreshes the planner's statistics of the link tables, so
+# the next run's lookups are planned for the rows it made.
+_ANALYZE_AFTER = 1000
 
 
 class _Rollback(Exception):
@@ -131,6 +136,8 @@ class Importer(ChangedLeases):
                 self._finish_message()
                 if self.run.dry_run:
                     raise _Rollback
+                if self.run.created >= _ANALYZE_AFTER:
+                    refresh_statistics(self.links, self.occupant_links)
         except _Rollback:
             pass
 
