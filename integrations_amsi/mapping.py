@@ -96,7 +96,7 @@ def _yes(value: str | None) -> bool:
 
 def lease_record(el: etree._Element) -> LeaseRecord:
     """A <Lease> of GetPropertyResidents (or the delta query) as the framework's record."""
-    a = el.attrib
+    a = dict(el.attrib)  # read once: a dict's get is several times cheaper than lxml's
     ids = [a.get(n, "").strip() for n in ("PropertyId", "BldgID", "UnitID", "ResiID")]
     record = "-".join(i or "?" for i in ids)
     if not all(ids):
@@ -110,7 +110,7 @@ def lease_record(el: etree._Element) -> LeaseRecord:
     for child in el:
         if local(child.tag) != "Occupant":
             continue
-        c = child.attrib
+        c = dict(child.attrib)
         seq = c.get("OccuSeqNo", "").strip()
         if not seq:
             raise BadRecord(record, "occupant without OccuSeqNo")
@@ -151,7 +151,7 @@ def lease_record(el: etree._Element) -> LeaseRecord:
             "external_reference": a.get("ExternalReferenceID", "").strip()[:40],
         },
         occupants=occupants,
-        raw=dict(a),
+        raw=a,
     )
 
 
