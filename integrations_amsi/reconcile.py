@@ -36,6 +36,7 @@ from integrations.reconciliation import (
 
 from . import PROVIDER_ID
 from .models import AmsiBatchEntry, AmsiBatchLink
+from .transport import network_reason
 
 
 def parse_external_deposits(text: str) -> RemoteSide:
@@ -92,8 +93,8 @@ def fetch_external_deposits(provider, month: dt.date) -> str:
         response = httpx.get(url, params=params, timeout=settings.timeout)
     except httpx.HTTPError as err:
         raise RetryableError(
-            f"could not fetch the External Deposits report from {url}: {type(err).__name__}; "
-            "upload the eSite export instead",
+            f"could not fetch the External Deposits report from {url}: "
+            f"{network_reason(err, settings.timeout)}; upload the eSite export instead",
             provider=PROVIDER_ID,
             operation="reconcile",
         ) from err

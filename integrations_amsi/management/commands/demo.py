@@ -349,7 +349,8 @@ class Command(BaseCommand):
         files = len(list(demo.mail_dir().glob("*.log")))
         self.out(
             f"   emailed {sent.count()} of {deposited} reports to "
-            f"{connection.property.manager_emails}: {files} message file(s) in {mail}/"
+            f"{connection.property.manager_emails}: {files} message "
+            f"{'file' if files == 1 else 'files'} in {mail}/"
         )
 
     def _reconcile(self, connection: Connection) -> bool:
@@ -396,9 +397,11 @@ class Command(BaseCommand):
             f"     deposits   http://127.0.0.1:{port}/edexweb/esite/externaldeposits?level=payment"
         )
         month = timezone.localdate().strftime("%Y-%m")
-        self.out("   commands on the demo's state:")
+        self.out(
+            "   commands on the demo's state, while `make serve` runs (it starts the demo's "
+            "sandbox, which they call):"
+        )
         self.out(f"     {manage} integrations_reconcile --property maple --month {month}")
-        self.out("   and, while `make serve` runs (it starts the demo's sandbox, which they call):")
         self.out(f"     {manage} amsi_probe maple")
         self.out(f"     {manage} integrations_sync --property maple")
         self.out(

@@ -261,3 +261,11 @@ def test_reconciliation_lists_every_difference(world, deliver, settings):
     assert "missing_item" in kinds and "total_differs" in kinds
     assert any(missing.public_id[:10] in d.message for d in result.differences)
     assert not result.ok
+
+
+def test_reconciliation_with_esite_unreachable_says_why_in_words(world):
+    world.server.stop()  # (the world's close() stops it again: harmless)
+    result = reconcile(world.connection, dt.date.today().replace(day=1))
+    assert result.error.startswith("could not fetch the External Deposits report from http")
+    assert ": connection refused; upload the eSite export instead" in result.error
+    assert "Error" not in result.error  # no exception class name (httpx.ConnectError)

@@ -66,7 +66,7 @@ def test_the_demo_keeps_its_promises(tmp_path: Path):
     out = done.stdout
 
     mail = tmp_path / "mail"
-    assert "4 of 4 reports" in out and f"4 message file(s) in {mail}/" in out
+    assert "4 of 4 reports" in out and f"4 message files in {mail}/" in out
     messages = sorted(mail.glob("*.log"))
     assert len(messages) == 4
     assert all("Batch Deposit Report" in m.read_text() for m in messages)
@@ -84,6 +84,11 @@ def test_the_demo_keeps_its_promises(tmp_path: Path):
         "amsi_probe",
         "integrations_sync",
     }
+    # Before the sandbox runs, a command that calls it says so in words, without a traceback.
+    reconcile = next(c for c in others if c.startswith("integrations_reconcile"))
+    ran = run([sys.executable, "manage.py", *shlex.split(reconcile)], env, timeout=120)
+    assert ran.returncode == 1 and "Traceback" not in ran.stderr
+    assert "connection refused; upload the eSite export instead" in ran.stdout
     sandbox = subprocess.Popen(
         [sys.executable, "manage.py", *shlex.split(sandbox_line)],
         cwd=REPO_ROOT,
