@@ -35,6 +35,7 @@ from integrations.models import (
 from integrations.services import run_sync
 from rentplatform.api.errors import error_response, error_responses, invalid_response
 from rentplatform.models import Lease
+from rentplatform.models.payment import reference_q
 
 
 def staff_with(perm: str) -> type[BasePermission]:
@@ -138,7 +139,9 @@ class PostingFilterSerializer(serializers.Serializer):
     state = serializers.ChoiceField(choices=PostingState.choices, required=False)
     kind = serializers.ChoiceField(choices=PostingKind.choices, required=False)
     payment = serializers.RegexField(
-        r"^[0-9a-fA-F]{32}$", required=False, help_text="A payment's id (32 hex digits)."
+        r"^[0-9a-fA-F]{10,32}$",
+        required=False,
+        help_text="A payment's id (32 hex digits) or its reference (the first 10).",
     )
     property = serializers.CharField(required=False, max_length=40, help_text="A property code.")
 
@@ -176,7 +179,7 @@ class PostingList(generics.ListAPIView):
         if "kind" in found:
             postings = postings.filter(kind=found["kind"])
         if "payment" in found:
-            postings = postings.filter(payment__reference=found["payment"].lower())
+            postings = postings.filter(reference_q(found["payment"], "payment__reference"))
         if "property" in found:
             postings = postings.filter(connection__property__code=found["property"])
         return postings

@@ -76,7 +76,15 @@ class PaymentCreateSerializer(serializers.Serializer):
 
 class PaymentSerializer(serializers.ModelSerializer):
     id = serializers.CharField(
-        source="public_id", read_only=True, help_text="The payment's reference: 32 hex digits."
+        source="public_id",
+        read_only=True,
+        help_text="The payment's id: 32 hex digits. Every endpoint also takes its reference.",
+    )
+    reference = serializers.CharField(
+        source="short_id",
+        read_only=True,
+        help_text="The short form people see (the portal, the admin, emails, eSite's "
+        "Description): the id's first 10 hex digits.",
     )
     lease = serializers.IntegerField(source="lease_id", read_only=True)
     amount = serializers.CharField(read_only=True, help_text='Two places, e.g. "125.00".')
@@ -87,6 +95,7 @@ class PaymentSerializer(serializers.ModelSerializer):
         model = Payment
         fields = [
             "id",
+            "reference",
             "lease",
             "amount",
             "method",

@@ -46,6 +46,10 @@ def test_generated_client_pays_voids_and_lists_postings(api_world, clients):
 
     postings = staff.integrations_postings_list(payment=payment_id).data
     assert postings["count"] == 2
+    # The short reference people see is the id's first 10 digits, and is taken too.
+    assert paid.data["reference"] == payment_id[:10]
+    by_reference = staff.integrations_postings_list(payment=paid.data["reference"]).data
+    assert by_reference == postings
     by_kind = {p["kind"]: p for p in postings["results"]}
     assert set(by_kind) == {PostingKind.PAYMENT, PostingKind.REVERSAL}
     assert all(p["state"] == PostingState.POSTED for p in by_kind.values())
