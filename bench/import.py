@@ -8,6 +8,7 @@ Run by hand; CI runs ``--quick`` untimed (tests/test_benches.py) so it keeps wor
     .venv/bin/python bench/import.py --quick              # 200 leases, untimed (CI)
     .venv/bin/python bench/import.py --database postgres  # PostgreSQL (sqlite, postgres, or both)
     .venv/bin/python bench/import.py --leases 100000 --profile-delta var/delta.prof
+    .venv/bin/python bench/import.py --leases 100000 --profile-reimport var/reimport.prof
 
 Each size and database runs in its own worker process with a fresh database (a SQLite file in a
 temp directory, or a new PostgreSQL database dropped afterwards; ``RENTPLATFORM_VAR_DIR`` is set
@@ -151,8 +152,10 @@ def _measure(leases: int, sandbox, profiles: dict[str, str | None]) -> dict:
     reset_queries()  # the log is a bounded deque: start empty so the capture is exact
     with CaptureQueriesContext(db) as ctx:
         start = time.perf_counter()
+        profiler = _profiled(profiles["reimport"])
         rerun = run_sync(conn, SyncKind.IMPORT)
         second = time.perf_counter() - start
+        _dump(profiler, profiles["reimport"])
     writes = [
         q["sql"]
         for q in ctx.captured_queries
@@ -286,13 +289,18 @@ def main() -> int:
     )  # fmt: skip
     parser.add_argument("--database-url", default="", help="PostgreSQL server (else local)")
     parser.add_argument("--profile", help="write a cProfile of the first import here")
+    parser.add_argument("--profile-reimport", help="write a cProfile of the re-import here")
     parser.add_argument("--profile-delta", help="write a cProfile of the delta resync here")
     parser.add_argument("--quick", action="store_true", help="200 leases, no verdict (CI)")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--kind", default="sqlite", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        profiles = {"import": args.profile, "delta": args.profile_delta}
+        profiles = {
+            "import": args.profile,
+            "reimport": args.profile_reimport,
+            "delta": args.profile_delta,
+        }
         print(json.dumps(worker(args.worker, args.kind, args.database_url, profiles)))
         return 0
     sizes = QUICK if args.quick else args.leases
@@ -317,6 +325,7 @@ def main() -> int:
                 cmd += ["--database-url", args.database_url]
             for flag, given in (
                 ("--profile", args.profile),
+                ("--profile-reimport", args.profile_reimport),
                 ("--profile-delta", args.profile_delta),
             ):
                 path = _profile_path(given, kind, n, several)
