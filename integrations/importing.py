@@ -117,6 +117,7 @@ class Importer(ChangedLeases):
         self.run.window_end = self.now
         try:
             with transaction.atomic():
+                _one_import_at_a_time(self.connection)
                 kind = self.run.kind
                 if kind in (SyncKind.IMPORT, SyncKind.FULL):
                     self._sync_units(self.provider.read_units(self.feed))
@@ -435,6 +436,23 @@ def last_delta_end(connection: Connection) -> dt.datetime | None:
     if last is None:
         return None
     return last.window_end or last.started_at
+
+
+# pg_advisory_xact_lock's first key: this lock's namespace (the second is the connection id).
+_IMPORT_LOCK = 0x494D5054  # "IMPT"
+
+
+def _one_import_at_a_time(connection: Connection) -> None:
+    """Imports and resyncs of one connection run one after the other (PostgreSQL: an advisory
+    lock held until the transaction ends; a second run waits for the first and then sees its
+    links, instead of creating them again and failing on their unique key). Nothing else
+    waits: payments, postings and the connection's own row are not locked. SQLite runs one
+    write transaction at a time anyway."""
+    db = transaction.get_connection()
+    if db.vendor != "postgresql":
+        return
+    with db.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_IMPORT_LOCK, connection.pk])
 
 
 def run_import(
