@@ -121,8 +121,9 @@ class Posting(models.Model):
         self._loaded_state = self.state
 
     @classmethod
-    def from_db(cls, db, field_names, values):
-        instance = super().from_db(db, field_names, values)
+    def from_db(cls, db, field_names, values, *args, **kwargs):
+        # (Django 6.1 passes fetch_mode; 5.2 does not: whatever comes is passed on.)
+        instance = super().from_db(db, field_names, values, *args, **kwargs)
         instance._loaded_state = instance.__dict__.get("state")
         return instance
 
