@@ -9,12 +9,24 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html
 
 from integrations import services
 from integrations.forms import BackfillForm
 from integrations.models import Connection, SyncRun, SyncStatus
+
+
+def admin_url(obj, view: str = "change") -> str:
+    """The admin page of ``obj`` (a payment, batch, posting...), "" for none, an unsaved one or
+    a model not in the admin."""
+    if obj is None or obj.pk is None:
+        return ""
+    opts = obj._meta
+    try:
+        return reverse(f"admin:{opts.app_label}_{opts.model_name}_{view}", args=[obj.pk])
+    except NoReverseMatch:
+        return ""
 
 
 def plural(n: int, noun: str) -> str:

@@ -17,7 +17,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from lxml import etree
@@ -26,7 +26,7 @@ from integrations import advice, outbox
 from integrations.models import Posting, PostingAttempt, PostingState, SyncRun
 from integrations.models.posting import FINAL_STATES
 
-from .base import ReadOnlyAdmin, plural
+from .base import ReadOnlyAdmin, admin_url, plural
 
 
 class AttemptInline(admin.TabularInline):
@@ -113,17 +113,6 @@ def without_reply(error: str) -> str:
     shown whole, pretty-printed, under "Response received")."""
     head, sep, _ = error.partition(") reply: <")
     return f"{head})" if sep else error
-
-
-def admin_url(obj, view: str = "change") -> str:
-    """The admin page of ``obj`` (the host's payment, batch...), "" if it has none."""
-    if obj is None:
-        return ""
-    opts = obj._meta
-    try:
-        return reverse(f"admin:{opts.app_label}_{opts.model_name}_{view}", args=[obj.pk])
-    except NoReverseMatch:
-        return ""
 
 
 # The console's buttons: label, form (None: a plain button), and a sentence on what it does.

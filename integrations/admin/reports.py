@@ -9,7 +9,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.http import HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import NoReverseMatch, path, reverse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 
@@ -22,7 +22,7 @@ from integrations.reports import NotAllowed, build_report, resend
 from rentplatform.models import DepositBatch
 from rentplatform.services.batches import batch_totals
 
-from .base import ReadOnlyAdmin, plural
+from .base import ReadOnlyAdmin, admin_url, plural
 
 
 def this_month(connection: Connection | None) -> str:
@@ -273,7 +273,7 @@ class DepositReportAdmin(ReadOnlyAdmin):
                     "diff": diff,
                     "sentence": sentence,
                     "batch_url": batch_url,
-                    "item_url": _change_url(diff.subject),
+                    "item_url": admin_url(diff.subject),
                     "sides": sides(diff),
                 }
             )
@@ -287,14 +287,3 @@ class DepositReportAdmin(ReadOnlyAdmin):
 
 def _csv_name(result) -> str:
     return f"reconciliation-{result.connection.property.code}-{result.month:%Y-%m}.csv"
-
-
-def _change_url(obj) -> str:
-    """The admin page of a payment or reversal ("" for none, or a model not in the admin)."""
-    if obj is None or obj.pk is None:
-        return ""
-    opts = obj._meta
-    try:
-        return reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
-    except NoReverseMatch:
-        return ""
