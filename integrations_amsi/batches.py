@@ -40,6 +40,7 @@ from integrations.logging import mask
 from integrations.models import Posting, PostingKind, PostingState
 from integrations.models.posting import FINAL_STATES
 from rentplatform.models import DepositBatch
+from rentplatform.prepared import Prepared, insert_row
 
 from .conf import DEFAULT_SETTLEMENT_LAG_DAYS
 from .errors import error_for
@@ -91,7 +92,23 @@ def _remember_reply(link: AmsiBatchLink, reply) -> None:
         link.save(update_fields=changed)
 
 
+# Read for every payment posted: compiled once (rentplatform/prepared.py).
+_LINK = Prepared(
+    lambda connection_id, jnl_no: AmsiBatchLink.objects.filter(
+        connection_id=connection_id, client_jnl_no=jnl_no
+    ).order_by(),
+    int,
+    str,
+)
+_ENTRY = Prepared(
+    lambda posting_id: AmsiBatchEntry.objects.filter(posting_id=posting_id).order_by()
+)
+
+
 def _payments_link(connection, batch: DepositBatch) -> AmsiBatchLink:
+    link = _LINK.first(connection.pk, batch.batch_id)
+    if link is not None:
+        return link
     link, _ = AmsiBatchLink.objects.get_or_create(
         connection=connection,
         client_jnl_no=batch.batch_id,
@@ -150,9 +167,10 @@ def record_landing(provider, posting, reply) -> AmsiBatchEntry:
             amount = -posting.reversal.amount
         _remember_reply(link, reply)
         # The posting's row is locked by the caller: nobody records it at the same time.
-        entry = AmsiBatchEntry.objects.filter(posting=posting).first()
+        entry = _ENTRY.first(posting.pk)
         if entry is None:
-            entry = AmsiBatchEntry.objects.create(posting=posting, link=link, amount=amount)
+            # No save() (rentplatform/prepared.py): the model has no override nor receivers.
+            entry = insert_row(AmsiBatchEntry(posting=posting, link=link, amount=amount))
         elif entry.link_id != link.pk or entry.amount != amount:
             entry.link, entry.amount = link, amount
             entry.save(update_fields=["link", "amount", "recorded_at"])

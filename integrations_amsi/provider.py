@@ -14,6 +14,7 @@ from integrations.exceptions import (
 from integrations.logging import mask
 from integrations.models import Posting, PostingKind
 from integrations.providers.base import AccountingProvider, ConnectionCheck, Delivered
+from rentplatform.prepared import Prepared
 
 from . import PROVIDER_ID, advice, batches, errors, reconcile
 from .client import get_client
@@ -52,6 +53,17 @@ def reversal_reason(reversal) -> tuple[str, str]:
     else:
         raise ValueError(f"unknown reversal kind {reversal.kind!r}")
     return reason, text[:DESCRIPTION_MAX]
+
+
+# The four ids only, not the lease's whole AMSI record (``raw``); read for every payment, so
+# compiled once (rentplatform/prepared.py).
+_LEASE_LINK = Prepared(
+    lambda lease_id: (
+        AmsiLeaseLink.objects.filter(lease_id=lease_id)
+        .only("lease_id", *AmsiLeaseLink.key_fields)
+        .order_by("pk")[:1]
+    )
+)
 
 
 class AmsiProvider(AmsiImport, AmsiLinking, AccountingProvider):
@@ -105,12 +117,7 @@ class AmsiProvider(AmsiImport, AmsiLinking, AccountingProvider):
 
     # -- postings ----------------------------------------------------------------------------
     def _link(self, payment) -> AmsiLeaseLink:
-        # The four ids only, not the lease's whole AMSI record (``raw``).
-        link = (
-            AmsiLeaseLink.objects.filter(lease_id=payment.lease_id)
-            .only("lease_id", *AmsiLeaseLink.key_fields)
-            .first()
-        )
+        link = _LEASE_LINK.first(payment.lease_id)
         if link is None:
             raise PermanentError(
                 f"lease #{payment.lease_id} is not linked to an AMSI lease (no ResiID); "

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from integrations.conf import get_setting
 from integrations.models import Posting, PostingAttempt, PostingKind, PostingState
+from rentplatform.prepared import Prepared, insert_row, update_row
 
 from ._common import _can_check, _holds, _unknown_outcome_not_before, log
 
@@ -47,6 +48,38 @@ def _give_up(posting: Posting, checks: bool) -> None:
     log.warning("posting %s: %s", posting.key, posting.last_error)
 
 
+# The posting's own row only (NO KEY: the attempt's foreign key to it still inserts): locking
+# the joined connection too would make every payment of the property, whose posting's foreign
+# key is checked at commit, wait for this claim. The attempts' last number comes with it
+# (numbered over the posting's whole life: a person's retry resets ``attempts``, the budget,
+# not the log). Compiled once (rentplatform/prepared.py): it is read for every attempt.
+_CLAIM_READ = Prepared(
+    lambda pk: (
+        Posting.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("connection__property", "payment__batch", "reversal")
+        .annotate(
+            last_number=Subquery(
+                PostingAttempt.objects.filter(posting=OuterRef("pk"))
+                .order_by("-number")
+                .values("number")[:1]
+            )
+        )
+        .filter(pk=pk)
+        .order_by()
+    )
+)
+
+
+CLAIM_FIELDS = [
+    "state",
+    "attempts",
+    "claimed_until",
+    "outcome_unknown",
+    "enqueued_at",
+    "updated_at",
+]
+
+
 def claim(
     posting_id: int, *, force: bool = False, reversal_wait: Callable | None = None
 ) -> tuple[Posting, PostingAttempt] | str | None:
@@ -61,24 +94,7 @@ def claim(
     """
     now = timezone.now()
     with transaction.atomic():
-        # The posting's own row only (NO KEY: the attempt's foreign key to it still inserts):
-        # locking the joined connection too would make every payment of the property, whose
-        # posting's foreign key is checked at commit, wait for this claim. The attempts'
-        # last number comes with it (numbered over the posting's whole life: a person's retry
-        # resets ``attempts``, the budget, not the log).
-        posting = (
-            Posting.objects.select_for_update(of=("self",), no_key=True)
-            .select_related("connection__property", "payment__batch", "reversal")
-            .annotate(
-                last_number=Subquery(
-                    PostingAttempt.objects.filter(posting=OuterRef("pk"))
-                    .order_by("-number")
-                    .values("number")[:1]
-                )
-            )
-            .filter(pk=posting_id)
-            .first()
-        )
+        posting = _CLAIM_READ.first(posting_id)
         if posting is not None and reversal_wait and posting.kind == PostingKind.REVERSAL:
             waited = reversal_wait(posting, now, force)
             if waited is not None:
@@ -121,21 +137,17 @@ def claim(
         posting.enqueued_at = None  # the queued task has been taken
         posting.attempts += 1
         posting.claimed_until = now + dt.timedelta(seconds=get_setting("CLAIM_SECONDS"))
-        posting.save(
-            update_fields=[
-                "state",
-                "attempts",
-                "claimed_until",
-                "outcome_unknown",
-                "enqueued_at",
-                "updated_at",
-            ]
-        )
-        attempt = PostingAttempt.objects.create(
-            posting=posting,
-            number=(posting.last_number or 0) + 1,
-            started_at=now,
-            checked_first=posting.outcome_unknown,
-            worker=_worker_name(),
+        # Written without Model.save (rentplatform/prepared.py): the row was read under its
+        # lock just above, not abandoned, and nothing listens to these models' save signals.
+        update_row(posting, CLAIM_FIELDS)
+        posting._loaded_state = posting.state
+        attempt = insert_row(
+            PostingAttempt(
+                posting=posting,
+                number=(posting.last_number or 0) + 1,
+                started_at=now,
+                checked_first=posting.outcome_unknown,
+                worker=_worker_name(),
+            )
         )
     return posting, attempt

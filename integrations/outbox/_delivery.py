@@ -22,6 +22,7 @@ from integrations.exceptions import (
 from integrations.logging import mask
 from integrations.models import Connection, Posting, PostingAttempt, PostingKind, PostingState
 from integrations.models.posting import FINAL_STATES, AttemptOutcome
+from rentplatform.prepared import update_row
 
 from ._claims import claim
 from ._common import _backoff, _can_check, _holds, log
@@ -210,10 +211,11 @@ def _finish(posting: Posting, attempt: PostingAttempt, outcome: str, delivered, 
     with transaction.atomic():
         result = _apply(claimed, outcome, delivered, error, message, now)
         claimed.updated_at = now
-        values = {name: getattr(claimed, name) for name in FINISH_FIELDS}
-        ours = Posting.objects.filter(
-            pk=claimed.pk, state=PostingState.IN_FLIGHT, claimed_until=token
-        ).update(**values)
+        # One conditional UPDATE, its SQL built once (rentplatform/prepared.py; no save(): the
+        # condition is the guard).
+        ours = update_row(
+            claimed, FINISH_FIELDS, where={"state": PostingState.IN_FLIGHT, "claimed_until": token}
+        )
         applied = bool(ours)
         if ours:
             posting = claimed
@@ -229,7 +231,7 @@ def _finish(posting: Posting, attempt: PostingAttempt, outcome: str, delivered, 
         attempt.finished_at = now
         attempt.outcome = result
         attempt.error = message
-        attempt.save(update_fields=["finished_at", "outcome", "error"])
+        update_row(attempt, ["finished_at", "outcome", "error"])
         if applied and posting.state == PostingState.POSTED:
             transaction.on_commit(
                 lambda p=posting: signals.posting_posted.send(sender=Posting, posting=p)

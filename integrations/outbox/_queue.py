@@ -14,8 +14,25 @@ from django_q import tasks as q_tasks
 from integrations.conf import get_setting
 from integrations.logging import mask
 from integrations.models import Connection, Posting, PostingKind, PostingState
+from rentplatform.prepared import Prepared, insert_row
 
 from ._common import _holds, log
+
+# The property's connection and the payment's posting if it has one, in one read: made for
+# every payment taken, so compiled once (rentplatform/prepared.py).
+_CONNECTION_AND_PAYMENT_POSTING = Prepared(
+    lambda property_id, payment_id: (
+        Connection.objects.filter(property_id=property_id)
+        .annotate(
+            _existing=Subquery(
+                Posting.objects.filter(payment_id=payment_id, kind=PostingKind.PAYMENT)
+                .order_by()
+                .values("pk")[:1]
+            )
+        )
+        .order_by("pk")[:1]
+    )
+)
 
 
 def create_payment_posting(payment, *, connection: Connection | None = None) -> Posting | None:
@@ -50,7 +67,13 @@ def _create_posting(property_id, connection: Connection | None, lookup: dict, de
     reverse); with any other broker (or the sync path) the task is queued after the commit, and
     if the broker cannot take it, ``enqueue`` clears the mark for the retry sweep.
     """
-    if connection is None:
+    if connection is None and lookup["kind"] == PostingKind.PAYMENT:
+        connection = _CONNECTION_AND_PAYMENT_POSTING.first(property_id, lookup["payment"].pk)
+        if connection is None:
+            return None
+        if connection._existing is not None:
+            return Posting.objects.get(pk=connection._existing)
+    elif connection is None:
         connection = (
             Connection.objects.filter(property_id=property_id)
             .annotate(_existing=Subquery(Posting.objects.filter(**lookup).values("pk")[:1]))
@@ -65,12 +88,17 @@ def _create_posting(property_id, connection: Connection | None, lookup: dict, de
         if existing is not None:
             return existing
     queue = not _holds(connection) and get_setting("DELIVERY") != "manual"
-    posting = Posting.objects.create(
-        **lookup,
-        connection=connection,
-        enqueued_at=timezone.now() if queue else None,
-        **defaults,
+    # Written without Model.save (rentplatform/prepared.py): a new row (the abandoned guard
+    # of Posting.save concerns loaded ones), and nothing listens to its save signals.
+    posting = insert_row(
+        Posting(
+            **lookup,
+            connection=connection,
+            enqueued_at=timezone.now() if queue else None,
+            **defaults,
+        )
     )
+    posting._loaded_state = posting.state
     if queue and not _enqueue_in_transaction(posting.pk):
         transaction.on_commit(lambda: enqueue(posting.pk, marked=True))
     return posting

@@ -19,6 +19,7 @@ from rentplatform.models import (
     PaymentState,
     Property,
 )
+from rentplatform.prepared import Prepared
 
 from .errors import ServiceError
 from .transactions import committing
@@ -48,6 +49,23 @@ def _next_batch_id() -> str:
     return str(number)
 
 
+# Read for every payment taken: compiled once (rentplatform/prepared.py). At most one open
+# batch per (property, stream, day, kind): the partial unique constraint.
+_LOCKED_OPEN_BATCH = Prepared(
+    lambda prop_id, stream, day, kind: (
+        DepositBatch.objects.select_for_update(of=("self",), no_key=True)
+        .filter(
+            property_id=prop_id, stream=stream, business_day=day, kind=kind, status=BatchStatus.OPEN
+        )
+        .order_by()
+    ),
+    int,
+    str,
+    dt.date,
+    str,
+)
+
+
 def _locked_open_batch(prop: Property, stream: str, day: dt.date, kind: str) -> DepositBatch | None:
     """The open batch, locked (FOR NO KEY UPDATE of the batch row only), or None.
 
@@ -55,11 +73,7 @@ def _locked_open_batch(prop: Property, stream: str, day: dt.date, kind: str) -> 
     ``status = 'open'`` on the new row version and the batch is no longer found: the caller
     opens the day's next batch instead of joining a closed one.
     """
-    return (
-        DepositBatch.objects.select_for_update(of=("self",), no_key=True)
-        .filter(property=prop, stream=stream, business_day=day, kind=kind, status=BatchStatus.OPEN)
-        .first()
-    )
+    return _LOCKED_OPEN_BATCH.first(prop.pk, stream, day, kind)
 
 
 def open_batch(prop: Property, stream: str, day: dt.date, kind: str) -> DepositBatch:

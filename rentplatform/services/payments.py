@@ -25,6 +25,7 @@ from rentplatform.models import (
     ReversalKind,
 )
 from rentplatform.money import MoneyError, parse_amount
+from rentplatform.prepared import Prepared
 
 from .batches import batch_for_payment, batch_for_reversal, lock_batch
 from .errors import IdempotencyConflict, PaymentRefused, ServiceError
@@ -100,6 +101,17 @@ def _bad_key(idempotency_key: object) -> str | None:
         raise ServiceError(str(err), code="idempotency_key") from None
 
 
+# Read for every payment taken: compiled once (rentplatform/prepared.py).
+_LOCKED_LEASE = Prepared(
+    lambda pk: (
+        Lease.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("unit__building__property")
+        .filter(pk=pk)
+        .order_by()
+    )
+)
+
+
 def accept_payment(
     lease: Lease,
     amount: object,
@@ -133,11 +145,9 @@ def accept_payment(
         with committing():
             # Lock the lease (its row only: not its unit, building or property) so a block
             # written concurrently is seen before we accept, and so retries on it queue here.
-            lease = (
-                Lease.objects.select_for_update(of=("self",), no_key=True)
-                .select_related("unit__building__property")
-                .get(pk=lease.pk)
-            )
+            lease = _LOCKED_LEASE.first(lease.pk)
+            if lease is None:
+                raise Lease.DoesNotExist("Lease matching query does not exist.")
             if key:
                 replay = _payment_replay(key, resident, lease, value, method)
                 if replay:

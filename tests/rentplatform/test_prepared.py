@@ -1,0 +1,164 @@
+"""``rentplatform.prepared``: querysets compiled once and one-row writes, on the database the
+tests run on (SQLite, and PostgreSQL in CI's second pass): what they return and store is what
+the ORM returns and stores."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from decimal import Decimal
+from unittest import mock
+
+import pytest
+from django.db import connection, transaction
+from django.db.models import Count
+from django.db.models.sql.compiler import SQLCompiler
+from django.test.utils import CaptureQueriesContext
+
+from rentplatform.models import BatchKind, BatchStatus, DepositBatch, Lease, Payment
+from rentplatform.prepared import Prepared, insert_row, update_row
+from rentplatform.services import accept_payment
+from tests.factories import lease_with_resident
+
+from .conftest import chicago
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+LEASE_WITH_PROPERTY = Prepared(
+    lambda pk: (
+        Lease.objects.select_related("unit__building__property")
+        .annotate(payments_made=Count("payments"))
+        .filter(pk=pk)
+        .order_by()
+    )
+)
+LOCKED_BATCH = Prepared(
+    lambda prop_id, stream, day: (
+        DepositBatch.objects.select_for_update()
+        .filter(property_id=prop_id, stream=stream, business_day=day, status=BatchStatus.OPEN)
+        .order_by()
+    ),
+    int,
+    str,
+    dt.date,
+)
+
+
+@pytest.fixture
+def paid():
+    lease, resident = lease_with_resident()
+    payment = accept_payment(lease, "12.34", "card", now=chicago(2026, 11, 2, 9))
+    return lease, payment
+
+
+def test_a_prepared_read_returns_what_the_orm_returns_in_one_query(paid):
+    lease, payment = paid
+    with CaptureQueriesContext(connection) as queries:
+        (got,) = LEASE_WITH_PROPERTY(lease.pk)
+        prop = got.unit.building.property  # loaded with it: no query
+    assert len(queries) == 1
+    expected = (
+        Lease.objects.select_related("unit__building__property")
+        .annotate(payments_made=Count("payments"))
+        .get(pk=lease.pk)
+    )
+    assert got.payments_made == expected.payments_made == 1
+    assert prop == expected.unit.building.property and prop.code == lease.property.code
+    # Converted as the ORM converts: Decimal, aware datetimes, dates.
+    assert got.balance == expected.balance and isinstance(got.balance, Decimal)
+    assert got.start_date == expected.start_date
+
+
+def test_values_of_each_kind_reach_the_sql_and_other_values_find_nothing(paid):
+    lease, payment = paid
+    batch = payment.batch
+    with transaction.atomic():
+        assert LOCKED_BATCH(lease.property.pk, batch.stream, batch.business_day) == [batch]
+        assert LOCKED_BATCH(lease.property.pk, "ach", batch.business_day) == []
+        later = batch.business_day + dt.timedelta(days=1)
+        assert LOCKED_BATCH(lease.property.pk, batch.stream, later) == []
+    assert LEASE_WITH_PROPERTY(lease.pk + 1000) == []
+
+
+def test_compiled_once_then_only_run(paid):
+    lease, _ = paid
+    LEASE_WITH_PROPERTY(lease.pk)
+    with mock.patch.object(SQLCompiler, "as_sql", autospec=True) as compiling:
+        assert LEASE_WITH_PROPERTY.first(lease.pk).pk == lease.pk
+    assert compiling.call_count == 0
+
+
+def test_a_locking_read_outside_a_transaction_is_refused_as_the_orm_refuses(paid):
+    lease, payment = paid
+    batch = payment.batch
+    with pytest.raises(transaction.TransactionManagementError):
+        LOCKED_BATCH(lease.property.pk, batch.stream, batch.business_day)
+
+
+def test_a_value_that_does_not_reach_the_sql_is_a_mistake_said_at_once(paid):
+    unused = Prepared(lambda pk, other: Lease.objects.filter(pk=pk))
+    with pytest.raises(ValueError, match=r"values \[1\] do not reach its SQL"):
+        unused(paid[0].pk, 5)
+
+
+def test_each_thread_compiles_for_its_own_connection(paid):
+    lease, _ = paid
+    LEASE_WITH_PROPERTY(lease.pk)
+    found = []
+
+    def other_thread():
+        try:
+            found.append(LEASE_WITH_PROPERTY.first(lease.pk).pk)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    thread.join()
+    assert found == [lease.pk]
+
+
+def test_insert_row_stores_what_create_would_defaults_and_auto_now_included(paid):
+    lease, payment = paid
+    prop = lease.property
+    batch = insert_row(
+        DepositBatch(
+            batch_id="900000001",
+            property=prop,
+            stream="ach",
+            business_day=dt.date(2026, 11, 3),
+            kind=BatchKind.PAYMENTS,
+        )
+    )
+    assert batch.pk and not batch._state.adding
+    stored = DepositBatch.objects.get(pk=batch.pk)
+    assert stored.status == BatchStatus.OPEN  # the field's default
+    assert stored.opened_at is not None and stored.opened_at.tzinfo is not None  # auto_now_add
+    assert stored.business_day == dt.date(2026, 11, 3)
+    copy = Payment.objects.get(pk=payment.pk)
+    copy.pk = None
+    copy.reference = Payment._meta.get_field("reference").get_default()
+    copy.idempotency_key = None
+    insert_row(copy)
+    again = Payment.objects.get(pk=copy.pk)
+    assert (again.amount, again.method, again.batch_id) == (
+        Decimal("12.34"),
+        "card",
+        payment.batch_id,
+    )
+    assert again.reference == copy.reference and again.reference != payment.reference
+
+
+def test_update_row_writes_the_fields_named_on_its_condition(paid):
+    _, payment = paid
+    batch = payment.batch
+    batch.status = BatchStatus.CLOSED
+    batch.closed_at = chicago(2026, 11, 2, 18)
+    # The condition does not hold: nothing written.
+    assert update_row(batch, ["status", "closed_at"], where={"status": BatchStatus.DEPOSITED}) == 0
+    assert DepositBatch.objects.get(pk=batch.pk).status == BatchStatus.OPEN
+    # None is IS NULL; the condition holds: written.
+    where = {"status": BatchStatus.OPEN, "deposited_at": None}
+    assert update_row(batch, ["status", "closed_at"], where=where) == 1
+    stored = DepositBatch.objects.get(pk=batch.pk)
+    assert stored.status == BatchStatus.CLOSED and stored.closed_at == chicago(2026, 11, 2, 18)
