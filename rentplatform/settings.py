@@ -128,6 +128,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
     DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_SQLITE_NAME") or None}
 
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and _env_bool(
+    "DB_PREPARED_STATEMENTS", True
+):
+    # Parameters bound on the server, and a statement run 5 times on a connection prepared
+    # there (psycopg's threshold): the posting path's statements are then parsed and planned
+    # once per connection instead of on every payment (the claim's read planned in 0.6 ms;
+    # docs/performance.md). Behind a transaction-pooling PgBouncer older than 1.21, or one
+    # with max_prepared_statements = 0, set DB_PREPARED_STATEMENTS=0 (docs/deployment.md).
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"server_side_binding": True, "prepare_threshold": 5}
+    )
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

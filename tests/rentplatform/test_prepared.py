@@ -162,3 +162,40 @@ def test_update_row_writes_the_fields_named_on_its_condition(paid):
     assert update_row(batch, ["status", "closed_at"], where=where) == 1
     stored = DepositBatch.objects.get(pk=batch.pk)
     assert stored.status == BatchStatus.CLOSED and stored.closed_at == chicago(2026, 11, 2, 18)
+
+
+def _this_database_url() -> str:
+    from urllib.parse import quote
+
+    d = connection.settings_dict
+    login = quote(d["USER"]) + (f":{quote(d['PASSWORD'])}" if d["PASSWORD"] else "")
+    return f"postgres://{login}@{d['HOST'] or '127.0.0.1'}:{d['PORT'] or 5432}/{d['NAME']}"
+
+
+def _connection_options(**env: str) -> str:
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from django.db import connection as c; c.ensure_connection(); "
+        "print(c.features.uses_server_side_binding, c.connection.prepare_threshold)"
+    )
+    return (
+        subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", code],
+            env={**os.environ, "DATABASE_URL": _this_database_url(), **env},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's prepared statements")
+def test_postgresql_prepares_repeated_statements_unless_told_not_to():
+    assert _connection_options() == "True 5"
+    assert _connection_options(DB_PREPARED_STATEMENTS="0") == "False None"
