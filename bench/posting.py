@@ -81,8 +81,11 @@ def _measure(kind: str, sandbox, rounds: int, profile_dir: str) -> dict:
         _bare.add_payment(base, xml)
         return time.perf_counter() - t0, 0.0
 
+    phases = _time_phases(provider)
+
     def in_process() -> tuple[float, float]:
         delivery("manual")
+        phases.on = True
         t0 = time.perf_counter()
         payment = services.accept_payment(lease, amount, "card")
         taken = time.perf_counter() - t0
@@ -90,6 +93,9 @@ def _measure(kind: str, sandbox, rounds: int, profile_dir: str) -> dict:
         t1 = time.perf_counter()
         state = outbox.deliver(posting_id)
         delivered = time.perf_counter() - t1
+        phases.on = False
+        phases.add("accept_payment", taken)
+        phases.add("deliver (claim + call + finish + the rest)", delivered)
         assert state == PostingState.POSTED, state
         return taken + delivered, taken
 
@@ -106,6 +112,7 @@ def _measure(kind: str, sandbox, rounds: int, profile_dir: str) -> dict:
     for _ in range(5):  # warm-up: WSDLs, connections, caches
         for name in PATHS:
             run[name]()
+    phases.times.clear()
     times: dict[str, list[float]] = {name: [] for name in PATHS}
     taking: list[float] = []
     for r in range(rounds):
@@ -125,10 +132,55 @@ def _measure(kind: str, sandbox, rounds: int, profile_dir: str) -> dict:
             for name, v in times.items()
         },
         "accept_median": c.median(taking),
+        "phases": {name: [min(v), c.median(v)] for name, v in phases.times.items()},
     }
     if profile_dir:
         result["profiles"] = _profile(kind, run, max(rounds // 2, 20), profile_dir)
     return result
+
+
+class _Phases:
+    """Times of the in-process path's parts (claim, the provider's call, finish), taken by
+    wrapping the functions ``outbox.deliver`` calls; recorded only while ``on``."""
+
+    def __init__(self):
+        self.on = False
+        self.times: dict[str, list[float]] = {}
+
+    def add(self, name: str, seconds: float) -> None:
+        self.times.setdefault(name, []).append(seconds)
+
+    def wrap(self, owner, attr: str, name: str) -> None:
+        inner = getattr(owner, attr)
+
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                if self.on:
+                    self.add(name, time.perf_counter() - t0)
+
+        setattr(owner, attr, timed)
+
+
+PHASES = [
+    "accept_payment",
+    "deliver (claim + call + finish + the rest)",
+    "  claim",
+    "  provider call (AddPayment, its document, reply)",
+    "  finish (outcome, landing)",
+]
+
+
+def _time_phases(provider) -> _Phases:
+    from integrations.outbox import _delivery
+
+    phases = _Phases()
+    phases.wrap(_delivery, "claim", PHASES[2])
+    phases.wrap(type(provider), "deliver", PHASES[3])
+    phases.wrap(_delivery, "_finish", PHASES[4])
+    return phases
 
 
 def _count(path, connection, profile_dir: str = "", kind: str = "", name: str = "") -> dict:
@@ -203,7 +255,7 @@ def main(argv=None) -> int:
         flush=True,
     )
     print()
-    rows, failed, missed = [], False, []
+    rows, phase_rows, failed, missed = [], [], False, []
     for db in dbs:
         cmd = [c.PYTHON, __file__, "--child", db, "--rounds", str(args.rounds)]
         if args.profile:
@@ -241,9 +293,17 @@ def main(argv=None) -> int:
         rows.append(["", "(accept_payment alone)", "", c.ms(r["accept_median"])] + [""] * 5)
         for name, path in r.get("profiles", {}).items():
             print(f"{db}: profile of path {name}: {path}")
+        for name in PHASES:
+            if name not in r.get("phases", {}):
+                continue
+            low, mid = r["phases"][name]
+            phase_rows.append([db, name, c.ms(low), c.ms(mid)])
     headings = ["db", "path", "min ms", "median ms", "p95 ms", "min - bare", "median - bare"]
     headings += ["target", "SQL statements / commits / connections opened per payment"]
     print(c.table(headings, rows))
+    print()
+    print("The in-process path in parts (each part's own min and median):")
+    print(c.table(["db", "part", "min ms", "median ms"], phase_rows))
     print(c.footer())
     if missed:
         print("targets missed: " + ", ".join(missed))
