@@ -251,3 +251,50 @@ def start_sandbox(workdir: Path, db_url: str, *, seed: str = "demo"):
     from tests.faults.harness import SandboxProcess
 
     return SandboxProcess(workdir, db_url, seed=seed).start(timeout=300)
+
+
+# -- CPU by role --------------------------------------------------------------------------------
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _role(pid: int, group: int, comm: str, cmdline: str, groups: dict[int, str]) -> str:
+    if pid == os.getpid():
+        return "taker (this process)"
+    if group in groups:
+        return groups[group]
+    if "qcluster" in cmdline:
+        return "workers (qcluster)"
+    if comm.startswith("postgres"):
+        return "PostgreSQL"
+    if comm.startswith("redis"):
+        return "Redis"
+    return "other"
+
+
+def cpu_by_role(groups: dict[int, str] | None = None) -> dict[str, float]:
+    """CPU seconds each role's processes have used so far (Linux /proc; {} elsewhere):
+    this process, ``groups`` (process group id -> role: the sandbox, the cluster), qcluster,
+    PostgreSQL, Redis, other. Two readings' difference over the wall time says how the CPUs
+    were shared."""
+    seconds: dict[str, float] = {}
+    for entry in Path("/proc").iterdir() if Path("/proc/self/stat").exists() else []:
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # gone meanwhile
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        used = (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+        role = _role(int(entry.name), int(fields[2]), comm, cmdline, groups or {})
+        seconds[role] = seconds.get(role, 0.0) + used
+    return seconds
+
+
+def cpu_shares(before: dict[str, float], after: dict[str, float], wall: float) -> dict[str, float]:
+    """Each role's CPU use between two readings, as a share of the machine (all CPUs)."""
+    capacity = wall * (os.cpu_count() or 1)
+    shares = {role: (after.get(role, 0) - before.get(role, 0)) / capacity for role in after}
+    return dict(sorted(((k, v) for k, v in shares.items() if v > 0), key=lambda kv: -kv[1]))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import _common as c
 
 
@@ -55,4 +57,11 @@ def report(results: list[dict], quick: bool) -> str:
             )
         for query, n in r["take_running"].get("lock_waits", {}).items():
             text += f"\n  waiting for a lock ({n} samples): {query}"
+        cpu = r["take_running"].get("cpu")
+        if cpu:
+            shares = ", ".join(f"{role} {100 * v:.0f} %" for role, v in cpu.items())
+            text += (
+                f"\n{r['config']}: while taking with the workers running, the CPUs (all "
+                f"{os.cpu_count()}, as a share of their time) went to: {shares}"
+            )
     return text

@@ -104,6 +104,8 @@ class Bench:
         from tests.faults.harness import Platform
 
         self.platform = Platform(sandbox)
+        # CPU accounting (bench/_common.py cpu_by_role): the sandbox runs in its own group.
+        self.groups = {sandbox.proc.pid: "sandbox (eSite's stand-in)"}
         self.platform.import_property()
         self.leases = self.platform.payable("card")
         self.n = 0
@@ -311,10 +313,12 @@ def take_phase(bench: Bench, args, label: str, connection) -> dict:
         sampler.start()
     if profiler:
         profiler.enable()
+    cpu_before = c.cpu_by_role(bench.groups)
     start = time.monotonic()
     while time.monotonic() - start < args.take_seconds:
         ids.append(bench.take().pk)
     elapsed = time.monotonic() - start
+    cpu = c.cpu_shares(cpu_before, c.cpu_by_role(bench.groups), elapsed)
     if profiler:
         profiler.disable()
         stem = f"take-{args.child.replace(':', '-')}"
@@ -327,6 +331,7 @@ def take_phase(bench: Bench, args, label: str, connection) -> dict:
         "n": len(ids),
         "rate": len(ids) / elapsed,
         "connections_opened": sum(opened.values()),
+        "cpu": cpu,
         "waits": sampler.summary() if sampler else {},
         "backends_seen": len(sampler.pids) if sampler else 0,
         "lock_waits": dict(sampler.lock_queries.most_common(4)) if sampler else {},
