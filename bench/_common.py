@@ -271,12 +271,11 @@ def _role(pid: int, group: int, comm: str, cmdline: str, groups: dict[int, str])
     return "other"
 
 
-def cpu_by_role(groups: dict[int, str] | None = None) -> dict[str, float]:
-    """CPU seconds each role's processes have used so far (Linux /proc; {} elsewhere):
-    this process, ``groups`` (process group id -> role: the sandbox, the cluster), qcluster,
-    PostgreSQL, Redis, other. Two readings' difference over the wall time says how the CPUs
-    were shared."""
-    seconds: dict[str, float] = {}
+def cpu_by_role(groups: dict[int, str] | None = None) -> dict[int, tuple[str, float]]:
+    """CPU seconds each process has used so far, with its role (Linux /proc; {} elsewhere):
+    this process, ``groups`` (process group id -> role: the sandbox), qcluster, PostgreSQL,
+    Redis, other. ``cpu_shares`` of two readings says how the CPUs were shared between them."""
+    seconds: dict[int, tuple[str, float]] = {}
     for entry in Path("/proc").iterdir() if Path("/proc/self/stat").exists() else []:
         if not entry.name.isdigit():
             continue
@@ -288,13 +287,18 @@ def cpu_by_role(groups: dict[int, str] | None = None) -> dict[str, float]:
         comm = stat[stat.index("(") + 1 : stat.rindex(")")]
         fields = stat[stat.rindex(")") + 2 :].split()
         used = (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
-        role = _role(int(entry.name), int(fields[2]), comm, cmdline, groups or {})
-        seconds[role] = seconds.get(role, 0.0) + used
+        pid = int(entry.name)
+        seconds[pid] = (_role(pid, int(fields[2]), comm, cmdline, groups or {}), used)
     return seconds
 
 
-def cpu_shares(before: dict[str, float], after: dict[str, float], wall: float) -> dict[str, float]:
-    """Each role's CPU use between two readings, as a share of the machine (all CPUs)."""
+def cpu_shares(before: dict, after: dict, wall: float) -> dict[str, float]:
+    """Each role's CPU use between two ``cpu_by_role`` readings, as a share of the machine
+    (all CPUs). A process that started in between counts whole; one that ended in between
+    (a recycled worker, a closed connection's backend) is missing its last part."""
     capacity = wall * (os.cpu_count() or 1)
-    shares = {role: (after.get(role, 0) - before.get(role, 0)) / capacity for role in after}
-    return dict(sorted(((k, v) for k, v in shares.items() if v > 0), key=lambda kv: -kv[1]))
+    shares: dict[str, float] = {}
+    for pid, (role, used) in after.items():
+        earlier = before.get(pid, (role, 0.0))[1]
+        shares[role] = shares.get(role, 0.0) + max(used - earlier, 0.0) / capacity
+    return dict(sorted(((k, v) for k, v in shares.items() if v >= 0.005), key=lambda kv: -kv[1]))
