@@ -136,6 +136,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and _env_bo
     # once per connection instead of on every payment (the claim's read planned in 0.6 ms;
     # docs/performance.md). Behind a transaction-pooling PgBouncer older than 1.21, or one
     # with max_prepared_statements = 0, set DB_PREPARED_STATEMENTS=0 (docs/deployment.md).
+    # Server-side binding allows 65,535 parameters a statement: bulk writes go 500 rows at a
+    # time (rentplatform/bulk.py) and long id lists are compared in Python (importing.py).
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {"server_side_binding": True, "prepare_threshold": 5}
     )
