@@ -292,6 +292,17 @@ def cpu_by_role(groups: dict[int, str] | None = None) -> dict[int, tuple[str, fl
     return seconds
 
 
+def cpu_ms_each(before: dict, after: dict, n: int) -> dict[str, float]:
+    """Each role's CPU milliseconds per item (task, posting) between two ``cpu_by_role``
+    readings, with their ``total``: what one item cost the machine, whoever spent it."""
+    each: dict[str, float] = {}
+    for pid, (role, used) in after.items():
+        earlier = before.get(pid, (role, 0.0))[1]
+        each[role] = each.get(role, 0.0) + 1000 * max(used - earlier, 0.0) / max(n, 1)
+    each = dict(sorted(((k, v) for k, v in each.items() if v >= 0.05), key=lambda kv: -kv[1]))
+    return {**each, "total": sum(each.values())}
+
+
 def cpu_shares(before: dict, after: dict, wall: float) -> dict[str, float]:
     """Each role's CPU use between two ``cpu_by_role`` readings, as a share of the machine
     (all CPUs). A process that started in between counts whole; one that ended in between

@@ -42,6 +42,20 @@ def report(results: list[dict], quick: bool) -> str:
                 f"psycopg, cluster stopped): {one['rate']:.0f}/s on 1 connection "
                 f"({one['ms']:.2f} ms each), {two['rate']:.0f}/s on 2"
             )
+        if r["floor"].get("cpu_ms") and r["burst"].get("cpu_ms"):
+            for phase, what in (("floor", "bare task"), ("burst", "posting")):
+                each = r[phase]["cpu_ms"]
+                parts = ", ".join(f"{k} {ms:.1f}" for k, ms in each.items() if k != "total")
+                text += (
+                    f"\n{r['config']}: CPU ms per {what} ({phase}): {each['total']:.1f} ({parts})"
+                )
+        if "inside_ms" in r["burst"]:
+            b = r["burst"]
+            text += (
+                f"\n{r['config']}: during the burst, a delivery from its claim to its outcome took "
+                f"{b['inside_ms']:.1f} ms (median); the workers spent "
+                f"{100 * b['inside_share']:.0f} % of their time there"
+            )
         if r.get("burst_waits"):
             shares = ", ".join(f"{k} {100 * v:.0f} %" for k, v in r["burst_waits"].items())
             text += f"\n{r['config']}: during the burst, active sessions waited on: {shares}"

@@ -153,6 +153,16 @@ class Bench:
             payment_ids
         )
 
+    def inside_delivery(self, payment_ids: list[int]) -> list[float]:
+        """Seconds from each attempt's claim to its outcome (the call and the work around it,
+        without the claim's and the finish's own commits)."""
+        from integrations.models import PostingAttempt
+
+        rows = PostingAttempt.objects.filter(
+            posting__payment_id__in=payment_ids, finished_at__isnull=False
+        ).values_list("started_at", "finished_at")
+        return [(finished - started).total_seconds() for started, finished in rows]
+
     def last_posted(self, payment_ids: list[int]) -> float:
         from django.db.models import Max
 
@@ -207,6 +217,7 @@ def _run(config: str, args, sandbox, cluster, workdir: Path) -> dict:
     out = workdir / "floor.txt"
     n = args.burst
     clear_results()
+    cpu_before = c.cpu_by_role(bench.groups)
     t0 = time.time()
     for i in range(n):
         async_task(
@@ -230,7 +241,13 @@ def _run(config: str, args, sandbox, cluster, workdir: Path) -> dict:
     else:
         raise TimeoutError(f"floor: {len(first)} of {n} tasks ran\n{cluster.log_tail()}")
     floor = n / (max(first.values()) - t0)
-    result["floor"] = {"n": n, "rate": floor, "queue_seconds": queued, "extra": len(runs) - n}
+    result["floor"] = {
+        "n": n,
+        "rate": floor,
+        "queue_seconds": queued,
+        "extra": len(runs) - n,
+        "cpu_ms": c.cpu_ms_each(cpu_before, c.cpu_by_role(bench.groups), n),
+    }
 
     # 3. the burst of payments
     bench.delivery("manual")
@@ -243,22 +260,29 @@ def _run(config: str, args, sandbox, cluster, workdir: Path) -> dict:
     sampler = WaitSampler(connection) if connection.vendor == "postgresql" else None
     if sampler:
         sampler.start()
+    cpu_before = c.cpu_by_role(bench.groups)
     t0 = time.time()
     for posting_id in posting_ids:
         outbox.enqueue(posting_id)
     queued = time.time() - t0
     bench.wait_posted(burst, timeout=120 + n)
+    burst_cpu = c.cpu_ms_each(cpu_before, c.cpu_by_role(bench.groups), n)
     if sampler:
         sampler.stop()
         result["burst_waits"] = sampler.summary()
         result["burst_lock_waits"] = dict(sampler.lock_queries.most_common(4))
-    rate = n / (bench.last_posted(burst) - t0)
+    wall = bench.last_posted(burst) - t0
+    rate = n / wall
+    inside = bench.inside_delivery(burst)
     result["burst"] = {
+        "inside_ms": c.percentile(inside, 50) * 1000,
+        "inside_share": sum(inside) / (args.workers * wall),
         "n": n,
         "rate": rate,
         "of_floor": rate / floor,
         "queue_seconds": queued,
         "extra": bench.extra_attempts(burst),
+        "cpu_ms": burst_cpu,
     }
 
     # 4. taking payments: workers running, then the cluster stopped (queued / not queued)

@@ -13,14 +13,14 @@ import subprocess
 import sys
 
 import pytest
-from django.conf import settings
+from django.db import connection
 
 from tests.faults.harness import REPO
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
-        not settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"),
+        connection.vendor != "sqlite",
         reason="the benches make their own SQLite databases: run once, in the SQLite pass",
     ),
 ]

@@ -31,9 +31,8 @@ from integrations_amsi.client import clear_clients
 from tests.faults.harness import Cluster, Platform, SandboxProcess, database_url
 
 _default = settings.DATABASES["default"]
-if _default["ENGINE"] == "django.db.backends.sqlite3" and not (_default.get("TEST") or {}).get(
-    "NAME"
-):
+_SQLITE = ("django.db.backends.sqlite3", "rentplatform.sqlite")
+if _default["ENGINE"] in _SQLITE and not (_default.get("TEST") or {}).get("NAME"):
     _dir = tempfile.mkdtemp(prefix="faults-db-")
     atexit.register(shutil.rmtree, _dir, ignore_errors=True)
     _default.setdefault("TEST", {})["NAME"] = str(Path(_dir) / "test.sqlite3")

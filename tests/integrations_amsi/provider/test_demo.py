@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from django.conf import settings
+from django.db import connection
 
 from integrations_amsi.sandbox.process import stop_group
 from tests.conftest import REPO_ROOT
@@ -23,7 +23,7 @@ from tests.conftest import REPO_ROOT
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
-        not settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"),
+        connection.vendor != "sqlite",
         reason="the demo makes its own SQLite database: run once, in the SQLite pass",
     ),
 ]
