@@ -45,9 +45,10 @@ def report(results: list[dict], quick: bool) -> str:
         if r["floor"].get("cpu_ms") and r["burst"].get("cpu_ms"):
             for phase, what in (("floor", "bare task"), ("burst", "posting")):
                 each = r[phase]["cpu_ms"]
-                parts = ", ".join(f"{k} {ms:.1f}" for k, ms in each.items() if k != "total")
+                parts = ", ".join(f"{k} {ms:.1f}" for k, ms in each.items() if k != "machine")
                 text += (
-                    f"\n{r['config']}: CPU ms per {what} ({phase}): {each['total']:.1f} ({parts})"
+                    f"\n{r['config']}: CPU ms per {what} ({phase}): {each['machine']:.1f} on "
+                    f"the whole machine; by process still running at the end: {parts}"
                 )
         if "inside_ms" in r["burst"]:
             b = r["burst"]
