@@ -10,11 +10,13 @@ third of each delivery asleep there, and the broker's pusher starved the same wa
 
 Here SQLite's own wait is off (``busy_timeout`` 0) and a statement run outside a transaction
 that meets a taken lock (``BEGIN IMMEDIATE``, an autocommit write such as the broker's) is
-tried again every 0.1 to 1 ms until the connection's ``timeout`` (settings: 30 s), then fails
-as SQLite would ("database is locked"). Such a statement did nothing when it failed, so trying
-it again is safe. ``executemany`` outside a transaction (each row its own commit: a retry could
-repeat rows) and the rare lock error inside a transaction (never the write lock: transactions
-take it when they start, ``transaction_mode`` IMMEDIATE) get SQLite's own wait, as before.
+tried again every 0.1 to 1 ms (every 10 ms once it has waited 20 ms: a long transaction holds
+the lock, and frequent tries would only burn CPU) until the connection's ``timeout``
+(settings: 30 s), then fails as SQLite would ("database is locked"). Such a statement did
+nothing when it failed, so trying it again is safe. ``executemany`` outside a transaction (each
+row its own commit: a retry could repeat rows) and the rare lock error inside a transaction
+(never the write lock: transactions take it when they start, ``transaction_mode`` IMMEDIATE)
+get SQLite's own wait, as before.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from django.db.backends.sqlite3 import base
 
 Database = base.Database
 
-_FIRST_PAUSE = 0.0001  # seconds; doubled after each try, up to _LONGEST_PAUSE
-_LONGEST_PAUSE = 0.001
+_FIRST_PAUSE = 0.0001  # seconds; doubled after each try, up to _SHORT_CAP ...
+_SHORT_CAP = 0.001
+_SHORT_WAIT = 0.02  # ... and, once a wait has lasted this long (a long transaction holds the
+_LONG_CAP = 0.01  # lock: an import, a settlement), up to _LONG_CAP: few wake-ups, little CPU
 
 
 def _locked(error: Exception) -> bool:
@@ -57,16 +61,17 @@ class LockWaitingCursor(base.SQLiteCursorWrapper):
             if self.connection.in_transaction:
                 with _sqlite_wait(self.connection, self.timeout):
                     return super().execute(query, params)
-        deadline = monotonic() + self.timeout
+        started = monotonic()
         pause = _FIRST_PAUSE
         while True:
             sleep(pause)
             try:
                 return super().execute(query, params)
             except Database.OperationalError as err:
-                if not _locked(err) or monotonic() >= deadline:
+                waited = monotonic() - started
+                if not _locked(err) or waited >= self.timeout:
                     raise
-            pause = min(2 * pause, _LONGEST_PAUSE)
+            pause = min(2 * pause, _SHORT_CAP if waited < _SHORT_WAIT else _LONG_CAP)
 
     def executemany(self, query, param_list):
         if self.connection.in_transaction:
