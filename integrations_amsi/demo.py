@@ -32,7 +32,7 @@ ADMIN_PASSWORD = "demo-admin-pass"
 RESIDENT_PASSWORD = "demo-resident-pass"
 
 # The reports are emailed to files, one per message, in demo_dir()/mail (the demo prints it).
-MAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+MAIL_BACKEND = "rentplatform.mail.FileEmailBackend"  # one file per message set, never shared
 
 # (handle, AMSI lease) for residents who get a portal login in the demo. The handle is the
 # demo's own name for the role a lease plays in the story; the login is named after the
