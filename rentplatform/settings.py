@@ -119,7 +119,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # rather than fail (timeout), take the write lock when a transaction starts (IMMEDIATE: a
     # read transaction upgraded to a write would fail at once with "database is locked"
     # whatever the timeout), and use WAL so readers never block the writer.
-    # rentplatform/sqlite: Django's backend, retrying BEGIN IMMEDIATE every 0.1 to 1 ms
+    # rentplatform/sqlite: Django's backend, trying a statement that meets the write lock
+    # outside a transaction (BEGIN IMMEDIATE, an autocommit write) again every 0.1 to 1 ms
     # instead of SQLite's 1, 2, 5, 10 ... ms sleeps (docs/performance.md).
     DATABASES["default"]["ENGINE"] = "rentplatform.sqlite"
     DATABASES["default"].setdefault("OPTIONS", {}).update(
