@@ -40,7 +40,7 @@ from integrations.logging import mask
 from integrations.models import Posting, PostingKind, PostingState
 from integrations.models.posting import FINAL_STATES
 from rentplatform.models import DepositBatch
-from rentplatform.prepared import Prepared, insert_row
+from rentplatform.prepared import Prepared, upsert_row
 
 from .conf import DEFAULT_SETTLEMENT_LAG_DAYS
 from .errors import error_for
@@ -99,9 +99,6 @@ _LINK = Prepared(
     ).order_by(),
     int,
     str,
-)
-_ENTRY = Prepared(
-    lambda posting_id: AmsiBatchEntry.objects.filter(posting_id=posting_id).order_by()
 )
 
 
@@ -166,14 +163,13 @@ def record_landing(provider, posting, reply) -> AmsiBatchEntry:
             link = _reversal_link(connection, posting, reply)
             amount = -posting.reversal.amount
         _remember_reply(link, reply)
-        # The posting's row is locked by the caller: nobody records it at the same time.
-        entry = _ENTRY.first(posting.pk)
-        if entry is None:
-            # No save() (rentplatform/prepared.py): the model has no override nor receivers.
-            entry = insert_row(AmsiBatchEntry(posting=posting, link=link, amount=amount))
-        elif entry.link_id != link.pk or entry.amount != amount:
-            entry.link, entry.amount = link, amount
-            entry.save(update_fields=["link", "amount", "recorded_at"])
+        # One row per posting, written or rewritten by one statement. No save()
+        # (rentplatform/prepared.py): the model has no override nor receivers.
+        entry = upsert_row(
+            AmsiBatchEntry(posting=posting, link=link, amount=amount),
+            unique=["posting"],
+            update=["link", "amount", "recorded_at"],
+        )
     log.info(
         "%s %s landed in eSite batch %s (external %s)",
         posting.kind,

@@ -24,6 +24,7 @@ import datetime as dt
 import inspect
 import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 from django.db import connections, transaction
@@ -173,6 +174,111 @@ def insert_row(instance, *, using="default"):
         cursor.execute(sql, params)
         pk = cursor.fetchone()[0] if returning else cursor.lastrowid
     instance.pk = pk
+    instance._state.adding = False
+    instance._state.db = using
+    return instance
+
+
+def update_then_insert(instance, fields: list[str], *, where: dict, new, using="default") -> bool:
+    """``update_row(instance, fields, where=where)`` and, only if it changed the row, insert
+    ``new`` (a new instance, as ``insert_row``), atomically: both or neither. Returns whether
+    the row was changed (then ``new`` has its key).
+
+    On PostgreSQL it is one statement, a data-modifying WITH (``WITH u AS (UPDATE ...
+    RETURNING 1) INSERT ... SELECT ... FROM u``): one round trip and, outside a transaction,
+    its own commit. Elsewhere the two statements run in one transaction. Inside a caller's
+    transaction it runs in a savepoint, so that an error (a unique constraint the insert
+    breaks) leaves the caller's transaction usable; the error is raised.
+    """
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        with transaction.atomic(using=using):
+            if not update_row(instance, fields, where=where, using=using):
+                return False
+            insert_row(new, using=using)
+        return True
+    meta, new_meta = instance._meta, new._meta
+    quote = connection.ops.quote_name
+    new_fields = [
+        f
+        for f in new_meta.local_concrete_fields
+        if f is not new_meta.auto_field and not getattr(f, "generated", False)
+    ]
+    key = (
+        "update_then_insert",
+        using,
+        meta.label,
+        tuple(fields),
+        tuple((k, v is None) for k, v in where.items()),
+        new_meta.label,
+    )
+    sql = _sql_cache.get(key)
+    if sql is None:
+        sets = ", ".join(f"{quote(meta.get_field(name).column)} = %s" for name in fields)
+        conditions = [f"{quote(meta.pk.column)} = %s"] + [
+            f"{quote(meta.get_field(name).column)} " + ("IS NULL" if value is None else "= %s")
+            for name, value in where.items()
+        ]
+        columns = ", ".join(quote(f.column) for f in new_fields)
+        sql = _sql_cache[key] = (
+            f"WITH changed AS (UPDATE {quote(meta.db_table)} SET {sets} "
+            f"WHERE {' AND '.join(conditions)} RETURNING 1) "
+            f"INSERT INTO {quote(new_meta.db_table)} ({columns}) "
+            f"SELECT {', '.join(['%s'] * len(new_fields))} FROM changed "
+            f"RETURNING {quote(new_meta.pk.column)}"
+        )
+    params = []
+    for name in fields:
+        field = meta.get_field(name)
+        params.append(field.get_db_prep_save(field.pre_save(instance, False), connection))
+    params.append(meta.pk.get_db_prep_value(instance.pk, connection))
+    for name, value in where.items():
+        if value is not None:
+            params.append(meta.get_field(name).get_db_prep_value(value, connection))
+    params += [f.get_db_prep_save(f.pre_save(new, True), connection) for f in new_fields]
+    guard = transaction.atomic(using=using) if connection.in_atomic_block else nullcontext()
+    with guard, connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    new.pk = row[0]
+    new._state.adding = False
+    new._state.db = using
+    return True
+
+
+def upsert_row(instance, *, unique: list[str], update: list[str], using="default"):
+    """INSERT the instance or, when a row with the same ``unique`` fields (a unique constraint
+    of theirs) exists, set that row's ``update`` fields to the instance's: one statement
+    (``INSERT ... ON CONFLICT ... DO UPDATE ... RETURNING``, PostgreSQL and SQLite). Sets the
+    instance's key to the row's, inserted or updated."""
+    connection = connections[using]
+    meta = instance._meta
+    quote = connection.ops.quote_name
+    fields = [
+        f
+        for f in meta.local_concrete_fields
+        if f is not meta.auto_field and not getattr(f, "generated", False)
+    ]
+    key = ("upsert", using, meta.label, tuple(unique), tuple(update))
+    sql = _sql_cache.get(key)
+    if sql is None:
+        targets = ", ".join(quote(meta.get_field(name).column) for name in unique)
+        sets = ", ".join(
+            f"{quote(meta.get_field(name).column)} = EXCLUDED.{quote(meta.get_field(name).column)}"
+            for name in update
+        )
+        sql = _sql_cache[key] = (
+            f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+            f"VALUES ({', '.join(['%s'] * len(fields))}) "
+            f"ON CONFLICT ({targets}) DO UPDATE SET {sets} "
+            f"RETURNING {quote(meta.pk.column)}"
+        )
+    params = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        instance.pk = cursor.fetchone()[0]
     instance._state.adding = False
     instance._state.db = using
     return instance

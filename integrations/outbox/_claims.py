@@ -7,13 +7,13 @@ import os
 import socket
 from collections.abc import Callable
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from integrations.conf import get_setting
 from integrations.models import Posting, PostingAttempt, PostingKind, PostingState
-from rentplatform.prepared import Prepared, insert_row, update_row
+from rentplatform.prepared import Prepared, insert_row, update_row, update_then_insert
 
 from ._common import _can_check, _holds, _unknown_outcome_not_before, log
 
@@ -70,6 +70,31 @@ _CLAIM_READ = Prepared(
 )
 
 
+def _claim_peek(pk):
+    """The claim's read without the lock (the quick claim's: see ``claim``)."""
+    return (
+        Posting.objects.select_related("connection__property", "payment__batch", "reversal")
+        .annotate(
+            last_number=Subquery(
+                PostingAttempt.objects.filter(posting=OuterRef("pk"))
+                .order_by("-number")
+                .values("number")[:1]
+            )
+        )
+        .filter(pk=pk)
+        .order_by()
+    )
+
+
+_CLAIM_PEEK = Prepared(_claim_peek)
+
+# What a claim's decision reads from the posting's row: the quick claim writes on the condition
+# that none of it changed since it was read.
+DECIDED_ON = ["state", "attempts", "claimed_until", "next_attempt_at", "outcome_unknown"]
+
+_LOCKED = object()  # the quick claim's answer: decide under the row's lock instead
+
+
 CLAIM_FIELDS = [
     "state",
     "attempts",
@@ -93,6 +118,9 @@ def claim(
     stops) is returned instead of a claim. One transaction and one read for both.
     """
     now = timezone.now()
+    quick = _quick_claim(posting_id, now, force, reversal_wait is not None)
+    if quick is not _LOCKED:
+        return quick
     with transaction.atomic():
         posting = _CLAIM_READ.first(posting_id)
         if posting is not None and reversal_wait and posting.kind == PostingKind.REVERSAL:
@@ -133,21 +161,72 @@ def claim(
                 posting.enqueued_at = None  # claimed_until stays: the dead attempt's deadline
                 posting.save()
                 return None
-        posting.state = PostingState.IN_FLIGHT
-        posting.enqueued_at = None  # the queued task has been taken
-        posting.attempts += 1
-        posting.claimed_until = now + dt.timedelta(seconds=get_setting("CLAIM_SECONDS"))
+        attempt = _take(posting, now)
         # Written without Model.save (rentplatform/prepared.py): the row was read under its
         # lock just above, not abandoned, and nothing listens to these models' save signals.
         update_row(posting, CLAIM_FIELDS)
-        posting._loaded_state = posting.state
-        attempt = insert_row(
-            PostingAttempt(
-                posting=posting,
-                number=(posting.last_number or 0) + 1,
-                started_at=now,
-                checked_first=posting.outcome_unknown,
-                worker=_worker_name(),
+        insert_row(attempt)
+    return posting, attempt
+
+
+def _take(posting: Posting, now: dt.datetime) -> PostingAttempt:
+    """The claim on the posting (in memory) and its attempt row (not yet written)."""
+    posting.state = PostingState.IN_FLIGHT
+    posting.enqueued_at = None  # the queued task has been taken
+    posting.attempts += 1
+    posting.claimed_until = now + dt.timedelta(seconds=get_setting("CLAIM_SECONDS"))
+    posting.updated_at = now
+    posting._loaded_state = posting.state
+    return PostingAttempt(
+        posting=posting,
+        number=(posting.last_number or 0) + 1,
+        started_at=now,
+        checked_first=posting.outcome_unknown,
+        worker=_worker_name(),
+    )
+
+
+def _quick_claim(posting_id: int, now: dt.datetime, force: bool, reversal: bool):
+    """The common claim in one round trip on PostgreSQL, without the row's lock: a payment's
+    posting that is due, on a connection that does not hold it, with no unknown outcome and
+    attempts left (or forced), is read, then claimed by one conditional write (the claim's
+    UPDATE and its attempt's INSERT, ``update_then_insert``) that changes the row only if
+    what the decision read (``DECIDED_ON``) is still what it is. Two workers that read the
+    same row cannot both claim it: the second one's condition no longer holds (PostgreSQL
+    re-checks it on the row the first one committed; SQLite writes one at a time).
+
+    Returns the claim, None where the row as read is not ours to run (final, or another
+    worker's claim still running: what the locked read would say a moment later), or
+    ``_LOCKED`` for every other case and for a write whose condition failed: the caller then
+    decides under the row's lock, as before.
+    """
+    posting = _CLAIM_PEEK.first(posting_id)
+    if posting is None:
+        return None
+    if posting.state in (PostingState.POSTED, PostingState.ABANDONED, PostingState.UNCONFIRMED):
+        return None
+    if posting.state == PostingState.IN_FLIGHT and posting.claimed_until:
+        if posting.claimed_until > now:
+            return None  # another worker holds it
+    if (
+        (reversal and posting.kind == PostingKind.REVERSAL)
+        or posting.state not in (PostingState.PENDING, PostingState.RETRYING)
+        or posting.outcome_unknown
+        or _holds(posting.connection)
+        or (
+            not force
+            and (
+                (posting.next_attempt_at and posting.next_attempt_at > now)
+                or posting.attempts >= get_setting("MAX_ATTEMPTS")
             )
         )
-    return posting, attempt
+    ):
+        return _LOCKED
+    read = {name: getattr(posting, name) for name in DECIDED_ON}
+    attempt = _take(posting, now)
+    try:
+        claimed = update_then_insert(posting, CLAIM_FIELDS, where=read, new=attempt)
+    except IntegrityError:
+        # The attempt's number was taken since the read (a person's action wrote one).
+        return _LOCKED
+    return (posting, attempt) if claimed else _LOCKED

@@ -78,7 +78,10 @@ class ProviderContract:
         batch = posting.payment.batch
         provider = connection.get_provider()
         assert not self.remote_batch_closed(connection, batch.batch_id)
-        during = provider.close_batches(now=timezone.now())  # its day is not over
+        # Its day is not over: noon on its business day, in the property's time zone (not
+        # the clock: after the close cutoff, 22:00 there, the day's batches are due).
+        noon = dt.datetime.combine(batch.business_day, dt.time(12), tzinfo=batch.property.tz)
+        during = provider.close_batches(now=noon)
         assert not self.remote_batch_closed(connection, batch.batch_id), during
         later = timezone.now() + dt.timedelta(days=2)
         lines = provider.close_batches(now=later)

@@ -215,3 +215,104 @@ def test_a_finish_while_the_claim_is_its_own_reads_nothing_again(connection, lea
     assert selects == []
     posting.refresh_from_db()
     assert posting.state == PostingState.RETRYING and posting.attempts == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_due_posting_is_claimed_in_one_read_and_one_write(connection, lease, delivery):
+    """The common claim (a payment's posting, due, nothing unknown): the row is read, then
+    claimed by one conditional write; on PostgreSQL no BEGIN/COMMIT round trips."""
+    delivery("manual")
+    payment = services.accept_payment(lease, "100.00", "card")
+    posting_id = Posting.objects.get(payment=payment).pk
+    with CaptureQueriesContext(db) as ctx:
+        posting, attempt = outbox.claim(posting_id)
+    sql = _statements(ctx)
+    if db.vendor == "postgresql":
+        assert len(sql) == 2 and sql[1].startswith("WITH changed AS (UPDATE"), sql
+    assert not any("FOR NO KEY UPDATE" in text or "FOR UPDATE" in text for text in sql)
+    stored = Posting.objects.get(pk=posting_id)
+    assert stored.state == PostingState.IN_FLIGHT and stored.attempts == 1
+    assert stored.claimed_until == posting.claimed_until and stored.enqueued_at is None
+    assert list(stored.attempt_log.values_list("pk", "number")) == [(attempt.pk, 1)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_whose_row_changed_after_its_read_is_decided_under_the_lock(
+    connection, lease, delivery
+):
+    """Two workers read the same due posting; the other one claims it between this one's read
+    and write: this one's write finds its condition gone, writes nothing, and the decision is
+    taken again on the locked row (in flight, another worker's: not ours)."""
+    delivery("manual")
+    payment = services.accept_payment(lease, "100.00", "card")
+    posting_id = Posting.objects.get(payment=payment).pk
+    from integrations.outbox import _claims
+
+    real = _claims.update_then_insert
+    others = []
+
+    def another_worker_first(*args, **kwargs):
+        if not others:
+            others.append(None)
+            others[0] = outbox.claim(posting_id)  # reads, claims and commits first
+        return real(*args, **kwargs)
+
+    with mock.patch.object(_claims, "update_then_insert", another_worker_first):
+        assert outbox.claim(posting_id) is None
+    (other, other_attempt) = others[0]
+    stored = Posting.objects.get(pk=posting_id)
+    assert stored.state == PostingState.IN_FLIGHT and stored.attempts == 1
+    assert stored.claimed_until == other.claimed_until
+    assert list(stored.attempt_log.values_list("pk", flat=True)) == [other_attempt.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_attempt_number_taken_since_the_read_is_decided_under_the_lock(
+    connection, lease, delivery
+):
+    """A person's action wrote an attempt row between the read and the write (same state and
+    attempts): the write's insert is refused by the attempt numbers' unique constraint, the
+    posting's row is left as it was, and the locked claim numbers the attempt after it."""
+    delivery("manual")
+    payment = services.accept_payment(lease, "100.00", "card")
+    posting = Posting.objects.get(payment=payment)
+    from integrations.models import PostingAttempt
+    from integrations.outbox import _claims
+
+    real = _claims.update_then_insert
+
+    def a_person_first(*args, **kwargs):
+        if not PostingAttempt.objects.filter(posting=posting).exists():
+            PostingAttempt.objects.create(
+                posting=posting, number=1, started_at=timezone.now(), worker="person:ops"
+            )
+        return real(*args, **kwargs)
+
+    with mock.patch.object(_claims, "update_then_insert", a_person_first):
+        claimed, attempt = outbox.claim(posting.pk)
+    assert attempt.number == 2 and claimed.attempts == 1
+    stored = Posting.objects.get(pk=posting.pk)
+    assert stored.state == PostingState.IN_FLIGHT and stored.attempts == 1
+    assert list(stored.attempt_log.values_list("number", flat=True)) == [1, 2]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_never_writes_over_a_state_changed_since_its_read(connection, lease, delivery):
+    """Between the read and the write the posting stopped for a person (no attempt row was
+    written, so only the write's condition can see it): nothing is claimed nor written."""
+    delivery("manual")
+    payment = services.accept_payment(lease, "100.00", "card")
+    posting_id = Posting.objects.get(payment=payment).pk
+    from integrations.outbox import _claims
+
+    real = _claims.update_then_insert
+
+    def stopped_first(*args, **kwargs):
+        Posting.objects.filter(pk=posting_id).update(state=PostingState.NEEDS_ATTENTION)
+        return real(*args, **kwargs)
+
+    with mock.patch.object(_claims, "update_then_insert", stopped_first):
+        assert outbox.claim(posting_id) is None
+    stored = Posting.objects.get(pk=posting_id)
+    assert stored.state == PostingState.NEEDS_ATTENTION and stored.attempts == 0
+    assert not stored.attempt_log.exists()

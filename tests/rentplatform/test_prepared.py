@@ -10,13 +10,19 @@ from decimal import Decimal
 from unittest import mock
 
 import pytest
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count
 from django.db.models.sql.compiler import SQLCompiler
 from django.test.utils import CaptureQueriesContext
 
 from rentplatform.models import BatchKind, BatchStatus, DepositBatch, Lease, Payment
-from rentplatform.prepared import Prepared, insert_row, update_row
+from rentplatform.prepared import (
+    Prepared,
+    insert_row,
+    update_row,
+    update_then_insert,
+    upsert_row,
+)
 from rentplatform.services import accept_payment
 from tests.factories import lease_with_resident
 
@@ -162,6 +168,78 @@ def test_update_row_writes_the_fields_named_on_its_condition(paid):
     assert update_row(batch, ["status", "closed_at"], where=where) == 1
     stored = DepositBatch.objects.get(pk=batch.pk)
     assert stored.status == BatchStatus.CLOSED and stored.closed_at == chicago(2026, 11, 2, 18)
+
+
+def _next_batch(payment, batch_id: str) -> DepositBatch:
+    return DepositBatch(
+        batch_id=batch_id,
+        property=payment.batch.property,
+        stream="ach",
+        business_day=dt.date(2026, 11, 3),
+        kind=BatchKind.PAYMENTS,
+    )
+
+
+def test_update_then_insert_writes_both_only_when_the_condition_holds(paid):
+    _, payment = paid
+    batch = payment.batch
+    batch.status = BatchStatus.CLOSED
+    closing = {"status": BatchStatus.DEPOSITED}  # does not hold
+    new = _next_batch(payment, "900000002")
+    assert not update_then_insert(batch, ["status"], where=closing, new=new)
+    assert new.pk is None and not DepositBatch.objects.filter(batch_id="900000002").exists()
+    assert DepositBatch.objects.get(pk=batch.pk).status == BatchStatus.OPEN
+    with CaptureQueriesContext(connection) as queries:
+        changed = update_then_insert(
+            batch, ["status"], where={"status": BatchStatus.OPEN, "closed_at": None}, new=new
+        )
+    assert changed and new.pk and not new._state.adding
+    assert DepositBatch.objects.get(pk=batch.pk).status == BatchStatus.CLOSED
+    assert DepositBatch.objects.get(pk=new.pk).batch_id == "900000002"
+    if connection.vendor == "postgresql":
+        # One statement, its own transaction: no BEGIN, no COMMIT.
+        assert len(queries) == 1
+        assert queries[0]["sql"].startswith("WITH changed AS (UPDATE")
+
+
+def test_update_then_insert_changes_nothing_when_the_insert_fails(paid):
+    _, payment = paid
+    batch = payment.batch
+    batch.status = BatchStatus.CLOSED
+    taken = _next_batch(payment, batch.batch_id)  # the batch id is unique: refused
+    with pytest.raises(IntegrityError):
+        update_then_insert(batch, ["status"], where={"status": BatchStatus.OPEN}, new=taken)
+    assert DepositBatch.objects.get(pk=batch.pk).status == BatchStatus.OPEN
+    # Inside a caller's transaction: a savepoint, so the caller's transaction goes on.
+    with transaction.atomic():
+        with pytest.raises(IntegrityError):
+            update_then_insert(batch, ["status"], where={"status": BatchStatus.OPEN}, new=taken)
+        assert DepositBatch.objects.get(pk=batch.pk).status == BatchStatus.OPEN
+        other = _next_batch(payment, "900000003")
+        assert update_then_insert(batch, ["status"], where={"status": BatchStatus.OPEN}, new=other)
+    assert DepositBatch.objects.get(pk=batch.pk).status == BatchStatus.CLOSED
+    assert DepositBatch.objects.filter(batch_id="900000003").exists()
+
+
+def test_upsert_row_inserts_then_updates_the_same_row_in_one_statement(paid):
+    _, payment = paid
+    first = _next_batch(payment, "900000004")
+    with CaptureQueriesContext(connection) as queries:
+        upsert_row(first, unique=["batch_id"], update=["stream", "business_day"])
+    assert len(queries) == 1 and first.pk and not first._state.adding
+    again = _next_batch(payment, "900000004")
+    again.stream, again.business_day, again.kind = "card", dt.date(2026, 11, 4), "reversals"
+    with CaptureQueriesContext(connection) as queries:
+        upsert_row(again, unique=["batch_id"], update=["stream", "business_day"])
+    assert len(queries) == 1 and again.pk == first.pk
+    stored = DepositBatch.objects.get(batch_id="900000004")
+    # The fields named are updated; the others keep what the row held.
+    assert (stored.stream, stored.business_day, stored.kind) == (
+        "card",
+        dt.date(2026, 11, 4),
+        BatchKind.PAYMENTS,
+    )
+    assert DepositBatch.objects.filter(batch_id="900000004").count() == 1
 
 
 def _this_database_url() -> str:
