@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django.db import router, transaction
+from django.db import connections, router, transaction
 from django.db.models import Q, Subquery
 from django.utils import timezone
 from django_q import brokers as q_brokers
@@ -68,6 +68,12 @@ def _create_posting(property_id, connection: Connection | None, lookup: dict, de
     if the broker cannot take it, ``enqueue`` clears the mark for the retry sweep.
     """
     if connection is None and lookup["kind"] == PostingKind.PAYMENT:
+        posting = _insert_payment_posting(property_id, lookup["payment"], defaults["key"])
+        if posting is not None:
+            if posting.enqueued_at is not None and not _enqueue_in_transaction(posting.pk):
+                transaction.on_commit(lambda: enqueue(posting.pk, marked=True))
+            return posting
+        # No row written: no connection, a held one, or the posting exists. Read and decide.
         connection = _CONNECTION_AND_PAYMENT_POSTING.first(property_id, lookup["payment"].pk)
         if connection is None:
             return None
@@ -104,6 +110,51 @@ def _create_posting(property_id, connection: Connection | None, lookup: dict, de
     return posting
 
 
+_INSERT_SQL: dict[str, str] = {}
+
+
+def _insert_payment_posting(property_id: int, payment, key: str) -> Posting | None:
+    """A payment's posting in one statement, the common case: ``INSERT ... SELECT`` from the
+    property's connection when it is enabled and not paused, written already marked queued
+    (unless DELIVERY is manual), ``ON CONFLICT DO NOTHING`` for a repeated signal. Returns
+    it (its connection not loaded), or None when no row was written: the property has no
+    connection, it holds its postings, or the payment has its posting already."""
+    using = router.db_for_write(Posting)
+    connection = connections[using]
+    meta = Posting._meta
+    quote = connection.ops.quote_name
+    fields = [f for f in meta.local_concrete_fields if f is not meta.auto_field]
+    sql = _INSERT_SQL.get(using)
+    if sql is None:
+        connection_table = quote(Connection._meta.db_table)
+        values = ", ".join("c.id" if f.name == "connection" else "%s" for f in fields)
+        sql = _INSERT_SQL[using] = (
+            f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+            f"SELECT {values} FROM {connection_table} c "
+            "WHERE c.property_id = %s AND c.enabled AND c.paused_at IS NULL "
+            f"ON CONFLICT DO NOTHING RETURNING {quote(meta.pk.column)}, "
+            f"{quote(meta.get_field('connection').column)}"
+        )
+    queued = timezone.now() if get_setting("DELIVERY") != "manual" else None
+    posting = Posting(payment=payment, kind=PostingKind.PAYMENT, key=key, enqueued_at=queued)
+    params = [
+        f.get_db_prep_save(f.pre_save(posting, True), connection)
+        for f in fields
+        if f.name != "connection"
+    ]
+    params.append(property_id)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    posting.pk, posting.connection_id = row
+    posting._state.adding = False
+    posting._state.db = using
+    posting._loaded_state = posting.state
+    return posting
+
+
 def enqueue_on_commit(posting_id: int) -> None:
     transaction.on_commit(lambda: enqueue(posting_id))
 
@@ -116,7 +167,8 @@ def _transaction_broker():
 
     The stock one calls ``close_old_connections()`` whenever it finds the connection in
     autocommit; this one is used only inside an atomic block and never closes anything. The
-    task itself is built, signed and inserted by django-q2 (``async_task(broker=...)``).
+    task itself is built and signed by django-q2 (``async_task(broker=...)``); its row is the
+    stock broker's, written by SQL built once.
     (Built on first use: django-q2's models cannot be imported before the app registry.)"""
     global _transaction_broker_class
     if _transaction_broker_class is None:
@@ -127,6 +179,15 @@ def _transaction_broker():
             @staticmethod
             def get_connection(list_key: str | None = None):
                 return OrmQ.objects.using(q_conf.Conf.ORM)
+
+            def enqueue(self, task):
+                # The stock one's row, by SQL built once (rentplatform/prepared.py): OrmQ has
+                # no save() override and nothing listens to its signals.
+                conf = q_conf.Conf
+                row = OrmQ(
+                    key=self.list_key or conf.CLUSTER_NAME, payload=task, lock=timezone.now()
+                )
+                return insert_row(row, using=conf.ORM).pk
 
         _transaction_broker_class = TransactionORM
     return _transaction_broker_class()

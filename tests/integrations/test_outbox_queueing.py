@@ -316,3 +316,30 @@ def test_a_claim_never_writes_over_a_state_changed_since_its_read(connection, le
     stored = Posting.objects.get(pk=posting_id)
     assert stored.state == PostingState.NEEDS_ATTENTION and stored.attempts == 0
     assert not stored.attempt_log.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_payment_posting_is_one_insert_from_its_connection(connection, lease, delivery):
+    """The posting of a payment taken on an enabled connection: one INSERT ... SELECT from
+    the connection's row (no read of it first), written marked queued; the signal repeated
+    writes nothing more; a disabled connection's posting is read and written unqueued."""
+    delivery("manual")
+    with CaptureQueriesContext(db) as ctx:
+        payment = services.accept_payment(lease, "100.00", "card")
+    sql = _statements(ctx)
+    assert not any(text.startswith("SELECT") and "integrations_connection" in text for text in sql)
+    (insert,) = [text for text in sql if 'INSERT INTO "integrations_posting"' in text]
+    assert 'FROM "integrations_connection" c WHERE c.property_id' in insert
+    posting = Posting.objects.get(payment=payment)
+    assert posting.connection_id == connection.pk and posting.enqueued_at is None  # manual
+    with transaction.atomic():
+        again = outbox.create_payment_posting(payment)  # the signal again: the same posting
+    assert again.pk == posting.pk and Posting.objects.filter(payment=payment).count() == 1
+    delivery("async")
+    queued = Posting.objects.get(payment=services.accept_payment(lease, "101.00", "card"))
+    assert queued.enqueued_at is not None and OrmQ.objects.count() == 1
+    connection.enabled = False
+    connection.save()
+    held = Posting.objects.get(payment=services.accept_payment(lease, "102.00", "card"))
+    assert held.connection_id == connection.pk and held.enqueued_at is None
+    assert OrmQ.objects.count() == 1
