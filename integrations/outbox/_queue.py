@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 from django.db import connections, router, transaction
 from django.db.models import Q, Subquery
@@ -268,6 +269,7 @@ def enqueue_task(func: str, object_id: int, *, group: str = "integrations", **op
     """Queue a django-q2 task that takes one id (never anything secret). Raises when the broker
     cannot be reached (``enqueue`` catches that for postings). ``options`` go to
     ``async_task`` (``broker``)."""
+    options.setdefault("broker", shared_broker())
     q_tasks.async_task(
         func,
         object_id,
@@ -276,6 +278,34 @@ def enqueue_task(func: str, object_id: int, *, group: str = "integrations", **op
         sync=(get_setting("DELIVERY") == "sync"),
         **options,
     )
+
+
+_shared_brokers: dict[tuple, object] = {}
+
+
+def shared_broker():
+    """The configured django-q2 broker, one per process (and configuration). Without one,
+    ``async_task`` builds a broker for every task, and the Redis broker's is a new client
+    with its own connection pool: a new TCP connection to Redis for every payment taken
+    (2.9 ms a payment in bench/worker.py). redis-py's client is safe across threads and
+    reconnects in a forked child; the ORM broker holds no connection of its own."""
+    conf = q_conf.Conf
+    key = (
+        os.getpid(),
+        conf.CLUSTER_NAME,
+        conf.BROKER_CLASS,
+        conf.ORM,
+        conf.DJANGO_REDIS,
+        repr(conf.REDIS),
+        repr(conf.SQS),
+        repr(conf.IRON_MQ),
+        repr(conf.MONGO),
+    )
+    broker = _shared_brokers.get(key)
+    if broker is None:
+        _shared_brokers.clear()
+        broker = _shared_brokers[key] = q_brokers.get_broker()
+    return broker
 
 
 def sweepable_postings(now: dt.datetime | None = None, *, grace: float | None = None):
@@ -290,7 +320,7 @@ def sweepable_postings(now: dt.datetime | None = None, *, grace: float | None = 
 
 def _queue_backlog() -> int:
     try:
-        return int(q_brokers.get_broker().queue_size() or 0)
+        return int(shared_broker().queue_size() or 0)
     except Exception:  # noqa: BLE001  (an unreachable broker: the sweep's enqueue will say so)
         return 0
 
