@@ -227,6 +227,7 @@ def _run(config: str, args, sandbox, cluster, workdir: Path) -> dict:
     out = workdir / "floor.txt"
     n = args.burst
     clear_results()
+    floor_broker = outbox.shared_broker()
     cpu_before = c.cpu_by_role(bench.groups)
     t0 = time.time()
     for i in range(n):
@@ -237,6 +238,7 @@ def _run(config: str, args, sandbox, cluster, workdir: Path) -> dict:
             _bare.FLOOR_IDS + i,
             str(out),
             group="bench-floor",
+            broker=floor_broker,  # one broker, as the postings' queueing uses (not one a task)
         )
     queued = time.time() - t0
     deadline = time.monotonic() + 120 + n

@@ -60,6 +60,7 @@ from ._queue import (
     enqueue_on_commit,
     enqueue_task,
     queue_waiting,
+    shared_broker,
     sweep,
     sweepable_postings,
 )
@@ -93,6 +94,7 @@ __all__ = [
     "resolve",
     "resume_connection",
     "retry",
+    "shared_broker",
     "sweep",
     "sweepable_postings",
 ]
