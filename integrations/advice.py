@@ -21,7 +21,12 @@ from django.utils import timezone
 from integrations.conf import get_setting
 from integrations.models import PostingAttempt, PostingKind, PostingState
 from integrations.models.posting import AttemptOutcome
-from integrations.outbox import PAYMENT_NEEDS_ATTENTION, PAYMENT_NOT_POSTED, WAITING_FOR_PAYMENT
+from integrations.outbox import (
+    PAYMENT_ABANDONED,
+    PAYMENT_NEEDS_ATTENTION,
+    PAYMENT_NOT_POSTED,
+    WAITING_FOR_PAYMENT,
+)
 
 if TYPE_CHECKING:
     from integrations.models import Posting
@@ -114,6 +119,14 @@ def _closed(posting: Posting, system: str) -> Advice:
 
 def _reversal_waits(posting: Posting, system: str) -> Advice:
     payment = posting.payment
+    if posting.error_code == PAYMENT_ABANDONED:
+        return Advice(
+            f"This reversal was not sent: its payment {payment.short_id} was abandoned by a "
+            f"person (it will never be posted to {system}), so {system} has nothing to reverse.",
+            "Abandon this reversal too (say in the note that its payment was abandoned). If "
+            f"the payment is in {system} after all (entered by hand), enter this reversal "
+            "there too and mark it resolved.",
+        )
     if posting.error_code == PAYMENT_NEEDS_ATTENTION:
         happened = (
             f"This reversal was not sent: {system} cannot reverse a payment it does not have, "
@@ -192,6 +205,7 @@ def explain(provider: AccountingProvider, posting: Posting) -> Advice:
 
 def _needs_attention(posting: Posting, system: str) -> Advice:
     if posting.kind == PostingKind.REVERSAL and posting.error_code in (
+        PAYMENT_ABANDONED,
         PAYMENT_NEEDS_ATTENTION,
         PAYMENT_NOT_POSTED,
     ):

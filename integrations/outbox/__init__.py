@@ -45,6 +45,7 @@ from ._common import (
     connection_for,
 )
 from ._delivery import (
+    PAYMENT_ABANDONED,
     PAYMENT_NEEDS_ATTENTION,
     PAYMENT_NOT_POSTED,
     WAITING_FOR_PAYMENT,
@@ -67,6 +68,7 @@ from ._queue import (
 
 __all__ = [
     "ACTIVE_STATES",
+    "PAYMENT_ABANDONED",
     "PAYMENT_NEEDS_ATTENTION",
     "PAYMENT_NOT_POSTED",
     "WAITING_FOR_PAYMENT",

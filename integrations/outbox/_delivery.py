@@ -30,6 +30,7 @@ from ._common import _backoff, _can_check, _holds, log
 WAITING_FOR_PAYMENT = "WAITING_FOR_PAYMENT"
 PAYMENT_NOT_POSTED = "PAYMENT_NOT_POSTED"
 PAYMENT_NEEDS_ATTENTION = "PAYMENT_NEEDS_ATTENTION"
+PAYMENT_ABANDONED = "PAYMENT_ABANDONED"
 
 
 def _duration(seconds: float) -> str:
@@ -98,6 +99,14 @@ def _payment_wait(posting: Posting, now: dt.datetime, force: bool) -> str | None
             f"its payment {posting.payment.short_id} is not posted: it has no posting (it "
             f"was taken before this connection existed). Backfill it from the connection's "
             f"admin page, or enter it in {posting.connection.get_provider().name} by hand;" + then
+        )
+    elif paid.state == PostingState.ABANDONED:
+        # A person decided the payment will never be posted: nothing to reverse remotely.
+        code = PAYMENT_ABANDONED
+        reason = (
+            f"its payment {posting.payment.short_id} will never be posted: a person abandoned "
+            f"its posting. There is nothing in {posting.connection.get_provider().name} to "
+            "reverse: abandon this reversal too"
         )
     elif paid.state == PostingState.NEEDS_ATTENTION:
         code = PAYMENT_NEEDS_ATTENTION

@@ -219,6 +219,27 @@ def test_a_reversal_whose_payment_needs_attention(fake):
     assert "Voided</strong> on the platform" in html
 
 
+def test_a_reversal_whose_payment_was_abandoned_stops_at_once(fake):
+    """A payment a person abandoned will never be posted: its reversal does not wait the
+    3 days for it, it stops for a person at once and says to abandon it too."""
+    lease, connection = fake
+    _fail(connection, "permanent")
+    paid = _pay(lease)
+    outbox.deliver(paid.pk)
+    outbox.abandon(Posting.objects.get(pk=paid.pk), who="manager", note="voided at the desk")
+    reversal = services.void_payment(paid.payment)
+    posting = Posting.objects.get(reversal=reversal)
+    assert outbox.deliver(posting.pk) == PostingState.NEEDS_ATTENTION
+    posting.refresh_from_db()
+    assert posting.error_code == outbox.PAYMENT_ABANDONED
+    assert posting.last_error.startswith(f"its payment {paid.payment.short_id} will never be")
+    assert posting.attempts == 0 and not posting.attempt_log.exists()
+    assert not FakeRemoteEntry.objects.filter(key=posting.key).exists()
+    html = page(client_for(*VIEW), posting)
+    assert "was abandoned by a person" in html and "has nothing to reverse" in html
+    assert "Abandon this reversal too" in html
+
+
 def test_a_reversal_whose_payment_was_never_posted(fake):
     lease, connection = fake
     connection.delete()  # the payment is taken before the property had a connection
