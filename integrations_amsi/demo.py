@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from django.conf import settings
@@ -148,8 +149,23 @@ def start_worker() -> subprocess.Popen:
     return _manage("qcluster", log=demo_dir() / "worker.log")
 
 
-def stop(proc: subprocess.Popen | None, timeout: float = 20) -> None:
-    stop_group(proc, wait=timeout)
+def stop(*procs: subprocess.Popen | None, timeout: float = 20) -> None:
+    """Stop the processes (each its own process group) side by side: all are asked to stop
+    (SIGTERM) first, then waited for, so stopping takes as long as the slowest one, not the
+    sum (django-q2's cluster waits for its workers' current tasks). One still running after
+    ``timeout`` seconds is killed."""
+    running = [p for p in procs if p is not None and p.poll() is None]
+    for proc in running:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    for proc in running:
+        try:
+            proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            stop_group(proc, signal.SIGKILL)
 
 
 def look_in_sandbox(sandbox, postings=None, *, who: str = "demo") -> list[tuple[str, str]]:

@@ -110,12 +110,28 @@ class Prepared:
 _sql_cache: dict[tuple, str] = {}
 
 
-def update_row(instance, fields: list[str], *, where: dict | None = None, using="default") -> int:
-    """UPDATE the instance's row: ``fields`` (names) from the instance, on the condition that
-    each ``where`` field equals its value (None: IS NULL). Returns the rows changed (0 or 1)."""
-    connection = connections[using]
+def insert_fields(meta) -> list:
+    """The columns an INSERT of a new row writes: all but the automatic key and generated ones."""
+    return [
+        f
+        for f in meta.local_concrete_fields
+        if f is not meta.auto_field and not getattr(f, "generated", False)
+    ]
+
+
+def insert_params(instance, connection) -> list:
+    """An INSERT's values, each through its field's ``pre_save`` (defaults, auto_now) and
+    ``get_db_prep_save``, as ``Model.save`` does."""
+    return [
+        f.get_db_prep_save(f.pre_save(instance, True), connection)
+        for f in insert_fields(instance._meta)
+    ]
+
+
+def _update(instance, fields: list[str], where: dict, connection, using: str) -> tuple[str, list]:
+    """``UPDATE ... SET fields WHERE pk AND each where field equals (None: IS NULL)``, its SQL
+    built once per model, fields and condition shape, and its parameters."""
     meta = instance._meta
-    where = where or {}
     key = (
         "update",
         using,
@@ -124,8 +140,8 @@ def update_row(instance, fields: list[str], *, where: dict | None = None, using=
         tuple((k, v is None) for k, v in where.items()),
     )
     sql = _sql_cache.get(key)
-    quote = connection.ops.quote_name
     if sql is None:
+        quote = connection.ops.quote_name
         sets = ", ".join(f"{quote(meta.get_field(name).column)} = %s" for name in fields)
         conditions = [f"{quote(meta.pk.column)} = %s"] + [
             f"{quote(meta.get_field(name).column)} " + ("IS NULL" if value is None else "= %s")
@@ -142,6 +158,21 @@ def update_row(instance, fields: list[str], *, where: dict | None = None, using=
     for name, value in where.items():
         if value is not None:
             params.append(meta.get_field(name).get_db_prep_value(value, connection))
+    return sql, params
+
+
+def _inserted(instance, pk, using: str):
+    instance.pk = pk
+    instance._state.adding = False
+    instance._state.db = using
+    return instance
+
+
+def update_row(instance, fields: list[str], *, where: dict | None = None, using="default") -> int:
+    """UPDATE the instance's row: ``fields`` (names) from the instance, on the condition that
+    each ``where`` field equals its value (None: IS NULL). Returns the rows changed (0 or 1)."""
+    connection = connections[using]
+    sql, params = _update(instance, fields, where or {}, connection, using)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
@@ -151,32 +182,23 @@ def insert_row(instance, *, using="default"):
     """INSERT the instance (a new one, with an automatic primary key) and set its key."""
     connection = connections[using]
     meta = instance._meta
-    fields = [
-        f
-        for f in meta.local_concrete_fields
-        if f is not meta.auto_field and not getattr(f, "generated", False)
-    ]
     returning = connection.features.can_return_columns_from_insert
     key = ("insert", using, meta.label)
     sql = _sql_cache.get(key)
-    quote = connection.ops.quote_name
     if sql is None:
-        columns = ", ".join(quote(f.column) for f in fields)
+        quote = connection.ops.quote_name
+        fields = insert_fields(meta)
         sql = (
-            f"INSERT INTO {quote(meta.db_table)} ({columns}) "
+            f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
             f"VALUES ({', '.join(['%s'] * len(fields))})"
         )
         if returning:
             sql += f" RETURNING {quote(meta.pk.column)}"
         _sql_cache[key] = sql
-    params = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, insert_params(instance, connection))
         pk = cursor.fetchone()[0] if returning else cursor.lastrowid
-    instance.pk = pk
-    instance._state.adding = False
-    instance._state.db = using
-    return instance
+    return _inserted(instance, pk, using)
 
 
 def update_then_insert(instance, fields: list[str], *, where: dict, new, using="default") -> bool:
@@ -184,11 +206,11 @@ def update_then_insert(instance, fields: list[str], *, where: dict, new, using="
     ``new`` (a new instance, as ``insert_row``), atomically: both or neither. Returns whether
     the row was changed (then ``new`` has its key).
 
-    On PostgreSQL it is one statement, a data-modifying WITH (``WITH u AS (UPDATE ...
-    RETURNING 1) INSERT ... SELECT ... FROM u``): one round trip and, outside a transaction,
-    its own commit. Elsewhere the two statements run in one transaction. Inside a caller's
-    transaction it runs in a savepoint, so that an error (a unique constraint the insert
-    breaks) leaves the caller's transaction usable; the error is raised.
+    On PostgreSQL it is one statement, a data-modifying WITH (``WITH changed AS (UPDATE ...
+    RETURNING 1) INSERT ... SELECT ... FROM changed``): one round trip and, outside a
+    transaction, its own commit. Elsewhere the two statements run in one transaction. Inside
+    a caller's transaction it runs in a savepoint, so that an error (a unique constraint the
+    insert breaks) leaves the caller's transaction usable; the error is raised.
     """
     connection = connections[using]
     if connection.vendor != "postgresql":
@@ -197,54 +219,28 @@ def update_then_insert(instance, fields: list[str], *, where: dict, new, using="
                 return False
             insert_row(new, using=using)
         return True
-    meta, new_meta = instance._meta, new._meta
-    quote = connection.ops.quote_name
-    new_fields = [
-        f
-        for f in new_meta.local_concrete_fields
-        if f is not new_meta.auto_field and not getattr(f, "generated", False)
-    ]
-    key = (
-        "update_then_insert",
-        using,
-        meta.label,
-        tuple(fields),
-        tuple((k, v is None) for k, v in where.items()),
-        new_meta.label,
-    )
+    update_sql, params = _update(instance, fields, where, connection, using)
+    new_meta = new._meta
+    key = ("update_then_insert", update_sql, new_meta.label)
     sql = _sql_cache.get(key)
     if sql is None:
-        sets = ", ".join(f"{quote(meta.get_field(name).column)} = %s" for name in fields)
-        conditions = [f"{quote(meta.pk.column)} = %s"] + [
-            f"{quote(meta.get_field(name).column)} " + ("IS NULL" if value is None else "= %s")
-            for name, value in where.items()
-        ]
-        columns = ", ".join(quote(f.column) for f in new_fields)
+        quote = connection.ops.quote_name
+        new_fields = insert_fields(new_meta)
         sql = _sql_cache[key] = (
-            f"WITH changed AS (UPDATE {quote(meta.db_table)} SET {sets} "
-            f"WHERE {' AND '.join(conditions)} RETURNING 1) "
-            f"INSERT INTO {quote(new_meta.db_table)} ({columns}) "
+            f"WITH changed AS ({update_sql} RETURNING 1) "
+            f"INSERT INTO {quote(new_meta.db_table)} "
+            f"({', '.join(quote(f.column) for f in new_fields)}) "
             f"SELECT {', '.join(['%s'] * len(new_fields))} FROM changed "
             f"RETURNING {quote(new_meta.pk.column)}"
         )
-    params = []
-    for name in fields:
-        field = meta.get_field(name)
-        params.append(field.get_db_prep_save(field.pre_save(instance, False), connection))
-    params.append(meta.pk.get_db_prep_value(instance.pk, connection))
-    for name, value in where.items():
-        if value is not None:
-            params.append(meta.get_field(name).get_db_prep_value(value, connection))
-    params += [f.get_db_prep_save(f.pre_save(new, True), connection) for f in new_fields]
+    params += insert_params(new, connection)
     guard = transaction.atomic(using=using) if connection.in_atomic_block else nullcontext()
     with guard, connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
         return False
-    new.pk = row[0]
-    new._state.adding = False
-    new._state.db = using
+    _inserted(new, row[0], using)
     return True
 
 
@@ -255,30 +251,20 @@ def upsert_row(instance, *, unique: list[str], update: list[str], using="default
     instance's key to the row's, inserted or updated."""
     connection = connections[using]
     meta = instance._meta
-    quote = connection.ops.quote_name
-    fields = [
-        f
-        for f in meta.local_concrete_fields
-        if f is not meta.auto_field and not getattr(f, "generated", False)
-    ]
     key = ("upsert", using, meta.label, tuple(unique), tuple(update))
     sql = _sql_cache.get(key)
     if sql is None:
-        targets = ", ".join(quote(meta.get_field(name).column) for name in unique)
-        sets = ", ".join(
-            f"{quote(meta.get_field(name).column)} = EXCLUDED.{quote(meta.get_field(name).column)}"
-            for name in update
-        )
+        quote = connection.ops.quote_name
+        fields = insert_fields(meta)
+        column = {name: quote(meta.get_field(name).column) for name in unique + update}
+        sets = ", ".join(f"{column[name]} = EXCLUDED.{column[name]}" for name in update)
         sql = _sql_cache[key] = (
             f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
             f"VALUES ({', '.join(['%s'] * len(fields))}) "
-            f"ON CONFLICT ({targets}) DO UPDATE SET {sets} "
+            f"ON CONFLICT ({', '.join(column[name] for name in unique)}) DO UPDATE SET {sets} "
             f"RETURNING {quote(meta.pk.column)}"
         )
-    params = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        instance.pk = cursor.fetchone()[0]
-    instance._state.adding = False
-    instance._state.db = using
-    return instance
+        cursor.execute(sql, insert_params(instance, connection))
+        pk = cursor.fetchone()[0]
+    return _inserted(instance, pk, using)

@@ -15,7 +15,7 @@ from django_q import tasks as q_tasks
 from integrations.conf import get_setting
 from integrations.logging import mask
 from integrations.models import Connection, Posting, PostingKind, PostingState
-from rentplatform.prepared import Prepared, insert_row
+from rentplatform.prepared import Prepared, insert_fields, insert_params, insert_row
 
 from ._common import _holds, log
 
@@ -124,7 +124,7 @@ def _insert_payment_posting(property_id: int, payment, key: str) -> Posting | No
     connection = connections[using]
     meta = Posting._meta
     quote = connection.ops.quote_name
-    fields = [f for f in meta.local_concrete_fields if f is not meta.auto_field]
+    fields = insert_fields(meta)
     sql = _INSERT_SQL.get(using)
     if sql is None:
         connection_table = quote(Connection._meta.db_table)
@@ -139,8 +139,8 @@ def _insert_payment_posting(property_id: int, payment, key: str) -> Posting | No
     queued = timezone.now() if get_setting("DELIVERY") != "manual" else None
     posting = Posting(payment=payment, kind=PostingKind.PAYMENT, key=key, enqueued_at=queued)
     params = [
-        f.get_db_prep_save(f.pre_save(posting, True), connection)
-        for f in fields
+        value
+        for f, value in zip(fields, insert_params(posting, connection), strict=True)
         if f.name != "connection"
     ]
     params.append(property_id)

@@ -131,8 +131,7 @@ class Command(BaseCommand):
         finally:
             if control is not None:
                 control.close()
-            demo.stop(worker)
-            demo.stop(sandbox)
+            demo.stop(worker, sandbox)
         self._where(port)
         if not ok:
             raise CommandError("the demo's reconciliation found differences (see above)")

@@ -68,7 +68,9 @@ class Command(BaseCommand):
                 time.sleep(0.5)
             raise CommandError(f"a demo process exited; see {demo.shown(demo.demo_dir())}/*.log")
         except KeyboardInterrupt:
-            self.stdout.write("stopping")
+            pass
         finally:
-            for proc in reversed(procs):
-                demo.stop(proc)
+            self.stdout.write("stopping the web server, the worker and the sandbox ...")
+            started = time.monotonic()
+            demo.stop(*reversed(procs))
+            self.stdout.write(f"stopped ({time.monotonic() - started:.1f} s)")
