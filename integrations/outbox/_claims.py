@@ -48,33 +48,18 @@ def _give_up(posting: Posting, checks: bool) -> None:
     log.warning("posting %s: %s", posting.key, posting.last_error)
 
 
-# The posting's own row only (NO KEY: the attempt's foreign key to it still inserts): locking
-# the joined connection too would make every payment of the property, whose posting's foreign
-# key is checked at commit, wait for this claim. The attempts' last number comes with it
-# (numbered over the posting's whole life: a person's retry resets ``attempts``, the budget,
-# not the log). Compiled once (rentplatform/prepared.py): it is read for every attempt.
-_CLAIM_READ = Prepared(
-    lambda pk: (
-        Posting.objects.select_for_update(of=("self",), no_key=True)
-        .select_related("connection__property", "payment__batch", "reversal")
-        .annotate(
-            last_number=Subquery(
-                PostingAttempt.objects.filter(posting=OuterRef("pk"))
-                .order_by("-number")
-                .values("number")[:1]
-            )
-        )
-        .filter(pk=pk)
-        .order_by()
-    )
-)
-
-
-def _claim_peek(pk):
-    """The claim's read without the lock (the quick claim's: see ``claim``)."""
+def _claim_read(pk, *, lock: bool = True):
+    """The posting with its connection, property, payment, batch and reversal, and its
+    attempts' last number (numbered over the posting's whole life: a person's retry resets
+    ``attempts``, the budget, not the log). ``lock``: the posting's own row only (NO KEY: the
+    attempt's foreign key to it still inserts); locking the joined connection too would make
+    every payment of the property, whose posting's foreign key is checked at commit, wait for
+    this claim."""
+    postings = Posting.objects.select_related("connection__property", "payment__batch", "reversal")
+    if lock:
+        postings = postings.select_for_update(of=("self",), no_key=True)
     return (
-        Posting.objects.select_related("connection__property", "payment__batch", "reversal")
-        .annotate(
+        postings.annotate(
             last_number=Subquery(
                 PostingAttempt.objects.filter(posting=OuterRef("pk"))
                 .order_by("-number")
@@ -86,7 +71,10 @@ def _claim_peek(pk):
     )
 
 
-_CLAIM_PEEK = Prepared(_claim_peek)
+# Compiled once (rentplatform/prepared.py): read for every attempt. The one without the lock
+# is the quick claim's (see ``claim``).
+_CLAIM_READ = Prepared(lambda pk: _claim_read(pk))
+_CLAIM_PEEK = Prepared(lambda pk: _claim_read(pk, lock=False))
 
 # What a claim's decision reads from the posting's row: the quick claim writes on the condition
 # that none of it changed since it was read.
