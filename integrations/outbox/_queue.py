@@ -61,8 +61,10 @@ def _create_posting(property_id, connection: Connection | None, lookup: dict, de
     connection holds it; None when the property has no connection.
 
     Called in the transaction that wrote the payment or reversal, which nobody else can see
-    yet: a plain read then insert (no savepoint) is enough, and the connection and an existing
-    posting are read in one query. A posting to be queued is written already marked queued.
+    yet. A payment's posting on an enabled connection is one ``INSERT ... SELECT`` from the
+    connection (``_insert_payment_posting``); otherwise a plain read then insert (no
+    savepoint) is enough, and the connection and an existing posting are read in one query.
+    A posting to be queued is written already marked queued.
     With django-q2's ORM broker on the same database its task row is written here too, in the
     same transaction (one commit per payment, and no task without its posting nor the
     reverse); with any other broker (or the sync path) the task is queued after the commit, and
