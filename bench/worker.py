@@ -18,10 +18,11 @@ One child process per configuration: a fresh database, the sandbox (demo portfol
    (bench/_bare.py ``floor_task``), queued as fast as this process can, on the same workers;
    throughput = n / (last finished - first queued).
 3. burst: ``--burst`` payments taken first with nothing queued (DELIVERY=manual), then their
-   postings queued (``outbox.enqueue``) as fast as this process can; throughput measured as the
-   floor's. Target: >= 90 % of the floor. For both: the CPU one task or posting cost the
-   whole machine (``/proc/stat``) and each role, and how long a delivery took from its claim
-   to its outcome.
+   postings released at once to the connection's drains (``outbox.queue_waiting``, as
+   enabling a connection does; with ``INTEGRATIONS_DRAIN=0``, a task per posting queued by
+   ``outbox.enqueue`` as fast as this process can); throughput measured as the floor's.
+   Target: >= 90 % of the floor. For both: the CPU one task or posting cost the whole machine
+   (``/proc/stat``) and each role, and how long a delivery took from its claim to its outcome.
 4. taking: payments taken back to back for ``--take-seconds`` while the workers post them;
    payments/s, the connections this process opened (``connection_created``) and how the CPUs
    were shared. Then the same with the cluster stopped: tasks still queued (broker only), and
@@ -274,8 +275,16 @@ def _run(config: str, args, sandbox, cluster, workdir: Path) -> dict:
         sampler.start()
     cpu_before = c.cpu_by_role(bench.groups)
     t0 = time.time()
-    for posting_id in posting_ids:
-        outbox.enqueue(posting_id)
+    if outbox.drains_enabled():
+        # Released at once to the connection's drains (what enabling a connection that held
+        # them does): every posting marked in one statement, one drain queued; each drain
+        # that starts and finds more queues one more, so every worker joins in.
+        from integrations.models import Connection
+
+        outbox.queue_waiting(Connection.objects.get(postings__pk=posting_ids[0]))
+    else:
+        for posting_id in posting_ids:
+            outbox.enqueue(posting_id)
     queued = time.time() - t0
     bench.wait_posted(burst, timeout=120 + n)
     burst_cpu = c.cpu_ms_each(cpu_before, c.cpu_by_role(bench.groups), n)
@@ -515,6 +524,8 @@ def _experiment(args) -> str:
     parts = [f"Q_CLUSTER {item}" for item in args.q_option]
     if args.conn_max_age is not None:
         parts.append(f"DB_CONN_MAX_AGE={args.conn_max_age}")
+    if os.environ.get("INTEGRATIONS_DRAIN"):
+        parts.append(f"INTEGRATIONS_DRAIN={os.environ['INTEGRATIONS_DRAIN']}")
     return ", ".join(parts) or "none (the platform's settings)"
 
 

@@ -39,9 +39,17 @@ DEFAULTS: dict[str, Any] = {
     # posted, then needs attention saying so. A payment unconfirmed or retrying for 3 days is
     # one a person has to look at anyway.
     "PAYMENT_WAIT_SECONDS": 3 * 24 * 3600,
-    # async: django-q2 task per posting (production); sync: run the task in-process through
-    # django-q2's sync path (tests); manual: leave postings pending (operators, dry runs).
+    # async: django-q2 tasks deliver postings (production); sync: run the task in-process
+    # through django-q2's sync path (tests); manual: leave postings pending (operators, dry runs).
     "DELIVERY": "async",
+    # async only: a new posting is delivered by its connection's drain task (one queued at a
+    # time per connection, delivering every new posting it finds) instead of a task of its
+    # own; a burst of payments is then a few tasks, not one a payment (docs/performance.md).
+    # Retries, the sweep and a person's actions still queue a task per posting.
+    "DRAIN": True,
+    # A drain starts no new delivery after this many seconds (or later than the task timeout
+    # allows one attempt); it queues the next drain instead, so other tasks get a worker.
+    "DRAIN_SECONDS": 10,
     "DELTA_SYNC_MINUTES": 5,
     "FULL_SYNC_HOUR_UTC": 7,
     "CLOSE_BATCHES_MINUTES": 5,
@@ -60,6 +68,8 @@ ENV_OVERRIDES = (
     "CLAIM_SECONDS",
     "QUEUE_GRACE_SECONDS",
     "SWEEP_QUEUE_LIMIT",
+    "DRAIN",
+    "DRAIN_SECONDS",
 )
 
 
@@ -67,6 +77,8 @@ def _from_env(name: str) -> Any:
     raw = os.environ.get(f"INTEGRATIONS_{name}", "").strip()
     if not raw:
         return None
+    if name == "DRAIN":
+        return raw.lower() not in ("0", "false", "no", "off")
     try:
         if name == "RETRY_BACKOFF_SECONDS":
             values = json.loads(raw) if raw.startswith("[") else raw.split(",")

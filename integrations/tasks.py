@@ -23,6 +23,18 @@ INLINE_RETRY_SECONDS = _INLINE_RETRY_SECONDS
 
 def deliver_posting(posting_id: int) -> str | None:
     state = outbox.deliver(posting_id)
+    _retry_soon(posting_id, state)
+    return state
+
+
+def drain_connection(connection_id: int) -> int:
+    """Deliver the connection's new postings (outbox ``_drain``); how many it tried."""
+    return outbox.drain(connection_id, after_delivery=_retry_soon)
+
+
+def _retry_soon(posting_id: int, state: str | None) -> None:
+    """After an attempt: a retry due within ``INLINE_RETRY_SECONDS`` is waited for here and
+    queued as the posting's own task."""
     # Only a real worker waits and re-queues; in the in-process (sync) mode the sweep or the
     # caller drives retries, so a test never loops through every attempt at once. A reversal
     # waiting for its payment is left to the sweep: it would only tie up a worker.
@@ -33,7 +45,6 @@ def deliver_posting(posting_id: int) -> str | None:
             if wait <= INLINE_RETRY_SECONDS:
                 time.sleep(max(wait, 0))
                 outbox.enqueue(posting_id)
-    return state
 
 
 def retry_sweep() -> int:

@@ -2,6 +2,7 @@ from .connection import Connection
 from .fake import FakeLeaseLink, FakeOccupantLink, FakeRemoteEntry
 from .links import RemoteLeaseLink, RemoteOccupantLink
 from .posting import (
+    ConnectionDrain,
     Posting,
     PostingAttempt,
     PostingKind,
@@ -13,6 +14,7 @@ from .sync import SyncKind, SyncRun, SyncStatus
 
 __all__ = [
     "Connection",
+    "ConnectionDrain",
     "DepositReport",
     "FakeLeaseLink",
     "FakeOccupantLink",

@@ -236,3 +236,24 @@ class ReportDelivery(models.Model):
         if self.state == state.SENDING:
             return f"sending (attempt {self.attempts})"
         return "pending"
+
+
+class ConnectionDrain(models.Model):
+    """Whether a drain task is queued for a connection and has not started yet.
+
+    A new posting is delivered by a per-connection drain (``integrations.outbox``, "Drains"):
+    once the posting is committed, its taker looks here and queues a drain only when none is
+    waiting to start, so a burst of payments becomes a few django-q2 tasks, not one a payment.
+    A drain clears ``queued_at`` as it starts, before it reads any posting."""
+
+    connection = models.OneToOneField(
+        "integrations.Connection",
+        primary_key=True,
+        on_delete=models.CASCADE,
+        related_name="drain",
+    )
+    # When the waiting drain was queued; empty: none waits (one may be running).
+    queued_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"drain of connection {self.connection_id} (queued {self.queued_at or 'no'})"

@@ -18,7 +18,10 @@ or a claim taken over from a dead worker is not sent before the last attempt's e
 never finished, its claim deadline) plus ``UNKNOWN_OUTCOME_DELAY_SECONDS``. Attempts that never
 finish count: once the budget is spent, the claim gives up instead of claiming again.
 
-The package's modules: ``_queue`` (writing postings, queueing, the sweep), ``_claims``,
+A new posting is delivered by its connection's drain task (``_drain``: a few tasks for a
+burst, not one a payment); retries, the sweep and a person's actions queue a task per posting.
+
+The package's modules: ``_queue`` (writing postings, queueing, the sweep), ``_drain``, ``_claims``,
 ``_delivery`` (one attempt and its outcome), ``_actions`` (a person's and a connection test's
 actions); ``_common`` holds what they share. Import from ``integrations.outbox`` only (the
 private names re-exported here are the ones docs/reliability.md points to).
@@ -53,6 +56,7 @@ from ._delivery import (
     _wait_for_payment,
     deliver,
 )
+from ._drain import DRAIN_LOST_SECONDS, drain, drains_enabled, poke, queue_drain
 from ._queue import (
     create_payment_posting,
     create_reversal_posting,
@@ -68,6 +72,7 @@ from ._queue import (
 
 __all__ = [
     "ACTIVE_STATES",
+    "DRAIN_LOST_SECONDS",
     "PAYMENT_ABANDONED",
     "PAYMENT_NEEDS_ATTENTION",
     "PAYMENT_NOT_POSTED",
@@ -84,6 +89,8 @@ __all__ = [
     "create_payment_posting",
     "create_reversal_posting",
     "deliver",
+    "drain",
+    "drains_enabled",
     "due_postings",
     "enable_connection",
     "enqueue",
@@ -91,7 +98,9 @@ __all__ = [
     "enqueue_task",
     "mark_found",
     "pause_connection",
+    "poke",
     "post_unconfirmed",
+    "queue_drain",
     "queue_waiting",
     "resolve",
     "resume_connection",

@@ -48,13 +48,13 @@ def _give_up(posting: Posting, checks: bool) -> None:
     log.warning("posting %s: %s", posting.key, posting.last_error)
 
 
-def _claim_read(pk, *, lock: bool = True):
+def _claim_read(pk=None, *, lock: bool = True, **where):
     """The posting with its connection, property, payment, batch and reversal, and its
     attempts' last number (numbered over the posting's whole life: a person's retry resets
     ``attempts``, the budget, not the log). ``lock``: the posting's own row only (NO KEY: the
     attempt's foreign key to it still inserts); locking the joined connection too would make
     every payment of the property, whose posting's foreign key is checked at commit, wait for
-    this claim."""
+    this claim. ``where``: other filters instead of the primary key (a drain's next posting)."""
     postings = Posting.objects.select_related("connection__property", "payment__batch", "reversal")
     if lock:
         postings = postings.select_for_update(of=("self",), no_key=True)
@@ -66,15 +66,21 @@ def _claim_read(pk, *, lock: bool = True):
                 .values("number")[:1]
             )
         )
-        .filter(pk=pk)
+        .filter(**({"pk": pk} if pk is not None else where))
         .order_by()
     )
 
 
 # Compiled once (rentplatform/prepared.py): read for every attempt. The one without the lock
-# is the quick claim's (see ``claim``).
+# is the quick claim's (see ``claim``); a drain's read of its next posting is the same read of
+# the connection's oldest pending posting after the last one it took (``_drain``).
 _CLAIM_READ = Prepared(lambda pk: _claim_read(pk))
 _CLAIM_PEEK = Prepared(lambda pk: _claim_read(pk, lock=False))
+_NEXT_PENDING = Prepared(
+    lambda connection_id, after: _claim_read(
+        lock=False, connection_id=connection_id, state=PostingState.PENDING, pk__gt=after
+    ).order_by("pk")[:1]
+)
 
 # What a claim's decision reads from the posting's row: the quick claim writes on the condition
 # that none of it changed since it was read.
@@ -94,7 +100,11 @@ CLAIM_FIELDS = [
 
 
 def claim(
-    posting_id: int, *, force: bool = False, reversal_wait: Callable | None = None
+    posting_id: int,
+    *,
+    force: bool = False,
+    reversal_wait: Callable | None = None,
+    peeked: Posting | None = None,
 ) -> tuple[Posting, PostingAttempt] | str | None:
     """Take a posting for one attempt, or None when it is not ours to run now.
 
@@ -104,9 +114,12 @@ def claim(
     ``reversal_wait(posting, now, force)`` (what ``deliver`` passes): for a reversal, called
     on the locked row first; a state it returns (the reversal waits for its payment, or
     stops) is returned instead of a claim. One transaction and one read for both.
+
+    ``peeked``: the posting as ``_claim_read(lock=False)`` just read it (a drain's read of its
+    next posting), used instead of the quick claim's own read.
     """
     now = timezone.now()
-    quick = _quick_claim(posting_id, now, force, reversal_wait is not None)
+    quick = _quick_claim(posting_id, now, force, reversal_wait is not None, peeked)
     if quick is not _LOCKED:
         return quick
     with transaction.atomic():
@@ -174,7 +187,9 @@ def _take(posting: Posting, now: dt.datetime) -> PostingAttempt:
     )
 
 
-def _quick_claim(posting_id: int, now: dt.datetime, force: bool, reversal: bool):
+def _quick_claim(
+    posting_id: int, now: dt.datetime, force: bool, reversal: bool, peeked: Posting | None = None
+):
     """The common claim in one round trip on PostgreSQL, without the row's lock: a payment's
     posting that is due, on a connection that does not hold it, with no unknown outcome and
     attempts left (or forced), is read, then claimed by one conditional write (the claim's
@@ -188,7 +203,7 @@ def _quick_claim(posting_id: int, now: dt.datetime, force: bool, reversal: bool)
     ``_LOCKED`` for every other case and for a write whose condition failed: the caller then
     decides under the row's lock, as before.
     """
-    posting = _CLAIM_PEEK.first(posting_id)
+    posting = peeked if peeked is not None else _CLAIM_PEEK.first(posting_id)
     if posting is None:
         return None
     if posting.state in (PostingState.POSTED, PostingState.ABANDONED, PostingState.UNCONFIRMED):

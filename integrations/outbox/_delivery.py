@@ -148,10 +148,11 @@ def _payment_wait(posting: Posting, now: dt.datetime, force: bool) -> str | None
     return posting.state
 
 
-def deliver(posting_id: int, *, force: bool = False) -> str | None:
-    """One delivery attempt. Returns the posting's new state, or None if it was not run."""
+def deliver(posting_id: int, *, force: bool = False, peeked: Posting | None = None) -> str | None:
+    """One delivery attempt. Returns the posting's new state, or None if it was not run.
+    ``peeked``: the posting as a drain just read it (``claim``)."""
     # A reversal first waits for its payment: checked on the row the claim locks.
-    claimed = claim(posting_id, force=force, reversal_wait=_payment_wait)
+    claimed = claim(posting_id, force=force, reversal_wait=_payment_wait, peeked=peeked)
     if claimed is None or isinstance(claimed, str):
         return claimed  # not ours to run now (a held connection: claim says no), or waiting
     posting, attempt = claimed

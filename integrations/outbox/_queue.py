@@ -18,6 +18,7 @@ from integrations.models import Connection, Posting, PostingKind, PostingState
 from rentplatform.prepared import Prepared, insert_fields, insert_params, insert_row
 
 from ._common import _holds, log
+from ._drain import drains_enabled, poke, poke_lost_drains
 
 # The property's connection and the payment's posting if it has one, in one read: made for
 # every payment taken, so compiled once (rentplatform/prepared.py).
@@ -73,8 +74,8 @@ def _create_posting(property_id, connection: Connection | None, lookup: dict, de
     if connection is None and lookup["kind"] == PostingKind.PAYMENT:
         posting = _insert_payment_posting(property_id, lookup["payment"], defaults["key"])
         if posting is not None:
-            if posting.enqueued_at is not None and not _enqueue_in_transaction(posting.pk):
-                transaction.on_commit(lambda: enqueue(posting.pk, marked=True))
+            if posting.enqueued_at is not None:
+                _queue_new(posting)
             return posting
         # No row written: no connection, a held one, or the posting exists. Read and decide.
         connection = _CONNECTION_AND_PAYMENT_POSTING.first(property_id, lookup["payment"].pk)
@@ -108,9 +109,19 @@ def _create_posting(property_id, connection: Connection | None, lookup: dict, de
         )
     )
     posting._loaded_state = posting.state
-    if queue and not _enqueue_in_transaction(posting.pk):
-        transaction.on_commit(lambda: enqueue(posting.pk, marked=True))
+    if queue:
+        _queue_new(posting)
     return posting
+
+
+def _queue_new(posting: Posting) -> None:
+    """A new posting, written marked queued, in the transaction that wrote it: its connection's
+    drain is poked once it is committed (``_drain``), or, without drains, its own task is
+    written in this transaction (ORM broker) or queued after the commit."""
+    if drains_enabled():
+        transaction.on_commit(lambda: poke(posting.connection_id, posting.pk))
+    elif not _enqueue_in_transaction(posting.pk):
+        transaction.on_commit(lambda: enqueue(posting.pk, marked=True))
 
 
 _INSERT_SQL: dict[str, str] = {}
@@ -335,6 +346,7 @@ def sweep(*, grace: float | None = None, limit: int = 500) -> int:
     are queued; once the queue has drained, a task queued more than ``grace`` seconds ago is
     presumed lost and queued again. Either way nothing floods the queue with duplicates.
     """
+    poke_lost_drains()
     candidates = sweepable_postings(grace=grace)
     if _queue_backlog() > get_setting("SWEEP_QUEUE_LIMIT"):
         candidates = candidates.filter(enqueued_at__isnull=True)
@@ -359,8 +371,18 @@ def due_postings(now: dt.datetime | None = None):
 
 def queue_waiting(connection: Connection) -> int:
     """Queue (after commit) every posting of the connection that is due: what a disabled or
-    paused connection held. Returns how many; none while it is still held."""
-    ids = list(due_postings().filter(connection=connection).values_list("pk", flat=True))
+    paused connection held. Returns how many; none while it is still held. With drains, its
+    pending postings are marked queued in one statement and left to the connection's drains
+    (a few tasks for a long-held backlog); the others (retrying, a claim that expired) get a
+    task each, as without."""
+    due = due_postings().filter(connection=connection)
+    queued = 0
+    if drains_enabled():
+        queued = due.filter(state=PostingState.PENDING).update(enqueued_at=timezone.now())
+        if queued:
+            transaction.on_commit(lambda: poke(connection.pk))
+        due = due.exclude(state=PostingState.PENDING)
+    ids = list(due.values_list("pk", flat=True))
     for posting_id in ids:
         enqueue_on_commit(posting_id)
-    return len(ids)
+    return queued + len(ids)

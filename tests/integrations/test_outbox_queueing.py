@@ -1,5 +1,6 @@
-"""Queueing a posting's task with as few commits as the broker allows, and a finish that
-updates the claimed posting only while the claim is still its own (docs/performance.md)."""
+"""Queueing a posting's own task (drains off) with as few commits as the broker allows, and a
+finish that updates the claimed posting only while the claim is still its own
+(docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -23,8 +24,11 @@ from rentplatform import services
 
 @pytest.fixture
 def delivery(settings):
-    def set_mode(mode: str) -> None:
-        settings.INTEGRATIONS = {**settings.INTEGRATIONS, "DELIVERY": mode}
+    """The delivery mode, with a task per posting (drains off): what these tests are about.
+    New postings' drains are tested in test_outbox_drains.py."""
+
+    def set_mode(mode: str, drain: bool = False) -> None:
+        settings.INTEGRATIONS = {**settings.INTEGRATIONS, "DELIVERY": mode, "DRAIN": drain}
 
     return set_mode
 
