@@ -106,6 +106,15 @@ class Posting(models.Model):
                 name="posted_posting_has_time",
             ),
         ]
+        indexes = [
+            # A drain's next posting (integrations/outbox/_drain.py): the connection's pending
+            # postings in id order, a small index whatever the table's size.
+            models.Index(
+                fields=["connection", "id"],
+                condition=Q(state=PostingState.PENDING),
+                name="pending_postings_by_connection",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} posting {self.key} ({self.get_state_display()})"

@@ -48,13 +48,13 @@ def _give_up(posting: Posting, checks: bool) -> None:
     log.warning("posting %s: %s", posting.key, posting.last_error)
 
 
-def _claim_read(pk=None, *, lock: bool = True, **where):
+def _claim_read(pk, *, lock: bool = True):
     """The posting with its connection, property, payment, batch and reversal, and its
     attempts' last number (numbered over the posting's whole life: a person's retry resets
     ``attempts``, the budget, not the log). ``lock``: the posting's own row only (NO KEY: the
     attempt's foreign key to it still inserts); locking the joined connection too would make
     every payment of the property, whose posting's foreign key is checked at commit, wait for
-    this claim. ``where``: other filters instead of the primary key (a drain's next posting)."""
+    this claim. ``pk`` may be a subquery (a drain's next posting)."""
     postings = Posting.objects.select_related("connection__property", "payment__batch", "reversal")
     if lock:
         postings = postings.select_for_update(of=("self",), no_key=True)
@@ -66,7 +66,7 @@ def _claim_read(pk=None, *, lock: bool = True, **where):
                 .values("number")[:1]
             )
         )
-        .filter(**({"pk": pk} if pk is not None else where))
+        .filter(pk=pk)
         .order_by()
     )
 
@@ -76,10 +76,19 @@ def _claim_read(pk=None, *, lock: bool = True, **where):
 # the connection's oldest pending posting after the last one it took (``_drain``).
 _CLAIM_READ = Prepared(lambda pk: _claim_read(pk))
 _CLAIM_PEEK = Prepared(lambda pk: _claim_read(pk, lock=False))
+# (The next posting's id is found first, on the pending postings' partial index: joined and
+# then sorted, the read took 6 ms with 500 pending on PostgreSQL.)
 _NEXT_PENDING = Prepared(
     lambda connection_id, after: _claim_read(
-        lock=False, connection_id=connection_id, state=PostingState.PENDING, pk__gt=after
-    ).order_by("pk")[:1]
+        Subquery(
+            Posting.objects.filter(
+                connection_id=connection_id, state=PostingState.PENDING, pk__gt=after
+            )
+            .order_by("pk")
+            .values("pk")[:1]
+        ),
+        lock=False,
+    )
 )
 
 # What a claim's decision reads from the posting's row: the quick claim writes on the condition
