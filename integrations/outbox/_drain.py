@@ -149,12 +149,11 @@ def poke(connection_id: int, posting_id: int | None = None) -> bool:
             except Exception:  # noqa: BLE001, S110  (the database is down too: the mark stays;
                 pass  # the sweep presumes such a task lost after QUEUE_GRACE_SECONDS)
         log.warning(
-            "connection %s: the drain for posting %s could not be queued (%s: %s); it waits "
-            "for the retry sweep",
+            "connection %s: its drain could not be queued (%s: %s); %s waits for the retry sweep",
             connection_id,
-            posting_id,
             type(err).__name__,
             mask(str(err))[:500],
+            f"posting {posting_id}" if posting_id is not None else "what is pending",
         )
         return False
     return True

@@ -150,7 +150,8 @@ def test_a_drain_that_cannot_be_queued_leaves_the_posting_to_the_sweep(
     posting = Posting.objects.get(payment=payment)
     assert posting.state == PostingState.PENDING and posting.enqueued_at is None
     assert _flag(connection) is None  # released: the next taker queues a drain
-    assert f"connection {connection.pk}: the drain for posting {posting.pk}" in caplog.text
+    assert f"connection {connection.pk}: its drain could not be queued" in caplog.text
+    assert f"posting {posting.pk} waits for the retry sweep" in caplog.text
     assert "broker down" in caplog.text
     assert outbox.sweep() == 1  # the posting's own task, once the broker is back
     assert [t["func"] for t in _queued()] == ["integrations.tasks.deliver_posting"]
@@ -242,3 +243,24 @@ def test_enabling_a_connection_leaves_its_held_payments_to_one_drain(
         posting = Posting.objects.get(payment=payment)
         assert posting.state == PostingState.POSTED, posting.last_error
         assert FakeRemoteEntry.objects.filter(key=posting.key).count() == 1
+
+
+def test_a_drain_starts_no_attempt_that_could_outlast_its_task(
+    connection, lease, drains, settings, django_capture_on_commit_callbacks
+):
+    """The timing chain: a drain's last attempt must end before django-q2 stops the task,
+    as a task's only attempt does (integrations/conf.py)."""
+    from integrations.outbox._drain import _time_allowed
+
+    with django_capture_on_commit_callbacks(execute=True):
+        payment = _take(lease)
+    posting = Posting.objects.select_related("connection").get(payment=payment)
+    assert _time_allowed(posting) == 10  # DRAIN_SECONDS: no per-call timeout to fit
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 20}
+    connection.settings = {**connection.settings, "timeout": 5}
+    connection.save()
+    posting = Posting.objects.select_related("connection").get(payment=payment)
+    # One attempt: 2 calls x 5 s + the inline wait (0 here: RETRY_BACKOFF_SECONDS is [0]).
+    assert _time_allowed(posting) == 20 - 10 - 1
+    settings.INTEGRATIONS = {**settings.INTEGRATIONS, "DRAIN_SECONDS": 3}
+    assert _time_allowed(posting) == 3
