@@ -264,3 +264,32 @@ def test_a_drain_starts_no_attempt_that_could_outlast_its_task(
     assert _time_allowed(posting) == 20 - 10 - 1
     settings.INTEGRATIONS = {**settings.INTEGRATIONS, "DRAIN_SECONDS": 3}
     assert _time_allowed(posting) == 3
+
+
+def test_with_another_broker_a_drain_that_cannot_be_queued_releases_the_flag(
+    connection, lease, drains, django_capture_on_commit_callbacks
+):
+    """Redis (any broker but the ORM one on the postings' database) is called after the
+    flag's own commit: a refused task releases the flag it set and the marks of the postings
+    left to it (so the next taker queues a drain, and the sweep the postings)."""
+    with mock.patch("django_q.conf.Conf.ORM", None):
+        with mock.patch("django_q.tasks.async_task") as queued:
+            with django_capture_on_commit_callbacks(execute=True):
+                first = _take(lease)
+                second = _take(lease, "20.00")
+        queued.assert_called_once()  # the second taker saw the flag set
+        assert queued.call_args.args == ("integrations.tasks.drain_connection", connection.pk)
+        assert _flag(connection) is not None
+        # That drain was never queued after all (say the broker lost it), then the flag is
+        # presumed lost and the next taker's broker refuses.
+        long_ago = timezone.now() - dt.timedelta(seconds=outbox.DRAIN_LOST_SECONDS + 1)
+        ConnectionDrain.objects.filter(connection=connection).update(queued_at=long_ago)
+        with mock.patch("django_q.tasks.async_task", side_effect=ConnectionError("down")):
+            with django_capture_on_commit_callbacks(execute=True):
+                third = _take(lease, "30.00")
+    assert _flag(connection) is None
+    marks = Posting.objects.filter(payment__in=[first, second, third]).values_list(
+        "enqueued_at", flat=True
+    )
+    assert list(marks) == [None, None, None]
+    assert outbox.sweep() == 3  # each its own task, once the broker is back
