@@ -58,8 +58,9 @@ class Posting(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
     claimed_until = models.DateTimeField(null=True, blank=True)
-    # When a delivery task was last queued and not yet taken by a worker: the retry sweep skips
-    # postings whose task is still waiting in the queue (no flood of duplicates in a backlog).
+    # When a delivery task was last queued (or the posting left to its connection's drain) and
+    # not yet taken by a worker: the retry sweep skips postings whose task is still waiting in
+    # the queue (no flood of duplicates in a backlog).
     enqueued_at = models.DateTimeField(null=True, blank=True)
     # Set when an attempt ended without knowing whether the remote wrote the record; the next
     # attempt must find out before it sends anything.
