@@ -199,10 +199,21 @@ def drain(connection_id: int, *, after_delivery=None) -> int:
             poke(connection_id)
             return tried
         after = posting.pk
-        state = deliver(posting.pk, peeked=posting)
         tried += 1
-        if after_delivery is not None:
-            after_delivery(posting.pk, state)
+        try:
+            state = deliver(posting.pk, peeked=posting)
+            if after_delivery is not None:
+                after_delivery(posting.pk, state)
+        except Exception:  # noqa: BLE001  (logged with its traceback, below)
+            # One posting's failure (deliver records the provider's own; this is a bug or a
+            # database error) must not hold the connection's others: it is left as it is
+            # (pending, or in flight until its claim expires) for the retry sweep.
+            log.exception(
+                "connection %s: drain: posting %s failed outside its attempt; left to the "
+                "retry sweep, the drain goes on",
+                connection_id,
+                posting.pk,
+            )
 
 
 def _more_pending(connection_id: int, after: int) -> bool:

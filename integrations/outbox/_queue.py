@@ -18,7 +18,7 @@ from integrations.models import Connection, Posting, PostingKind, PostingState
 from rentplatform.prepared import Prepared, insert_fields, insert_params, insert_row
 
 from ._common import _holds, log
-from ._drain import drains_enabled, poke, poke_lost_drains
+from ._drain import DRAIN_LOST_SECONDS, drains_enabled, poke, poke_lost_drains
 
 # The property's connection and the payment's posting if it has one, in one read: made for
 # every payment taken, so compiled once (rentplatform/prepared.py).
@@ -65,11 +65,12 @@ def _create_posting(property_id, connection: Connection | None, lookup: dict, de
     yet. A payment's posting on an enabled connection is one ``INSERT ... SELECT`` from the
     connection (``_insert_payment_posting``); otherwise a plain read then insert (no
     savepoint) is enough, and the connection and an existing posting are read in one query.
-    A posting to be queued is written already marked queued.
-    With django-q2's ORM broker on the same database its task row is written here too, in the
-    same transaction (one commit per payment, and no task without its posting nor the
-    reverse); with any other broker (or the sync path) the task is queued after the commit, and
-    if the broker cannot take it, ``enqueue`` clears the mark for the retry sweep.
+    A posting to be queued is written already marked queued, and handed on by ``_queue_new``:
+    to its connection's drain after the commit (``_drain.poke``). With drains off, and django-q2's
+    ORM broker on the same database, its own task row is written here, in the same transaction
+    (one commit per payment, and no task without its posting nor the reverse); with any other
+    broker (or the sync path) the task is queued after the commit. Either way, if the broker
+    cannot take it, the mark is cleared for the retry sweep.
     """
     if connection is None and lookup["kind"] == PostingKind.PAYMENT:
         posting = _insert_payment_posting(property_id, lookup["payment"], defaults["key"])
@@ -346,13 +347,22 @@ def sweep(*, grace: float | None = None, limit: int = 500) -> int:
     are queued; once the queue has drained, a task queued more than ``grace`` seconds ago is
     presumed lost and queued again. Either way nothing floods the queue with duplicates.
     """
-    poke_lost_drains()
     candidates = sweepable_postings(grace=grace)
+    if drains_enabled():
+        # A long backlog left to its connection's drains (they run while one more waits to
+        # start): a task of its own for each would only add tasks, not deliveries. Decided on
+        # the flag as it is before this sweep pokes anything (below): a drain that never
+        # starts, or crashes as it starts, leaves the backlog to a task each.
+        waiting = timezone.now() - dt.timedelta(seconds=DRAIN_LOST_SECONDS)
+        candidates = candidates.exclude(
+            Q(state=PostingState.PENDING) & Q(connection__drain__queued_at__gte=waiting)
+        )
     if _queue_backlog() > get_setting("SWEEP_QUEUE_LIMIT"):
         candidates = candidates.filter(enqueued_at__isnull=True)
     ids = list(candidates.values_list("pk", flat=True)[:limit])
     for posting_id in ids:
         enqueue(posting_id)
+    poke_lost_drains()
     return len(ids)
 
 

@@ -293,3 +293,55 @@ def test_with_another_broker_a_drain_that_cannot_be_queued_releases_the_flag(
     )
     assert list(marks) == [None, None, None]
     assert outbox.sweep() == 3  # each its own task, once the broker is back
+
+
+def test_the_sweep_leaves_a_backlog_to_a_drain_waiting_to_start(
+    connection, lease, drains, django_capture_on_commit_callbacks
+):
+    """A long backlog (payments marked longer ago than QUEUE_GRACE_SECONDS) with a drain
+    queued for its connection: a task of its own for each posting would only add tasks. Once
+    that drain is presumed lost, the sweep queues a task for each, as for any lost task."""
+    with django_capture_on_commit_callbacks(execute=True):
+        payments = [_take(lease, f"{10 + i}.00") for i in range(3)]
+    long_ago = timezone.now() - dt.timedelta(seconds=301)
+    Posting.objects.filter(payment__in=payments).update(enqueued_at=long_ago)
+    OrmQ.objects.all().delete()
+    ConnectionDrain.objects.filter(connection=connection).update(queued_at=timezone.now())
+    assert outbox.sweep() == 0
+    assert not OrmQ.objects.exists()
+    ConnectionDrain.objects.filter(connection=connection).update(
+        queued_at=timezone.now() - dt.timedelta(seconds=outbox.DRAIN_LOST_SECONDS + 1)
+    )
+    assert outbox.sweep() == 3
+    # Marked again by their own tasks, they are no longer left to a drain.
+    queued = _queued()
+    assert [t["func"] for t in queued] == ["integrations.tasks.deliver_posting"] * 3
+    for task in queued:
+        assert tasks.deliver_posting(*task["args"]) == PostingState.POSTED
+    assert tasks.drain_connection(connection.pk) == 0
+    assert FakeRemoteEntry.objects.count() == 3
+
+
+def test_one_posting_failing_outside_its_attempt_does_not_hold_the_others(
+    connection, lease, drains, django_capture_on_commit_callbacks, caplog
+):
+    """A bug or a database error raised out of one delivery (deliver records a provider's own
+    failures) is logged with the posting's id, and the drain goes on with the next one."""
+    from integrations.outbox import _drain
+
+    with django_capture_on_commit_callbacks(execute=True):
+        poison, fine = _take(lease), _take(lease, "20.00")
+    poison_posting = Posting.objects.get(payment=poison)
+    real = _drain.deliver
+
+    def deliver(posting_id, **kwargs):
+        if posting_id == poison_posting.pk:
+            raise RuntimeError("a bug in the finish")
+        return real(posting_id, **kwargs)
+
+    with mock.patch.object(_drain, "deliver", side_effect=deliver):
+        assert tasks.drain_connection(connection.pk) == 2
+    assert Posting.objects.get(payment=fine).state == PostingState.POSTED
+    assert Posting.objects.get(pk=poison_posting.pk).state == PostingState.PENDING
+    assert f"drain: posting {poison_posting.pk} failed outside its attempt" in caplog.text
+    assert "a bug in the finish" in caplog.text  # the traceback
