@@ -59,13 +59,12 @@ def drains_enabled() -> bool:
 
 
 def _table_and_db():
-    using = router.db_for_write(ConnectionDrain)
-    return ConnectionDrain._meta.db_table, using, connections[using]
+    return ConnectionDrain._meta.db_table, connections[router.db_for_write(ConnectionDrain)]
 
 
 def _drain_waiting(connection_id: int, now: dt.datetime) -> bool:
     """Whether a drain is queued for the connection and not started (nor presumed lost)."""
-    table, _using, db = _table_and_db()
+    table, db = _table_and_db()
     lost = now - dt.timedelta(seconds=DRAIN_LOST_SECONDS)
     with db.cursor() as cursor:
         cursor.execute(
@@ -79,7 +78,7 @@ def _take_flag(connection_id: int, now: dt.datetime) -> bool:
     """Set the flag unless a drain (not presumed lost) is already queued: True when this caller
     set it and must queue the drain. One statement (an upsert whose update is conditional), so
     of two callers at once exactly one gets True."""
-    table, _using, db = _table_and_db()
+    table, db = _table_and_db()
     lost = now - dt.timedelta(seconds=DRAIN_LOST_SECONDS)
     adapt = db.ops.adapt_datetimefield_value
     with db.cursor() as cursor:
