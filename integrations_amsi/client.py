@@ -67,6 +67,7 @@ from .transport import (
     MAX_ERROR_BODY_BYTES,
     MalformedReply,
     ReplyTooLarge,
+    Session,
     _cut_off,
     _decode,
     _ExchangeFailed,
@@ -119,7 +120,7 @@ class EdexClient:
         self._services: dict[str, Any] = {}
         self._zeep: dict[str, zeep.Client] = {}
         self._lock = threading.Lock()
-        self._session = requests.Session()
+        self._session = Session()  # the environment's proxies read once (transport.py)
 
     # -- plumbing ------------------------------------------------------------------------------
     def _context(self, operation: str, record: str = "") -> dict[str, str]:

@@ -45,6 +45,27 @@ def _placeholder(kind: type, i: int) -> Any:
     raise TypeError(f"prepared queries take int, str or date values, not {kind.__name__}")
 
 
+def _converters_once(get_converters: Callable) -> Callable:
+    """A compiler's ``get_converters``, worked out once for the select list it is asked about
+    each run (the compiled query's own columns, the same objects every time: ``as_sql`` is not
+    run again) instead of per run (a quarter of the claim's 77-column read, 0.19 ms of 0.75 ms
+    on SQLite). Asked about other expressions, it asks the compiler."""
+    known: list = []  # [(the expressions, their converters)]
+
+    def cached(expressions):
+        for asked, converters in known:
+            if len(asked) == len(expressions) and all(
+                a is b for a, b in zip(asked, expressions, strict=True)
+            ):
+                return converters
+        converters = get_converters(expressions)
+        if len(known) < 4:
+            known.append((list(expressions), converters))
+        return converters
+
+    return cached
+
+
 class Prepared:
     """One queryset shape, compiled once per connection; call it with the values."""
 
@@ -76,6 +97,7 @@ class Prepared:
         # Every run of this queryset (and its clones) uses this compiler, which answers with
         # the SQL compiled above and the current call's parameters: no compiling again.
         compiler.as_sql = lambda *args, **kwargs: (current["sql"], tuple(current["params"]))
+        compiler.get_converters = _converters_once(compiler.get_converters)
         queryset.query.get_compiler = lambda *args, **kwargs: compiler
         return compiler.connection, queryset, list(params), slots, current, locks
 
@@ -241,6 +263,49 @@ def update_then_insert(instance, fields: list[str], *, where: dict, new, using="
     if row is None:
         return False
     _inserted(new, row[0], using)
+    return True
+
+
+def update_then_update(
+    instance, fields: list[str], *, where: dict, other, other_fields: list[str], using="default"
+) -> bool:
+    """``update_row(instance, fields, where=where)`` and, only if it changed the row,
+    ``update_row(other, other_fields)``: both or neither. Returns whether the first row was
+    changed (the second row, updated by its key, must then exist: an error says so).
+
+    On PostgreSQL it is one statement (``WITH changed AS (UPDATE ... RETURNING 1), other AS
+    (UPDATE ... WHERE ... AND EXISTS (SELECT 1 FROM changed) RETURNING 1) SELECT ...``): one
+    round trip; elsewhere two statements. Only inside a transaction (the outbox's finish): an
+    error (the second row missing) then undoes both.
+    """
+    connection = connections[using]
+    if not connection.in_atomic_block:
+        raise transaction.TransactionManagementError("update_then_update needs a transaction")
+    if connection.vendor != "postgresql":
+        if not update_row(instance, fields, where=where, using=using):
+            return False
+        changed = update_row(other, other_fields, using=using)
+    else:
+        first_sql, params = _update(instance, fields, where, connection, using)
+        other_sql, other_params = _update(other, other_fields, {}, connection, using)
+        key = ("update_then_update", first_sql, other_sql)
+        sql = _sql_cache.get(key)
+        if sql is None:
+            sql = _sql_cache[key] = (
+                f"WITH changed AS ({first_sql} RETURNING 1), "
+                f"other AS ({other_sql} AND EXISTS (SELECT 1 FROM changed) RETURNING 1) "
+                "SELECT (SELECT count(*) FROM changed), (SELECT count(*) FROM other)"
+            )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params + other_params)
+            first, changed = cursor.fetchone()
+        if not first:
+            return False
+    if not changed:
+        raise other._meta.model.DoesNotExist(
+            f"{other._meta.label} {other.pk}: no such row to update with "
+            f"{instance._meta.label} {instance.pk}"
+        )
     return True
 
 

@@ -22,7 +22,7 @@ from integrations.exceptions import (
 from integrations.logging import mask
 from integrations.models import Connection, Posting, PostingAttempt, PostingKind, PostingState
 from integrations.models.posting import FINAL_STATES, AttemptOutcome
-from rentplatform.prepared import update_row
+from rentplatform.prepared import update_row, update_then_update
 
 from ._claims import claim
 from ._common import _backoff, _can_check, _holds, log
@@ -200,6 +200,9 @@ FINISH_FIELDS = [
 ]
 
 
+ATTEMPT_FIELDS = ["finished_at", "outcome", "error"]
+
+
 def _finish(posting: Posting, attempt: PostingAttempt, outcome: str, delivered, error) -> str:
     """Record an attempt's outcome on its posting and attempt rows, in one transaction.
 
@@ -221,13 +224,20 @@ def _finish(posting: Posting, attempt: PostingAttempt, outcome: str, delivered, 
     with transaction.atomic():
         result = _apply(claimed, outcome, delivered, error, message, now)
         claimed.updated_at = now
-        # One conditional UPDATE, its SQL built once (rentplatform/prepared.py; no save(): the
-        # condition is the guard).
-        ours = update_row(
-            claimed, FINISH_FIELDS, where={"state": PostingState.IN_FLIGHT, "claimed_until": token}
+        attempt.finished_at = now
+        attempt.outcome = result
+        attempt.error = message
+        # One conditional UPDATE of the posting and, if it held, the attempt's: one statement on
+        # PostgreSQL, their SQL built once (rentplatform/prepared.py; no save(): the condition
+        # is the guard).
+        applied = update_then_update(
+            claimed,
+            FINISH_FIELDS,
+            where={"state": PostingState.IN_FLIGHT, "claimed_until": token},
+            other=attempt,
+            other_fields=ATTEMPT_FIELDS,
         )
-        applied = bool(ours)
-        if ours:
+        if applied:
             posting = claimed
         else:
             posting = (
@@ -236,12 +246,10 @@ def _finish(posting: Posting, attempt: PostingAttempt, outcome: str, delivered, 
                 .get(pk=claimed.pk)
             )
             result, applied = _late(posting, outcome, delivered, error, message, now)
+            attempt.outcome = result
+            update_row(attempt, ATTEMPT_FIELDS)
         if applied and posting.state == PostingState.POSTED and delivered is not None:
             posting.connection.get_provider().record_delivery(claimed, delivered)
-        attempt.finished_at = now
-        attempt.outcome = result
-        attempt.error = message
-        update_row(attempt, ["finished_at", "outcome", "error"])
         if applied and posting.state == PostingState.POSTED:
             transaction.on_commit(
                 lambda p=posting: signals.posting_posted.send(sender=Posting, posting=p)

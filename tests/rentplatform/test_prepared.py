@@ -21,6 +21,7 @@ from rentplatform.prepared import (
     insert_row,
     update_row,
     update_then_insert,
+    update_then_update,
     upsert_row,
 )
 from rentplatform.services import accept_payment
@@ -92,6 +93,24 @@ def test_compiled_once_then_only_run(paid):
     with mock.patch.object(SQLCompiler, "as_sql", autospec=True) as compiling:
         assert LEASE_WITH_PROPERTY.first(lease.pk).pk == lease.pk
     assert compiling.call_count == 0
+
+
+def test_converters_are_worked_out_once_and_every_run_is_converted(paid):
+    lease, payment = paid
+    read = Prepared(lambda pk: Payment.objects.select_related("batch", "lease").filter(pk=pk))
+    original = SQLCompiler.get_converters
+    with mock.patch.object(
+        SQLCompiler, "get_converters", autospec=True, side_effect=original
+    ) as working_out:
+        got = [read.first(payment.pk) for _ in range(3)]
+    assert working_out.call_count == 1
+    expected = Payment.objects.select_related("batch", "lease").get(pk=payment.pk)
+    for row in got:  # Decimal, aware datetime, date: converted on every run, not only the first
+        assert row.amount == expected.amount == Decimal("12.34")
+        assert isinstance(row.amount, Decimal)
+        assert row.accepted_at == expected.accepted_at and row.accepted_at.tzinfo is not None
+        assert row.batch.business_day == expected.batch.business_day
+        assert isinstance(row.batch.business_day, dt.date)
 
 
 def test_a_locking_read_outside_a_transaction_is_refused_as_the_orm_refuses(paid):
@@ -219,6 +238,43 @@ def test_update_then_insert_changes_nothing_when_the_insert_fails(paid):
         assert update_then_insert(batch, ["status"], where={"status": BatchStatus.OPEN}, new=other)
     assert DepositBatch.objects.get(pk=batch.pk).status == BatchStatus.CLOSED
     assert DepositBatch.objects.filter(batch_id="900000003").exists()
+
+
+def test_update_then_update_writes_the_second_row_only_when_the_first_changed(paid):
+    lease, payment = paid
+    batch = payment.batch
+    batch.status = BatchStatus.CLOSED
+    payment.state = "posted_test"
+    with transaction.atomic():
+        assert not update_then_update(
+            batch, ["status"], where={"status": BatchStatus.DEPOSITED}, other=payment,
+            other_fields=["state"],
+        )  # fmt: skip
+    assert DepositBatch.objects.get(pk=batch.pk).status == BatchStatus.OPEN
+    assert Payment.objects.get(pk=payment.pk).state != "posted_test"
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        assert update_then_update(
+            batch, ["status"], where={"status": BatchStatus.OPEN}, other=payment,
+            other_fields=["state"],
+        )  # fmt: skip
+    assert DepositBatch.objects.get(pk=batch.pk).status == BatchStatus.CLOSED
+    assert Payment.objects.get(pk=payment.pk).state == "posted_test"
+    if connection.vendor == "postgresql":
+        assert len([q for q in queries if q["sql"].startswith("WITH changed AS (UPDATE")]) == 1
+        assert len(queries) == 1  # inside the transaction: its BEGIN and COMMIT are not here
+
+
+def test_update_then_update_needs_a_transaction_and_undoes_both_without_the_second_row(paid):
+    _, payment = paid
+    batch = payment.batch
+    batch.status = BatchStatus.CLOSED
+    with pytest.raises(transaction.TransactionManagementError):
+        update_then_update(batch, ["status"], where={}, other=payment, other_fields=["state"])
+    gone = Payment(pk=payment.pk + 1000, state="x")
+    with pytest.raises(Payment.DoesNotExist, match=f"{payment.pk + 1000}"):
+        with transaction.atomic():
+            update_then_update(batch, ["status"], where={}, other=gone, other_fields=["state"])
+    assert DepositBatch.objects.get(pk=batch.pk).status == BatchStatus.OPEN
 
 
 def test_upsert_row_inserts_then_updates_the_same_row_in_one_statement(paid):
