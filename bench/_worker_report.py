@@ -7,6 +7,14 @@ import os
 import _common as c
 
 
+def _spread(burst: dict) -> str:
+    """The range of the floor + burst pairs' ratios, when there were several."""
+    ratios = burst.get("of_floor_all") or []
+    if len(ratios) < 2:
+        return ""
+    return f" ({100 * min(ratios):.0f} to {100 * max(ratios):.0f} % in {len(ratios)} pairs)"
+
+
 def report(results: list[dict], quick: bool) -> str:
     def verdict(ok: bool) -> str:
         return "" if quick else (" met" if ok else " MISSED")
@@ -23,7 +31,7 @@ def report(results: list[dict], quick: bool) -> str:
              f"{s['p99']:.3f}",
              f"{f['rate']:.1f}/s" + (f" ({f['extra']} ran twice)" if f["extra"] else ""),
              f"{b['rate']:.1f}/s" + (f" ({b['extra']} extra attempts)" if b["extra"] else ""),
-             f"{100 * b['of_floor']:.0f} %" + verdict(b["of_floor"] >= 0.9),
+             f"{100 * b['of_floor']:.0f} %" + _spread(b) + verdict(b["of_floor"] >= 0.9),
              f"{run['rate']:.0f}/s" + (verdict(taking_target) if pg else ""),
              f"{stop['rate']:.0f}/s", f"{manual['rate']:.0f}/s",
              f"{run['connections_opened']}/{run['n']}"]
