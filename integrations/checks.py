@@ -11,7 +11,7 @@ from __future__ import annotations
 from django.core.checks import Error, Tags, Warning, register
 from django.db import DatabaseError
 
-from integrations.conf import timing_chain
+from integrations.conf import get_setting, timing_chain
 from integrations.models import Connection
 from integrations.providers import registry
 
@@ -24,6 +24,21 @@ def check_timeouts(app_configs, **kwargs):
         Error(message, hint="docs/configuration.md, 'Timing chain'", id=check_id)
         for check_id, message in chain.problems()
     ]
+
+
+@register()
+def check_drain_concurrency(app_configs, **kwargs):
+    value = get_setting("DRAIN_CONCURRENCY")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 8:
+        return [
+            Error(
+                f"INTEGRATIONS['DRAIN_CONCURRENCY'] is {value!r}: deliveries a drain runs at "
+                "once, a whole number from 1 to 8",
+                hint="docs/configuration.md, 'Delivery'",
+                id="integrations.E010",
+            )
+        ]
+    return []
 
 
 def connection_timeout(connection) -> float | None:

@@ -50,6 +50,11 @@ DEFAULTS: dict[str, Any] = {
     # A drain starts no new delivery after this many seconds (or later than the task timeout
     # allows one attempt); it queues the next drain instead, so other tasks get a worker.
     "DRAIN_SECONDS": 10,
+    # Deliveries one drain runs at once (threads of its worker, each with its own database
+    # connection): while one waits for eSite or the database, another works. A connection can
+    # then see up to (workers running its drains) x this many calls at once. 1 to 8; SQLite
+    # runs one at a time whatever it says (one writer at a time).
+    "DRAIN_CONCURRENCY": 2,
     "DELTA_SYNC_MINUTES": 5,
     "FULL_SYNC_HOUR_UTC": 7,
     "CLOSE_BATCHES_MINUTES": 5,
@@ -70,6 +75,7 @@ ENV_OVERRIDES = (
     "SWEEP_QUEUE_LIMIT",
     "DRAIN",
     "DRAIN_SECONDS",
+    "DRAIN_CONCURRENCY",
 )
 
 
@@ -84,7 +90,9 @@ def _from_env(name: str) -> Any:
             values = json.loads(raw) if raw.startswith("[") else raw.split(",")
             return [float(v) for v in values]
         value = float(raw)
-        return int(value) if name in ("MAX_ATTEMPTS", "SWEEP_QUEUE_LIMIT") else value
+        if name in ("MAX_ATTEMPTS", "SWEEP_QUEUE_LIMIT", "DRAIN_CONCURRENCY"):
+            return int(value)
+        return value
     except ValueError:
         raise ImproperlyConfigured(f"INTEGRATIONS_{name}={raw!r} is not a number") from None
 

@@ -31,6 +31,7 @@ while every worker is busy), and a payment taken after the last drain started qu
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 
 from django.db import connections, router, transaction
@@ -175,34 +176,115 @@ def _time_allowed(posting: Posting) -> float:
 def drain(connection_id: int, *, after_delivery=None) -> int:
     """Deliver the connection's pending postings, oldest first, each once, until none is left or
     the drain's time is up (then the next drain is queued). Returns how many it tried.
-    ``after_delivery(posting_id, state)``: what the task does after each (the inline retry)."""
+    ``after_delivery(posting_id, state)``: what the task does after each (the inline retry).
+
+    With a backlog, up to ``DRAIN_CONCURRENCY`` deliveries run at once (PostgreSQL; one at a
+    time on SQLite): threads of this worker walking the same list, each taking the next
+    posting none of them took (one cursor, advanced under a lock) on its own database
+    connection. The claim still decides who sends
+    a posting, so a walker, a second drain or another worker can never send one twice.
+    """
     started = time.monotonic()
     ConnectionDrain.objects.filter(connection_id=connection_id).update(queued_at=None)
-    after, tried, allowed = 0, 0, None
-    while True:
-        posting = _NEXT_PENDING.first(connection_id, after)
-        if posting is None:
-            return tried
-        if _holds(posting.connection):
-            # Disabled or paused: its postings wait for it (enabling or a passing test queues
-            # them). Each keeps its queued mark; the sweep skips a held connection.
-            return tried
-        if allowed is None:
-            allowed = _time_allowed(posting)
-            if _more_pending(connection_id, posting.pk):
-                # A backlog (payments taken while the workers were busy or stopped): one more
-                # drain, so that every free worker joins in. Each drain that starts and finds
-                # more does the same; the one queued waits while every worker is busy.
-                poke(connection_id)
-        elif time.monotonic() - started >= allowed:
-            poke(connection_id)
-            return tried
-        after = posting.pk
-        tried += 1
+    walk = _Walk(connection_id, started, after_delivery)
+    first = walk.next()
+    if first is None or _holds(first.connection):
+        # Nothing pending, or the connection is disabled or paused: its postings wait for it
+        # (enabling or a passing test queues them). Each keeps its queued mark; the sweep skips
+        # a held connection.
+        return 0
+    walk.allowed = _time_allowed(first)
+    if _more_pending(connection_id, first.pk):
+        # A backlog (payments taken while the workers were busy or stopped): one more drain,
+        # so that every free worker joins in. Each drain that starts and finds more does the
+        # same; the one queued waits while every worker is busy.
+        poke(connection_id)
+        helpers = _concurrency() - 1
+    else:
+        helpers = 0
+    db = transaction.get_connection(router.db_for_write(Posting))
+    if db.in_atomic_block or db.vendor == "sqlite":
+        # Inside a caller's transaction, which other threads could not see; or on SQLite,
+        # which lets one writer in at a time (the walkers would only queue for its lock).
+        helpers = 0
+    threads = [
+        threading.Thread(target=walk.run_in_thread, name=f"drain-{connection_id}-{n + 1}")
+        for n in range(helpers)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        walk.run(first)
+    finally:
+        with walk._lock:
+            walk.stop = True  # the helpers end after their current delivery
+        for thread in threads:
+            thread.join()
+    if walk.failures:
+        raise walk.failures[0]
+    return walk.tried
+
+
+def _concurrency() -> int:
+    try:
+        return min(max(int(get_setting("DRAIN_CONCURRENCY")), 1), 8)
+    except (TypeError, ValueError):
+        return 1  # integrations.E010 says what is wrong with the setting
+
+
+class _Walk:
+    """One drain's walk through its connection's pending postings, shared by its threads."""
+
+    def __init__(self, connection_id: int, started: float, after_delivery):
+        self.connection_id = connection_id
+        self.started = started
+        self.after_delivery = after_delivery
+        self.allowed = float("inf")
+        self.after = 0  # the last posting taken by any walker
+        self.tried = 0
+        self.stop = False
+        self.failures: list[BaseException] = []
+        self._lock = threading.Lock()
+
+    def next(self) -> Posting | None:
+        """The next pending posting no walker of this drain took, or None (nothing left, the
+        connection held, or the drain's time is up: then the next drain is queued)."""
+        with self._lock:
+            if self.stop:
+                return None
+            posting = _NEXT_PENDING.first(self.connection_id, self.after)
+            if posting is None or (self.tried and _holds(posting.connection)):
+                self.stop = True
+                return None
+            if self.tried and time.monotonic() - self.started >= self.allowed:
+                self.stop = True
+                poke(self.connection_id)
+                return None
+            self.after = posting.pk
+            self.tried += 1
+            return posting
+
+    def run(self, posting: Posting | None = None) -> None:
+        posting = posting or self.next()
+        while posting is not None:
+            self._deliver(posting)
+            posting = self.next()
+
+    def run_in_thread(self) -> None:
+        try:
+            self.run()
+        except BaseException as err:  # noqa: BLE001  (re-raised by the drain's own thread)
+            self.failures.append(err)
+            with self._lock:
+                self.stop = True
+        finally:
+            connections.close_all()  # this thread's own database connections
+
+    def _deliver(self, posting: Posting) -> None:
         try:
             state = deliver(posting.pk, peeked=posting)
-            if after_delivery is not None:
-                after_delivery(posting.pk, state)
+            if self.after_delivery is not None:
+                self.after_delivery(posting.pk, state)
         except Exception:  # noqa: BLE001  (logged with its traceback, below)
             # One posting's failure (deliver records the provider's own; this is a bug or a
             # database error) must not hold the connection's others: it is left as it is
@@ -210,7 +292,7 @@ def drain(connection_id: int, *, after_delivery=None) -> int:
             log.exception(
                 "connection %s: drain: posting %s failed outside its attempt; left to the "
                 "retry sweep, the drain goes on",
-                connection_id,
+                self.connection_id,
                 posting.pk,
             )
 

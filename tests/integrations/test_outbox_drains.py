@@ -345,3 +345,119 @@ def test_one_posting_failing_outside_its_attempt_does_not_hold_the_others(
     assert Posting.objects.get(pk=poison_posting.pk).state == PostingState.PENDING
     assert f"drain: posting {poison_posting.pk} failed outside its attempt" in caplog.text
     assert "a bug in the finish" in caplog.text  # the traceback
+
+
+needs_concurrent_writers = pytest.mark.skipif(
+    db.vendor == "sqlite", reason="SQLite drains deliver one at a time (one writer at a time)"
+)
+
+
+@needs_concurrent_writers
+@pytest.mark.django_db(transaction=True)
+def test_a_backlog_is_walked_by_several_threads_each_posting_sent_once(connection, lease, settings):
+    """DRAIN_CONCURRENCY deliveries at once: threads of the drain's worker, one cursor, each
+    on its own database connection. The first two deliveries wait for each other (a barrier),
+    so the test fails unless two threads deliver at the same time."""
+    import threading
+
+    from integrations.outbox import _drain
+
+    settings.INTEGRATIONS = {**settings.INTEGRATIONS, "DELIVERY": "manual"}
+    payments = [_take(lease, f"{10 + i}.00") for i in range(12)]
+    settings.INTEGRATIONS = {
+        **settings.INTEGRATIONS, "DELIVERY": "async", "DRAIN": True, "DRAIN_CONCURRENCY": 3
+    }  # fmt: skip
+    together = threading.Barrier(2, timeout=10)
+    seen: list[tuple[int, str]] = []
+    real = _drain.deliver
+
+    def deliver(posting_id, **kwargs):
+        seen.append((posting_id, threading.current_thread().name))
+        if len(seen) <= 2:
+            together.wait()
+        return real(posting_id, **kwargs)
+
+    with mock.patch.object(_drain, "deliver", side_effect=deliver):
+        assert tasks.drain_connection(connection.pk) == 12
+    assert sorted(pk for pk, _ in seen) == sorted(
+        Posting.objects.filter(payment__in=payments).values_list("pk", flat=True)
+    )  # each taken by one walker, none twice
+    assert len({name for _, name in seen[:2]}) == 2
+    assert any(name.startswith(f"drain-{connection.pk}-") for _, name in seen)
+    for posting in Posting.objects.filter(payment__in=payments):
+        assert posting.state == PostingState.POSTED, posting.last_error
+        assert posting.attempt_log.count() == 1
+        assert FakeRemoteEntry.objects.filter(key=posting.key).count() == 1
+    assert FakeRemoteEntry.objects.count() == 12
+
+
+@needs_concurrent_writers
+@pytest.mark.django_db(transaction=True)
+def test_a_walker_thread_failing_ends_the_drain_with_its_error_after_the_others(
+    connection, lease, settings
+):
+    """A failure outside any delivery (the next posting's read, say: the database went away)
+    in a helper thread stops the walk; the drain raises it once every thread has ended, and
+    what was not delivered stays pending for the next drain or the sweep."""
+    from integrations.outbox import _drain
+
+    settings.INTEGRATIONS = {**settings.INTEGRATIONS, "DELIVERY": "manual"}
+    payments = [_take(lease, f"{10 + i}.00") for i in range(6)]
+    settings.INTEGRATIONS = {
+        **settings.INTEGRATIONS, "DELIVERY": "async", "DRAIN": True, "DRAIN_CONCURRENCY": 2
+    }  # fmt: skip
+    real = _drain._NEXT_PENDING.first
+    import threading
+
+    def next_pending(*args, **kwargs):
+        if threading.current_thread().name.startswith("drain-"):
+            raise RuntimeError("server closed the connection unexpectedly")
+        return real(*args, **kwargs)
+
+    with mock.patch.object(_drain._NEXT_PENDING, "first", side_effect=next_pending):
+        with pytest.raises(RuntimeError, match="server closed the connection"):
+            tasks.drain_connection(connection.pk)
+    states = list(Posting.objects.filter(payment__in=payments).values_list("state", flat=True))
+    assert set(states) <= {PostingState.POSTED, PostingState.PENDING}
+    assert states.count(PostingState.POSTED) >= 1
+    assert FakeRemoteEntry.objects.count() == states.count(PostingState.POSTED)
+    assert tasks.drain_connection(connection.pk) == states.count(PostingState.PENDING)
+    assert FakeRemoteEntry.objects.count() == 6
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_sqlite_a_drain_delivers_one_at_a_time(connection, lease, settings):
+    import threading
+
+    from integrations.outbox import _drain
+
+    if db.vendor != "sqlite":
+        pytest.skip("SQLite only")
+    settings.INTEGRATIONS = {**settings.INTEGRATIONS, "DELIVERY": "manual"}
+    for i in range(4):
+        _take(lease, f"{10 + i}.00")
+    settings.INTEGRATIONS = {
+        **settings.INTEGRATIONS, "DELIVERY": "async", "DRAIN": True, "DRAIN_CONCURRENCY": 4
+    }  # fmt: skip
+    names = []
+    real = _drain.deliver
+
+    def deliver(posting_id, **kwargs):
+        names.append(threading.current_thread().name)
+        return real(posting_id, **kwargs)
+
+    with mock.patch.object(_drain, "deliver", side_effect=deliver):
+        assert tasks.drain_connection(connection.pk) == 4
+    assert set(names) == {threading.current_thread().name}
+    assert FakeRemoteEntry.objects.count() == 4
+
+
+def test_drain_concurrency_out_of_range_is_a_check_error(settings):
+    from integrations.checks import check_drain_concurrency
+
+    for bad in (0, 9, "2", 1.5, True):
+        settings.INTEGRATIONS = {**settings.INTEGRATIONS, "DRAIN_CONCURRENCY": bad}
+        (error,) = check_drain_concurrency(None)
+        assert error.id == "integrations.E010" and repr(bad) in error.msg
+    settings.INTEGRATIONS = {**settings.INTEGRATIONS, "DRAIN_CONCURRENCY": 4}
+    assert check_drain_concurrency(None) == []
