@@ -90,6 +90,9 @@ def child(config: str, args) -> dict:
 
     cluster = Cluster(workdir, db_url, name="bench", workers=args.workers)
     cluster.env.update({k: v for k, v in os.environ.items() if k in env})
+    # An experiment with the drains (INTEGRATIONS_DRAIN, INTEGRATIONS_DRAIN_CONCURRENCY ...)
+    # reaches the workers too (the harness keeps INTEGRATIONS_* of this process from them).
+    cluster.env.update({k: v for k, v in os.environ.items() if k.startswith("INTEGRATIONS_DRAIN")})
     # The platform's own timings (task timeout 90 s, broker retry 120 s), not the fault suite's
     # short ones: with a 9 s retry, tasks waiting in a loaded cluster's queue are delivered twice.
     for name in TIMINGS:
@@ -548,8 +551,9 @@ def _experiment(args) -> str:
     parts = [f"Q_CLUSTER {item}" for item in args.q_option]
     if args.conn_max_age is not None:
         parts.append(f"DB_CONN_MAX_AGE={args.conn_max_age}")
-    if os.environ.get("INTEGRATIONS_DRAIN"):
-        parts.append(f"INTEGRATIONS_DRAIN={os.environ['INTEGRATIONS_DRAIN']}")
+    for name, value in sorted(os.environ.items()):
+        if name.startswith("INTEGRATIONS_DRAIN"):
+            parts.append(f"{name}={value}")
     return ", ".join(parts) or "none (the platform's settings)"
 
 
