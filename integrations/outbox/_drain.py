@@ -181,8 +181,8 @@ def drain(connection_id: int, *, after_delivery=None) -> int:
     With a backlog, up to ``DRAIN_CONCURRENCY`` deliveries run at once (PostgreSQL; one at a
     time on SQLite): threads of this worker walking the same list, each taking the next
     posting none of them took (one cursor, advanced under a lock) on its own database
-    connection. The claim still decides who sends
-    a posting, so a walker, a second drain or another worker can never send one twice.
+    connection. The claim still decides who sends a posting, so a walker, a second drain or
+    another worker can never send one twice.
     """
     started = time.monotonic()
     ConnectionDrain.objects.filter(connection_id=connection_id).update(queued_at=None)
