@@ -19,10 +19,13 @@ Its email is delivered **at least once** (``ReportDelivery``, one row per batch)
   the two leaves an expired claim and the report is sent again: the managers may then get it
   twice (at least once, not exactly once: SMTP gives no idempotency key to make it otherwise).
 
-Every send opens its connection with a timeout (``settings.EMAIL_TIMEOUT`` when set, else
+Every send opens its connection with a timeout (``mail_connection``: the mail server's own,
+``EMAIL_TIMEOUT`` or the mailer's ``timeout`` option, when the project sets one, else
 ``REPORT_EMAIL_TIMEOUT_SECONDS``, 30), so a silent mail server cannot hold a worker until the
-task is killed. The CSV goes through ``rentplatform.csvsafe`` (no spreadsheet formulas from
-outside data).
+task is killed. On Django 6.1 and later the report goes through the ``REPORT_MAILER`` alias of
+``MAILERS`` ("default"; Django itself falls back to the ``EMAIL_*`` settings of a project that
+has not moved to ``MAILERS`` yet). The CSV goes through ``rentplatform.csvsafe`` (no
+spreadsheet formulas from outside data).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.mail import EmailMessage, get_connection
+from django.core import mail
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -235,6 +238,7 @@ REPORT_DEFAULTS = {
     "REPORT_RETRY_BACKOFF_SECONDS": [60, 300, 900, 1800, 3600, 7200, 7200],
     "REPORT_SWEEP_MINUTES": 5,
     "REPORT_EMAIL_TIMEOUT_SECONDS": 30,
+    "REPORT_MAILER": "default",  # Django 6.1+: the MAILERS alias the reports go through
     "REPORT_BACKFILL_DAYS": 3,
 }
 
@@ -246,10 +250,28 @@ def report_setting(name: str):
 
 
 def email_timeout() -> float:
-    """settings.EMAIL_TIMEOUT when the project sets one, else REPORT_EMAIL_TIMEOUT_SECONDS."""
+    """settings.EMAIL_TIMEOUT when the project sets one, else REPORT_EMAIL_TIMEOUT_SECONDS
+    (Django before 6.1: its EMAIL_* settings)."""
     return getattr(settings, "EMAIL_TIMEOUT", None) or report_setting(
         "REPORT_EMAIL_TIMEOUT_SECONDS"
     )
+
+
+def mail_connection():
+    """The connection a report is sent through, with a timeout.
+
+    Django 6.1 and later: the ``REPORT_MAILER`` mailer (``django.core.mail.mailers``), whose
+    timeout is its ``timeout`` option (or, for a project still on the deprecated settings,
+    ``EMAIL_TIMEOUT``); a mailer with a ``timeout`` of None (no option set) gets
+    ``REPORT_EMAIL_TIMEOUT_SECONDS``. Before 6.1: ``get_connection(timeout=email_timeout())``.
+    A backend without a ``timeout`` (console, file, an API client's own) keeps its own."""
+    mailers = getattr(mail, "mailers", None)
+    if mailers is None:  # Django before 6.1
+        return mail.get_connection(timeout=email_timeout())
+    connection = mailers[report_setting("REPORT_MAILER")]
+    if getattr(connection, "timeout", False) is None:
+        connection.timeout = report_setting("REPORT_EMAIL_TIMEOUT_SECONDS")
+    return connection
 
 
 def _claim_seconds() -> float:
@@ -336,14 +358,9 @@ def send_claimed(delivery_id: int) -> bool:
         return False
     try:
         report = build_report(batch)
-        message = EmailMessage(
-            subject=report.title,
-            body=report.as_text(),
-            to=recipients,
-            connection=get_connection(timeout=email_timeout()),
-        )
+        message = mail.EmailMessage(subject=report.title, body=report.as_text(), to=recipients)
         message.attach(f"batch-deposit-report-{batch.batch_id}.csv", report.as_csv(), "text/csv")
-        message.send()
+        mail_connection().send_messages([message])
     except Exception as err:  # noqa: BLE001  (any failure is recorded and retried)
         error = _error_text(err)
         now = timezone.now()

@@ -16,11 +16,13 @@ import sys
 import time
 from pathlib import Path
 
+import django
 from django.conf import settings
 from django.utils.text import slugify
 
 from integrations import outbox
 from integrations.models import Posting, PostingKind, PostingState
+from rentplatform.mail_settings import mail_settings
 from rentplatform.models import Resident
 
 from .sandbox.process import start_process, stop_group
@@ -75,6 +77,12 @@ def mail_dir() -> Path:
 def demo_env() -> dict[str, str]:
     """The environment of the demo's own processes (the worker sends the reports)."""
     return {"EMAIL_BACKEND": MAIL_BACKEND, "EMAIL_FILE_PATH": str(mail_dir())}
+
+
+def demo_mail_settings() -> dict:
+    """The same, as the settings of this process (``override_settings``): the EMAIL_* settings
+    or, on Django 6.1 and later, MAILERS (rentplatform/mail_settings.py)."""
+    return mail_settings(demo_env(), settings.VAR_DIR, django.VERSION)
 
 
 def shown(path: Path) -> str:

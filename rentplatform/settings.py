@@ -16,6 +16,9 @@ import os
 from pathlib import Path
 
 import dj_database_url
+import django
+
+from rentplatform.mail_settings import mail_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("RENTPLATFORM_VAR_DIR", BASE_DIR / "var"))
@@ -164,8 +167,10 @@ LOGIN_URL = "portal:login"
 LOGIN_REDIRECT_URL = "portal:home"
 LOGOUT_REDIRECT_URL = "portal:login"
 
-EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
-EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
+# Mail (the Batch Deposit Reports): EMAIL_BACKEND, EMAIL_FILE_PATH and the mail server's EMAIL_*
+# variables from the environment, as the EMAIL_* settings on Django 5.2 and 6.0 and as the
+# "default" mailer (MAILERS) on Django 6.1 and later (rentplatform/mail_settings.py).
+globals().update(mail_settings(os.environ, VAR_DIR, django.VERSION))
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "integrations@rentplatform.invalid")
 
 # The API (docs/api.md). Basic comes first: DRF answers a request without credentials with the

@@ -12,6 +12,7 @@ import smtplib
 import threading
 import time
 
+import django
 import pytest
 from django.core import mail
 from django.core.mail.backends import locmem
@@ -20,7 +21,9 @@ from django.urls import reverse
 from django.utils.module_loading import import_string
 
 from rentplatform import services
+from rentplatform.mail_settings import has_mailers
 from tests.factories import lease_with_resident, staff_user
+from tests.mail import use_mail_backend
 
 pytestmark = pytest.mark.django_db
 
@@ -39,10 +42,11 @@ class FlakyBackend(locmem.EmailBackend):
     timeouts: list = []
 
     def __init__(self, *args, timeout=None, **kwargs):
-        FlakyBackend.timeouts.append(timeout)
+        self.timeout = timeout  # as the SMTP backend's: what the connection would open with
         super().__init__(*args, **kwargs)
 
     def send_messages(self, messages):
+        FlakyBackend.timeouts.append(self.timeout)
         FlakyBackend.sends += 1
         if FlakyBackend.during_send:
             FlakyBackend.during_send()
@@ -57,7 +61,7 @@ class FlakyBackend(locmem.EmailBackend):
 
 @pytest.fixture(autouse=True)
 def flaky_mail(settings):
-    settings.EMAIL_BACKEND = BACKEND
+    use_mail_backend(settings, BACKEND)
     settings.INTEGRATIONS = {**settings.INTEGRATIONS, "REPORT_RETRY_BACKOFF_SECONDS": [0]}
     FlakyBackend.fail_next = FlakyBackend.stop_next = FlakyBackend.sends = 0
     FlakyBackend.during_send = None
@@ -119,14 +123,35 @@ def test_an_smtp_failure_is_retried_by_the_schedule_and_sent_once(
 def test_the_mail_connection_is_opened_with_a_timeout(
     flaky_mail, settings, django_capture_on_commit_callbacks
 ):
-    """rentplatform/settings.py sets no EMAIL_TIMEOUT: the report's connection gets 30 s
-    (REPORT_EMAIL_TIMEOUT_SECONDS); a project EMAIL_TIMEOUT wins."""
-    assert getattr(settings, "EMAIL_TIMEOUT", None) is None
+    """rentplatform/settings.py sets no mail timeout: the report's connection gets 30 s
+    (REPORT_EMAIL_TIMEOUT_SECONDS); the project's own wins (EMAIL_TIMEOUT before Django 6.1,
+    the mailer's ``timeout`` option from 6.1)."""
     deposited_batch(django_capture_on_commit_callbacks)
-    settings.EMAIL_TIMEOUT = 12
+    use_mail_backend(settings, BACKEND, timeout=12)
     deposited_batch(django_capture_on_commit_callbacks)
     assert len(mail.outbox) == 2
     assert flaky_mail.timeouts == [30, 12]
+
+
+@pytest.mark.skipif(not has_mailers(django.VERSION), reason="MAILERS: Django 6.1 and later")
+def test_reports_go_through_the_report_mailer_alias(
+    flaky_mail, settings, django_capture_on_commit_callbacks
+):
+    """REPORT_MAILER names the MAILERS alias (Django 6.1+); an alias MAILERS does not have is a
+    failed attempt that says so, retried, not a lost report."""
+    settings.MAILERS = {
+        "default": {"BACKEND": "django.core.mail.backends.dummy.EmailBackend"},
+        "reports": {"BACKEND": BACKEND, "OPTIONS": {"timeout": 7}},
+    }
+    settings.INTEGRATIONS = {**settings.INTEGRATIONS, "REPORT_MAILER": "reports"}
+    deposited_batch(django_capture_on_commit_callbacks)
+    assert len(mail.outbox) == 1 and flaky_mail.timeouts == [7]
+
+    settings.INTEGRATIONS = {**settings.INTEGRATIONS, "REPORT_MAILER": "nowhere"}
+    batch = deposited_batch(django_capture_on_commit_callbacks)
+    delivery = delivery_of(batch)
+    assert delivery.state == "retrying" and "nowhere" in delivery.last_error
+    assert len(mail.outbox) == 1
 
 
 def test_retries_back_off_and_stop_after_the_bounded_attempts(

@@ -92,7 +92,7 @@ class Command(BaseCommand):
         self.out = self.stdout.write
         self.logins: dict[str, tuple[str, str]] = {}  # handle -> (login, the resident's name)
         demo.mail_dir().mkdir(parents=True, exist_ok=True)
-        with override_settings(**demo.demo_env()):
+        with override_settings(**demo.demo_mail_settings()):
             self._run(options)
 
     def _run(self, options) -> None:
