@@ -19,12 +19,13 @@ attention, closes the day's batches (as of tomorrow noon, faults still on), prin
 table and one summary line (``FAULTS chaos ...``), and exits 1 on any difference.
 
 ``--variant NAME=VALUE`` (repeatable) is passed to the sandbox (``amsi_sandbox --variant``).
-Under ``duplicates=refuse`` (the default) the connection checks unknown outcomes unattended (the
-operator's "duplicates refused" confirmation: re-send, eSite's refusal of the repeat proves it
-landed). Under ``duplicates=accept`` a repeat would be booked twice, so no operator would
-confirm that: unknown outcomes leave postings "unconfirmed" and the script plays the person,
-who looks each one up in the sandbox's ledger once no slow write can still land, and says
-"found" (with its receipt) or "not there, post it".
+Under ``duplicates=refuse`` (the default) the connection checks payments' unknown outcomes
+unattended (the operator's "duplicates refused" confirmation: re-send, eSite's refusal of the
+repeat proves it landed); a reversal's waits for the person, played here as below. Under
+``duplicates=accept`` a repeat would be booked twice, so no operator would confirm that:
+unknown outcomes leave postings "unconfirmed" and the script plays the person, who looks each
+one up in the sandbox's ledger once no slow write can still land, and says "found" (with its
+receipt) or "not there, post it".
 """
 
 from __future__ import annotations
@@ -133,9 +134,14 @@ def main(argv=None) -> int:
     try:
         sandbox.start()
         running = sandbox.running_variants()
-        # Automatic checking only where eSite refuses a repeat; otherwise a person (played here).
+        # Automatic checking only where eSite refuses a repeat, and for payments only (a
+        # reversal is never re-sent unattended); otherwise a person (played here).
         platform = Platform(sandbox, max_write_delay=LATENCY_SECONDS)
-        who = "automatic checking" if platform.automatic else "a person (this script)"
+        who = (
+            "automatic checking (payments) and a person (this script: reversals)"
+            if platform.automatic
+            else "a person (this script)"
+        )
         variants = " ".join(f"{k}={v}" for k, v in sorted(running.items()))
         print(f"chaos: sandbox variants {variants}; unknown outcomes settled by {who}", flush=True)
         platform.import_property()

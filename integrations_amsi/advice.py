@@ -29,10 +29,9 @@ _BY_HAND = (
 
 WHAT_TO_DO: dict[str, str] = {
     "1": _LOGIN,
-    "100": _LOGIN,
     "101": (
-        "Check the PortfolioName on the connection's page against AMSI's (it is case "
-        "sensitive), save, then run 'Test connection': the waiting postings are then sent."
+        "Check the PortfolioName on the connection's page against AMSI's, exactly as AMSI "
+        "wrote it, save, then run 'Test connection': the waiting postings are then sent."
     ),
     "102": (
         "The connection's PropertyId is not in this portfolio: correct it on the connection's "
@@ -75,7 +74,13 @@ WHAT_TO_DO: dict[str, str] = {
         "eSite refused our batch id as ClientJnlNo: look at Ledger > Cash Batches for that "
         "External batch (closed, or numbered otherwise), then retry; " + _BY_HAND
     ),
-    "206": "Nothing: eSite already has this ClientTransactionID, so it counts as posted.",
+    "206": (
+        "eSite answered that it already has this ClientTransactionID (the sandbox's code for "
+        "a repeat; what a real eSite means by it is not known unless the connection's "
+        "duplicate check recorded it). Nothing was counted as posted: look in eSite's batch "
+        "for the payment. There once: mark the posting resolved with its receipt. Not there: "
+        "report the answer; " + _BY_HAND
+    ),
     "207": (
         "The connection's ClientMerchantID is not this property's in eSite: correct it on the "
         "connection's page (AMSI gives it), then retry."
@@ -91,7 +96,12 @@ WHAT_TO_DO: dict[str, str] = {
         "abandon this reversal (there is nothing to reverse); if someone entered the payment "
         "by hand, enter the reversal by hand too and mark it resolved."
     ),
-    "301": "Nothing: eSite has already returned this payment, so it counts as posted.",
+    "301": (
+        "eSite answered that this payment is already returned (the sandbox's code; what a "
+        "real eSite answers for a repeated return is not known). Nothing was counted as "
+        "posted: look at the lease's ledger in eSite. The return there once: mark the "
+        "reversal resolved with its receipt. Not there: report the answer; " + _BY_HAND
+    ),
     "302": (
         "eSite refused the reversal's reason (ChargeBack, Reverse or NSF): enter the reversal "
         "in eSite by hand with a reason it takes and mark it resolved; report the refusal."

@@ -2,12 +2,15 @@
 
 Landing. Every AddPayment / ReturnPayment that succeeded (or that eSite says is already there)
 is recorded by ``record_landing`` as an ``AmsiBatchEntry``: which eSite External batch took it
-and its signed amount. A payment lands in the batch opened by its host batch id (ClientJnlNo).
+and its signed amount. A payment lands in the batch its host batch id (ClientJnlNo) names: the
+first payment with a new ClientJnlNo opens an External batch (AMSI_EDEX.md: inferred, strong).
 A return names the original payment's ClientTransactionID and the original batch's ClientJnlNo,
-as the production client sent it; eSite books it into that batch while the batch is open, and
-once that batch is settled either reopens it or books the return into a batch of its own whose
-external number is the original ClientTransactionID (which of the two a real eSite does is not
-public: the reply's eSiteBatchNo says, and the client follows it).
+as the production client sent it. Where eSite books it is not known. Production settled a
+return under ExternalJnlNo = the original ClientTransactionID, which suggests a batch of its own
+numbered so, at least once the original batch is settled; eSite may instead reopen the original
+batch, and nothing shows what it does while that batch is open. The client follows the reply's
+eSiteBatchNo; with no number to compare, it expects the original batch while that batch is open,
+else a return batch numbered by the ClientTransactionID (``_reversal_link``).
 
 Closing. Each eSite batch is settled with UpdateSettlementData at the sum of its entries whose
 posting is posted, and settled again when that sum moved since. A payments batch is settled
@@ -115,8 +118,9 @@ def _payments_link(connection, batch: DepositBatch) -> AmsiBatchLink:
 
 
 def _is_open(link: AmsiBatchLink) -> bool:
-    """Whether eSite holds the batch open as far as we know: never settled, or something
-    landed in it since its last settlement (which reopens an eSite batch)."""
+    """Whether we take the eSite batch for open: never settled, or its total moved since its
+    last settlement (something landed in it after; whether that reopens an eSite batch is
+    not known)."""
     if link.settled_amount is None:
         return True
     landed = link.entries.aggregate(total=Sum("amount"))["total"] or ZERO
@@ -131,9 +135,10 @@ def _reversal_link(connection, posting, reply) -> AmsiBatchLink:
     if original is not None and original.esite_batch_no and reply.batch_no:
         in_original = reply.batch_no == original.esite_batch_no
     else:
-        # No batch number to compare: the return went where it was sent (the original batch)
-        # unless that batch was settled, when eSite books it apart. A landing recorded before
-        # (the same posting recorded again) stays where it was.
+        # No batch number to compare: our expectation, not a known eSite rule. The original
+        # batch (where the return was sent) while we take it for open; once it is settled, a
+        # return batch, as production's settlement of returns suggests. A landing recorded
+        # before (the same posting recorded again) stays where it was.
         known = AmsiBatchEntry.objects.filter(posting=posting).select_related("link").first()
         if known is not None and not reply.batch_no:
             return known.link
@@ -333,9 +338,9 @@ def _settle_each(provider, links: list[AmsiBatchLink], now: dt.datetime) -> list
     """``settle_batch`` for each link, up to ``settle_concurrency`` at once, in order.
 
     Each eSite batch is settled by one call of its own and its own rows only, so batches do
-    not wait for each other; a distant eSite (100-200 ms a call) then settles a rent day's
-    batches in seconds, not minutes. Inside a caller's transaction (which other threads could
-    not see) they run one by one.
+    not wait for each other; a distant eSite (100-200 ms a call: assumed, not measured on a
+    real eSite) then settles a rent day's batches in seconds, not minutes. Inside a caller's
+    transaction (which other threads could not see) they run one by one.
     """
     limit = min(provider.settings.settle_concurrency, len(links))
     if limit <= 1 or db_connection.in_atomic_block:

@@ -30,7 +30,8 @@ APPROVAL_CODE_MAX = 12  # production's was 9 characters; eSite's limit is not kn
 # list or a ledger reply is a few KiB; 64 MiB is far above any real one and far below harm.
 DEFAULT_MAX_REPLY_BYTES = 64 * 1024 * 1024
 # How many UpdateSettlementData calls one connection sends at once when many batches are due
-# (a distant eSite answers each in 100-200 ms: 1,000 batches one by one would take minutes).
+# (a distant eSite answering each in 100-200 ms, assumed, not measured on a real eSite: 1,000
+# batches one by one would take minutes).
 # eSite's own limit on concurrent calls is not published; 8 at once settles 1,000 batches in
 # about 22 s at 150 ms a call (bench/settle.py), one by one they take 150 s.
 DEFAULT_SETTLE_CONCURRENCY = 8

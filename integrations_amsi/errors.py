@@ -14,7 +14,6 @@ import re
 from dataclasses import dataclass
 
 from integrations.exceptions import (
-    AlreadyDone,
     IntegrationError,
     LoginRefused,
     PermanentError,
@@ -26,7 +25,6 @@ from . import PROVIDER_ID
 
 RETRYABLE = "retryable"
 PERMANENT = "permanent"
-ALREADY_DONE = "already_done"
 LOGIN = "login"  # permanent, but about the connection rather than the record
 
 
@@ -43,7 +41,6 @@ KNOWN_ERRORS: dict[str, KnownError] = {
         # Evidence: the reply production clients met for a bad UserID or Password.
         KnownError("1", LOGIN, "Validation of user credentials failed."),
         # The sandbox's own codes from here on (no public evidence of eSite's).
-        KnownError("100", LOGIN, "invalid UserID or Password"),
         KnownError("101", LOGIN, "unknown PortfolioName"),
         KnownError("102", PERMANENT, "unknown property"),
         KnownError("103", PERMANENT, "no data found"),
@@ -55,11 +52,13 @@ KNOWN_ERRORS: dict[str, KnownError] = {
         KnownError("203", PERMANENT, "lease is No Checks in AMSI: bank payments refused"),
         KnownError("204", PERMANENT, "amount refused"),
         KnownError("205", PERMANENT, "ClientJnlNo refused"),
-        KnownError("206", ALREADY_DONE, "ClientTransactionID already posted"),
+        # The sandbox's "already posted" and "already returned": never read as "it is there"
+        # on their own (only the code an operator recorded is: AmsiProvider._already_codes).
+        KnownError("206", PERMANENT, "ClientTransactionID already posted"),
         KnownError("207", PERMANENT, "ClientMerchantID does not match the property"),
         KnownError("208", PERMANENT, "a required field is missing or invalid"),
         KnownError("300", PERMANENT, "unknown ClientTransactionID: nothing to reverse"),
-        KnownError("301", ALREADY_DONE, "transaction already returned"),
+        KnownError("301", PERMANENT, "transaction already returned"),
         KnownError("302", PERMANENT, "reversal reason refused"),
         KnownError("400", PERMANENT, "settlement amount does not equal the batch total"),
         KnownError("401", PERMANENT, "unknown external batch"),
@@ -115,8 +114,6 @@ def error_for(
             f"AMSI answered an error code this integration does not know: {text or 'no text'}",
             **context,
         )
-    if known.kind == ALREADY_DONE:
-        return AlreadyDone(f"AMSI already has it: {text}", **context)
     if known.kind == RETRYABLE:
         return RetryableError(f"AMSI asked to try again: {text}", **context)
     if known.kind == LOGIN:

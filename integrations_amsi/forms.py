@@ -138,7 +138,8 @@ class AmsiConnectionForm(forms.ModelForm):
         "ClientTransactionID (docs/amsi.md, 'First payment on a live eSite'). Then a payment "
         "whose reply was lost is sent again automatically and eSite's refusal of the repeat "
         "proves it landed. Unticked (the default), such a payment waits as 'unconfirmed' for "
-        "a person to look in eSite. Who ticked it and when is recorded.",
+        "a person to look in eSite. Reversals wait for a person either way: this check says "
+        "nothing about a repeated ReturnPayment. Who ticked it and when is recorded.",
     )
 
     duplicates_refused_code = forms.CharField(

@@ -1,11 +1,12 @@
-"""The ids AMSI sees, in the form a real eSite accepts.
+"""The ids AMSI sees, in the form production clients sent: positive integers.
 
-Evidence (docs/amsi-evidence.md, rows "batch id", "transaction id", "merchant id"): the
-production client typed ClientJnlNo, ExternalJnlNo, ClientTransactionID and ClientMerchantId
-as integers, its batch ids were at most 9 digits, and a production hotfix stripped every
-non-digit from batch ids before each call. An ASP.NET service that parses them as ``int``
-refuses anything else, so nothing but a positive integer of at most 9 digits is ever sent:
-it fits a signed 32-bit column whatever eSite stores it in.
+Evidence (docs/amsi-evidence.md, rows "batch id", "transaction id", "merchant id", "id
+lengths"): the production client typed ClientJnlNo, ExternalJnlNo, ClientTransactionID and
+ClientMerchantId as integers, and a production hotfix stripped every non-digit from batch ids
+before each call. Its batch ids were at most 9 digits (AMSI_EDEX.md); eSite's own limit is
+not known. An ASP.NET service that parses them as ``int`` would refuse anything else, so
+nothing but a positive integer of at most 9 digits is ever sent. The 9-digit cap is our
+limit, so the id fits an Int32 whatever eSite parses it as.
 
 - ClientJnlNo = our batch id (rentplatform: 9 digits from one platform-wide sequence,
   100000001-499999999).
@@ -56,8 +57,8 @@ def client_jnl_no(batch_id: str, *, record: str = "") -> str:
     """Our batch id as ClientJnlNo / ExternalJnlNo, refused here rather than by eSite."""
     if not is_edex_int(batch_id):
         raise PermanentError(
-            f"batch id {batch_id!r} is not a positive integer of at most 9 digits, which is "
-            "all eSite accepts as ClientJnlNo",
+            f"batch id {batch_id!r} is not a positive integer of at most 9 digits: our limit "
+            "for ClientJnlNo, so the id fits an Int32 whatever eSite parses it as",
             provider=PROVIDER_ID,
             record=record or batch_id,
             code="BAD_BATCH_ID",

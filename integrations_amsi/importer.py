@@ -7,9 +7,10 @@ maps what it answers (``mapping``):
   held whole.
 - eSite is asked once per lease status, current (C) then notice (N): the only statuses residents
   pay on, and the only ones production clients read.
-- An eDex error document answering a list read (code 103 "no data", or any code but a login
-  refusal or an unknown property) is an empty list, as production clients read it: a WARNING
-  for the current list, INFO for the others. It is never taken for "no current leases": the
+- An eDex error document answering a list read (the sandbox's 103 "no data", or any code but
+  a login refusal or an unknown property) is an empty list, as production clients read it for
+  resident lists (for units and the delta query, that reading is ours): a WARNING for the
+  current list, INFO for the others. It is never taken for "no current leases": the
   current list answered that way is reported to the framework as incomplete, so nothing is
   marked inactive and the run says why.
 - A lease of another property in the reply is a bad record, named and skipped.
@@ -70,13 +71,13 @@ class AmsiImport:
         yield from self._changes(feed, start, end)
 
     def read_lease(self, feed: Feed, link):
-        """One linked lease, as fast as eSite allows without guessing.
+        """One linked lease ("sync now" for the lease), as fast as eSite allows without guessing.
 
-        First the delta query since the lease was last read: a block, a credit status, a
-        status change or a transaction set in eSite (why a manager presses "sync now") comes
-        back in it at once. Contact details change without either, and no public client
-        shows what GetSingleResident takes, so a lease the delta does not list is then looked
-        for in the current and notice lists, its last known status first.
+        First the delta query since the lease was last read: the lease is in it if eSite
+        counts what changed (a block, a credit status, a status change, a transaction) as a
+        change, which is not known. No public client shows what GetSingleResident takes, so a
+        lease the delta does not list is then looked for in the current and notice lists, its
+        last known status first: the lease is read whether or not the delta lists it.
         """
         wanted = (link.bldg_id, link.unit_id, link.resi_id)
         start, end = self._delta_days(feed, link.last_synced_at)
@@ -106,9 +107,10 @@ class AmsiImport:
 
     @staticmethod
     def _delta_days(feed: Feed, since: dt.datetime | None) -> tuple[dt.date, dt.date]:
-        # eDex takes days, not times: ask from the day before the last sync to the day after
-        # today (margin for clock differences: eSite stamps changes in its server's local time);
-        # unchanged leases are skipped by their digest anyway.
+        # eDex takes days, not times. Which clock and time zone eSite stamps changes with is not
+        # known, so ask with a day's margin on each side of the property's days: from the day
+        # before the last sync's day to the day after today. Unchanged leases are skipped by
+        # their digest anyway.
         tz = feed.property.tz
         start = (since or feed.now - dt.timedelta(days=1)).astimezone(tz).date()
         return start - dt.timedelta(days=1), feed.now.astimezone(tz).date() + dt.timedelta(days=1)

@@ -22,7 +22,8 @@ __all__ = ["BadRecord", "lease_record", "unit_record"]
 
 # CreditStatus wire codes: N Normal, C No Checks; H Hold and R Restricted (inferred).
 CREDIT_STATUS_TEXT = {"N": "Normal", "C": "No Checks", "H": "Hold", "R": "Restricted"}
-# ResponsibleFlag: "Responsible", "Non-Responsible", "G" (guarantor: financially responsible).
+# ResponsibleFlag: "Responsible", "Non-Responsible", "G" (in the captured sample; its meaning is
+# not known, a guarantor is our guess): G counts as responsible, so that occupant may pay.
 RESPONSIBLE_FLAGS = {"responsible", "g", "guarantor", "y"}
 # occustatuscode: C current and N notice are the leases residents pay on (the only statuses
 # production clients read). Any other code (the delta query returns every status; the amsi gem
@@ -47,6 +48,15 @@ def _access(a, status_code: str, payable: bool, credit_status: str) -> tuple[str
         return PaymentAccess.BLOCKED, f"credit status {CREDIT_STATUS_TEXT[credit_status]} in AMSI"
     if credit_status == "C":
         return PaymentAccess.CARDS_ONLY, "credit status No Checks in AMSI"
+    if credit_status != "N":
+        # Only N and C are seen on the wire (H and R are inferred): a code this integration
+        # does not know might be a Hold under another letter, so it blocks, and says so.
+        reason = (
+            f"credit status {credit_status!r} in AMSI: a code this integration does not know "
+            "(N Normal, C No Checks, H Hold, R Restricted), so payments wait until someone "
+            "checks the lease in eSite"
+        )
+        return PaymentAccess.BLOCKED, reason[:200]
     return PaymentAccess.ALLOWED, ""
 
 

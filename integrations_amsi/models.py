@@ -70,12 +70,14 @@ class AmsiBatchKind(models.TextChoices):
 class AmsiBatchLink(models.Model):
     """An eSite External cash batch we know of, and how far we settled it.
 
-    eSite opens an External batch for each external number it is given: our deposit batch id
-    (the ClientJnlNo of AddPayment and ReturnPayment), or, for a return booked after the batch
-    it names was settled, the original payment's ClientTransactionID (the number production
-    settled such a return under). ``batch`` is the host deposit batch the eSite batch reports
-    under: for a payments batch the batch whose id it carries, for a return batch the host
-    batch of the reversal; a host reversals batch can hold several return batches.
+    Its external number is our deposit batch id (the ClientJnlNo of AddPayment and
+    ReturnPayment): the first payment with a new ClientJnlNo opens an External batch
+    (AMSI_EDEX.md: inferred, strong). Or, for a return we take eSite to have booked apart (see
+    ``batches``), the original payment's ClientTransactionID: production settled a return
+    under that number; where eSite books a return is not known. ``batch`` is the host deposit
+    batch the eSite batch reports under: for a payments batch the batch whose id it carries,
+    for a return batch the host batch of the reversal; a host reversals batch can hold several
+    return batches.
 
     ``settled_amount`` is the batch's signed total at its last accepted settlement (a return
     batch totals negative; UpdateSettlementData was sent its absolute value, as production

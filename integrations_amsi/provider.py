@@ -206,27 +206,46 @@ class AmsiProvider(AmsiImport, AmsiLinking, AccountingProvider):
 
     def post_payment(self, posting) -> Delivered:
         doc = self._payment_doc(posting)
-        # "Already posted": the code this eSite was seen to answer for a repeat (recorded with
-        # the duplicates-refused confirmation), else the sandbox's.
-        already = {self.settings.duplicates_refused_code or errors.DUPLICATE_TRANSACTION}
-        return self._write(posting, "AddPayment", doc.xml(), already)
+        return self._write(posting, "AddPayment", doc.xml(), self._already_codes(posting))
+
+    def _already_codes(self, posting) -> set[str]:
+        """The ErrorCode read as "eSite already has this payment", where it may be believed:
+        only the code an operator saw this eSite answer for a repeated AddPayment (recorded
+        with the duplicates-refused confirmation), and only for an attempt that re-sends a
+        write that may have landed (``outcome_unknown``). A payment that was never sent, or
+        that a person found missing ("not there, post it"), cannot be in eSite already: such
+        an answer stops for a person. So does every code no one recorded, the sandbox's 206
+        included: what a real eSite answers for a repeat is not known (docs/amsi-evidence.md).
+        """
+        code = self.settings.duplicates_refused_code.strip()
+        if self.settings.duplicates_refused and code and posting.outcome_unknown:
+            return {code}
+        return set()
 
     def post_reversal(self, posting) -> Delivered:
+        # No code is read as "already returned": nothing shows what eSite answers for a
+        # repeated ReturnPayment (nor that it refuses one), and a reversal is never re-sent
+        # unattended (``checks_unknown_outcomes``). The sandbox's 301 stops for a person.
         doc = self._return_doc(posting)
-        return self._write(posting, "ReturnPayment", doc.xml(), {errors.ALREADY_RETURNED})
+        return self._write(posting, "ReturnPayment", doc.xml(), set())
 
-    def checks_unknown_outcomes(self) -> bool:
+    def checks_unknown_outcomes(self, posting=None) -> bool:
         """Whether a posting whose last write may have landed may be sent again unattended.
 
         Nothing public shows that eSite refuses a repeated ClientTransactionID, nor what
         ``preliminary=1`` does, so by default it may not: the posting becomes "unconfirmed"
         and a person looks in eSite. Only once an operator has confirmed on this eSite that a
-        repeated ClientTransactionID is refused (the connection's "duplicates refused"
-        confirmation, with who and when) is the write simply sent again: eSite's refusal of
-        the repeat is then the check, and a refusal with a code outside the error table
-        stops for a person.
+        repeated AddPayment is refused, and with which ErrorCode (the connection's
+        "duplicates refused" confirmation, with who and when), is a payment simply sent
+        again: that refusal is then the check (``_already_codes``), and any other answer
+        stops for a person. A reversal never is: the confirmation says nothing about a
+        repeated ReturnPayment, which eSite might book twice (a second NSF on the lease).
         """
-        return self.settings.duplicates_refused
+        if posting is not None and posting.kind == PostingKind.REVERSAL:
+            return False
+        return self.settings.duplicates_refused and bool(
+            self.settings.duplicates_refused_code.strip()
+        )
 
     def find_posting(self, posting) -> Delivered | None:
         """No read-only eDex call can say whether a payment landed: send it again (only ever

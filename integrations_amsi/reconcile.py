@@ -7,8 +7,10 @@ and says where our postings are in eSite.
   CSV (or any URL set as ``external_deposits_url``), or an export a manager uploads from eSite.
   It is keyed by external batch number: our batch id (sent as ClientJnlNo) for a payments
   batch, the original ClientTransactionID for a return eSite booked in a batch of its own
-  (production settled such a return under that number). Items carry the ClientTransactionID,
-  so reversals are matched as (ClientTransactionID, negative).
+  (production settled such a return under that number). eSite's export columns are not
+  published. When the export has a ClientTransactionID column (the sandbox's does), items are
+  matched on it, reversals as (ClientTransactionID, negative). Without that column, each row is
+  read as its batch's total, and batches are compared by total only.
 - Our eSite batches are the AmsiBatchLinks of the month (a payments batch keyed by our batch
   id, or a return batch keyed by the original ClientTransactionID), each with the postings
   recorded as landed in it (AmsiBatchEntry), so a return batch is matched like any other.

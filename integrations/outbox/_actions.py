@@ -104,7 +104,7 @@ def retry(posting: Posting) -> dt.datetime | None:
             posting.outcome_unknown = True
             if not posting.last_error:
                 posting.last_error = "the last attempt ended without a reply (its worker stopped)"
-        if posting.outcome_unknown and not _can_check(posting.connection):
+        if posting.outcome_unknown and not _can_check(posting):
             refusal = (
                 f"posting {posting.key} may already be in the accounting system: look for it "
                 "there, then choose 'found' or 'not there, post it'"

@@ -160,9 +160,9 @@ def claim(
         elif posting.next_attempt_at and posting.next_attempt_at > now and not force:
             return None
         if not force and posting.attempts >= get_setting("MAX_ATTEMPTS"):
-            _give_up(posting, _can_check(posting.connection))
+            _give_up(posting, _can_check(posting))
             return None
-        if posting.outcome_unknown and _can_check(posting.connection):
+        if posting.outcome_unknown and _can_check(posting):
             not_before = _unknown_outcome_not_before(posting)
             if not_before and not_before > now:
                 # Too early to check: a slow write may still land. Wait (a force too).

@@ -36,11 +36,13 @@ def _backoff(attempts: int) -> dt.timedelta:
     return dt.timedelta(seconds=steps[min(attempts, len(steps)) - 1])
 
 
-def _can_check(connection: Connection) -> bool:
-    """Whether the connection's provider may settle an unknown outcome unattended. A provider
-    that cannot even read its settings cannot: the posting waits for a person."""
+def _can_check(posting: Posting) -> bool:
+    """Whether the posting's provider may settle its unknown outcome unattended (asked per
+    posting: a provider may answer for payments and not for reversals). A provider that
+    cannot even read its settings cannot: the posting waits for a person."""
+    connection = posting.connection
     try:
-        return bool(connection.get_provider().checks_unknown_outcomes())
+        return bool(connection.get_provider().checks_unknown_outcomes(posting))
     except Exception:  # noqa: BLE001  (misconfigured: the safe answer is "no")
         log.warning("connection %s: cannot tell whether it checks unknown outcomes", connection.pk)
         return False

@@ -157,7 +157,7 @@ def deliver(posting_id: int, *, force: bool = False, peeked: Posting | None = No
         return claimed  # not ours to run now (a held connection: claim says no), or waiting
     posting, attempt = claimed
     provider = posting.connection.get_provider()
-    if posting.outcome_unknown and not _can_check(posting.connection):
+    if posting.outcome_unknown and not _can_check(posting):
         return _finish(posting, attempt, AttemptOutcome.UNCONFIRMED, None, None)
     outcome = AttemptOutcome.POSTED
     error: Exception | None = None
@@ -337,7 +337,7 @@ def _apply(posting: Posting, outcome: str, delivered, error, message: str, now) 
         posting.next_attempt_at = None
         _pause(posting.connection, message)
     elif outcome == AttemptOutcome.UNCONFIRMED or (
-        outcome == AttemptOutcome.UNKNOWN and not _can_check(posting.connection)
+        outcome == AttemptOutcome.UNKNOWN and not _can_check(posting)
     ):
         posting.state = PostingState.UNCONFIRMED
         posting.outcome_unknown = True

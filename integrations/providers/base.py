@@ -116,8 +116,10 @@ class AccountingProvider:
     def find_posting(self, posting: Posting) -> Delivered | None:
         raise self._not_implemented("find_posting")
 
-    def checks_unknown_outcomes(self) -> bool:
-        """Whether ``find_posting`` can tell, unattended, if an earlier write landed.
+    def checks_unknown_outcomes(self, posting: Posting | None = None) -> bool:
+        """Whether ``find_posting`` can tell, unattended, if an earlier write of ``posting``
+        landed (the outbox always passes the posting; None: the connection's payments, as a
+        page shows it).
 
         When it cannot, a posting whose outcome is unknown becomes "unconfirmed" and waits for
         a person instead of being written again.

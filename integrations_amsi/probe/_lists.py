@@ -14,7 +14,7 @@ from integrations.exceptions import IntegrationError, RetryableError
 from ..errors import UNKNOWN_PROPERTY, LoginRefused
 from ..queries import DELTA_OPERATION, delta_queries, residents_query, units_query
 from ..xmldocs import local, mdy
-from .report import _TITLES, CONFIRMED, FAIL, OK, WARN, Step
+from .report import _TITLES, CONFIRMED, FAIL, NOT_SEEN, OK, WARN, Step
 
 
 def _is_login_refusal(err: IntegrationError) -> bool:
@@ -45,11 +45,17 @@ def _error_text(err: IntegrationError) -> str:
     return text
 
 
-def _list_error(err: IntegrationError) -> str:
-    return (
-        f"AMSI answered with error code {err.code}: {_error_text(err)} "
-        "(production clients took this for an empty list)"
-    )
+# How an error document answering a list read is read, in the step's line.
+AS_EMPTY_LIST = "production clients took this for an empty list"
+# Production did so for resident lists only: for other list reads it is our reading.
+AS_EMPTY_OTHER = "read as an empty list, as production read resident lists"
+# Production read error documents as empty lists for resident-list reads only: nothing shows
+# what one means on the delta query. "No changes" is our reading.
+AS_NO_CHANGES = "read as no changes: our reading, not seen in production for this call"
+
+
+def _list_error(err: IntegrationError, reading: str = AS_EMPTY_LIST) -> str:
+    return f"AMSI answered with error code {err.code}: {_error_text(err)} ({reading})"
 
 
 def _property_list_shape(root: etree._Element) -> str:
@@ -98,13 +104,18 @@ class _ListSteps:
         empty_status: str,
         noun: str = "lease",
         statuses: Counter | None = None,
+        reading: str = AS_EMPTY_LIST,
     ) -> tuple[str, Step]:
-        """Count one list; (why the probe stops or "", the step line added)."""
+        """Count one list; (why the probe stops or "", the step line added). When eSite
+        answered an error document, ``last_error_document`` says "code X, text Y"."""
         self._started = time.monotonic()
+        self.last_error_document = ""
+        if reading == AS_EMPTY_LIST and operation != "GetPropertyResidents":
+            reading = AS_EMPTY_OTHER
         try:
             count = self._count(operation, xmldata, element, statuses)
         except IntegrationError as err:
-            return self._list_failure(n, name, title, operation, what, empty_status, err)
+            return self._list_failure(n, name, title, operation, what, empty_status, err, reading)
         if count == 0:
             self.seen.setdefault(
                 "empty lists", (CONFIRMED, f"{operation}: an empty list document, no error code")
@@ -122,6 +133,7 @@ class _ListSteps:
         what: str,
         empty_status: str,
         err: IntegrationError,
+        reading: str = AS_EMPTY_LIST,
     ) -> tuple[str, Step]:
         pid = self.settings.property_id
         if _is_login_refusal(err):
@@ -148,8 +160,10 @@ class _ListSteps:
             return "the property is unknown", step
         if err.code and not isinstance(err, RetryableError) and not _is_fault(err):
             self.last_list = f"error code {err.code}: {_error_text(err)}"
+            self.last_error_document = f"code {err.code}, text {_error_text(err)}"
             self.seen.setdefault("empty lists", (CONFIRMED, f"{operation}: {self.last_list}"))
-            return "", self.add(n, name, title, empty_status, f"{what}: {_list_error(err)}")
+            detail = f"{what}: {_list_error(err, reading)}"
+            return "", self.add(n, name, title, empty_status, detail)
         words = err.message or "no usable reply"
         step = self.add(
             n,
@@ -197,9 +211,13 @@ class _ListSteps:
 
     # 6 ---------------------------------------------------------------------------------------
     def step_delta(self, n: int) -> str:
+        """The importer's two delta requests. An error document is read as no changes (the
+        line shows its code and text), but it confirms nothing: the "delta query" row is then
+        not seen, with what eSite answered."""
         start = self.today - dt.timedelta(days=self.days)
         span = f"{mdy(start)} to {mdy(self.today)}"
-        seen = []
+        seen: list[str] = []
+        errors: list[str] = []
         for what, query in delta_queries(self.settings.property_id, start, self.today):
             stop, step = self._list_step(
                 n,
@@ -210,11 +228,24 @@ class _ListSteps:
                 "Lease",
                 what=f"{DELTA_OPERATION}, {what} from {span}",
                 empty_status=OK,
+                reading=AS_NO_CHANGES,
             )
             if stop:
                 return stop
             if step.status != OK:
                 return ""
-            seen.append(f"{what}: {self.last_list}")
-        self.see("delta query", f"answered for {span} ({'; '.join(seen)})")
+            if self.last_error_document:
+                errors.append(f"{what}: {self.last_error_document}")
+            else:
+                seen.append(f"{what}: {self.last_list}")
+        if errors:
+            listed = f"; a list for {'; '.join(seen)}" if seen else ""
+            self.see(
+                "delta query",
+                f"answered an error document for {span} ({'; '.join(errors)}): read as no "
+                f"changes, which confirms nothing{listed}",
+                NOT_SEEN,
+            )
+        else:
+            self.see("delta query", f"answered for {span} ({'; '.join(seen)})")
         return ""

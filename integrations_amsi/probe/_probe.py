@@ -21,6 +21,7 @@ from ..identifiers import is_edex_int
 from ..properties import PropertyInfo, parse_property_list
 from ..xmldocs import UnsafeXml, local, parse_document
 from ._lists import (
+    AS_EMPTY_OTHER,
     _error_text,
     _is_login_refusal,
     _list_error,
@@ -79,6 +80,7 @@ class _Probe(_ListSteps):
         self.ours: PropertyInfo | None = None
         self.status_codes: dict[str, Counter] = {}
         self.last_list = ""  # what the last list read answered, in words
+        self.last_error_document = ""  # "code X, text Y" when it answered an error document
 
     @property
     def client(self):
@@ -261,7 +263,7 @@ class _Probe(_ListSteps):
             NOT_SEEN,
         )
         self.see("empty lists", f"GetPropertyList: error code {err.code}: {text}")
-        self.add(n, "login", title, WARN, f"GetPropertyList: {_list_error(err)}")
+        self.add(n, "login", title, WARN, f"GetPropertyList: {_list_error(err, AS_EMPTY_OTHER)}")
         return ""
 
     # 3 ---------------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ following the sandbox's ``duplicates`` variant:
 
 - ``duplicates=refuse``: the platform runs automatic checking (the operator's "duplicates
   refused" confirmation is on the connection): the write is re-sent and eSite's refusal of the
-  repeated ClientTransactionID proves it landed (attempt outcome ``found_posted``).
+  repeated ClientTransactionID proves it landed (attempt outcome ``found_posted``). A
+  reversal is never re-sent: its unknown outcome waits for the person, as below.
 - ``duplicates=accept``: a repeat would be booked again, so no operator would confirm that; the
   posting becomes "unconfirmed" and the harness plays the person: once no slow write can still
   land, it looks the posting up in the sandbox's ledger and says "found" (with the receipt) or

@@ -199,7 +199,9 @@ class Platform:
     def wait_until_done(
         self, timeout: float = 90, sweep_every: float = 2.0, look_every: float = 1.0
     ) -> None:
-        """Sweep until no posting is open; when not automatic, play the person meanwhile."""
+        """Sweep until no posting is open, playing the person meanwhile: every unknown outcome
+        waits for one when not automatic, and a reversal's does even when automatic (the
+        duplicates-refused confirmation is about AddPayment only)."""
         deadline = time.monotonic() + timeout
         next_sweep = time.monotonic() + sweep_every
         next_look = time.monotonic() + look_every
@@ -209,7 +211,7 @@ class Platform:
             if time.monotonic() >= next_sweep:
                 self.sweep()
                 next_sweep = time.monotonic() + sweep_every
-            if not self.automatic and time.monotonic() >= next_look:
+            if time.monotonic() >= next_look:
                 self.resolve_unconfirmed()
                 next_look = time.monotonic() + look_every
             time.sleep(0.2)

@@ -193,7 +193,7 @@ class ProviderContract:
         self.lose_next_reply(connection)
         posting = self._pay(lease, amount=Decimal("80.00"))
         posting.refresh_from_db()
-        if connection.get_provider().checks_unknown_outcomes():
+        if connection.get_provider().checks_unknown_outcomes(posting):
             # The provider can check unattended: the next attempt checks before writing.
             if posting.state != PostingState.POSTED:
                 outbox.deliver(posting.pk, force=True)

@@ -79,7 +79,7 @@ def world(settings, monkeypatch):
     in_flight = pay("14.00")
     outbox.claim(in_flight.pk)
     # A provider that cannot check an unknown outcome unattended (as AMSI by default).
-    monkeypatch.setattr(FakeProvider, "checks_unknown_outcomes", lambda self: False)
+    monkeypatch.setattr(FakeProvider, "checks_unknown_outcomes", lambda self, posting=None: False)
     set_failure(connection, "lost_reply")
     unconfirmed = pay("15.00", PaymentMethod.ACH)
     outbox.deliver(unconfirmed.pk)

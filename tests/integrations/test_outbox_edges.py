@@ -42,7 +42,7 @@ def manual(settings):
 def no_check(monkeypatch):
     """The connection cannot check unattended (AMSI without the "duplicates refused"
     confirmation): an unknown outcome waits for a person."""
-    monkeypatch.setattr(FakeProvider, "checks_unknown_outcomes", lambda self: False)
+    monkeypatch.setattr(FakeProvider, "checks_unknown_outcomes", lambda self, posting=None: False)
 
 
 def _wait(settings, seconds):

@@ -50,7 +50,10 @@ def test_cut_reply_with_duplicates_refused_is_resent_and_posted_once(world, deli
     assert posting.remote_reference == entries[0]["evolution_reference"]
 
 
-def test_cut_reply_to_a_reversal_is_never_returned_twice(world, deliver):
+def test_cut_reply_to_a_reversal_waits_for_a_person_even_with_duplicates_refused(world, deliver):
+    """The duplicates-refused confirmation is about a repeated AddPayment: nothing shows what
+    eSite does with a repeated ReturnPayment (it might book a second return), so a reversal
+    whose reply was cut off is never sent again unattended: unconfirmed, then the person."""
     from rentplatform import services
 
     with deliver():
@@ -62,6 +65,11 @@ def test_cut_reply_to_a_reversal_is_never_returned_twice(world, deliver):
         services.void_payment(payment)
     world.deliver_all()
     reversal = world.posting(payment, "reversal")
-    assert reversal.state == PostingState.POSTED, reversal.last_error
+    assert reversal.state == PostingState.UNCONFIRMED, reversal.last_error
+    assert list(reversal.attempt_log.values_list("outcome", flat=True)) == ["unconfirmed"]
+    with deliver():
+        world.resolve_unconfirmed()  # the person finds the return in eSite
+    reversal.refresh_from_db()
+    assert reversal.state == PostingState.POSTED
     returns = [e for e in world.entries(payment.batch.batch_id) if e["amount"].startswith("-")]
     assert len(returns) == 1

@@ -28,7 +28,7 @@ def test_card_payment_posts_in_real_time_into_the_matching_batch(world, deliver)
     assert batch["batch_type"] == "X"
     assert batch["created_by"] == "edex_demo"
     (entry,) = batch["entries"]
-    # The ids a real eSite accepts: integers of at most 9 digits (docs/amsi-evidence.md).
+    # The ids the client sends: integers of at most 9 digits (our cap; docs/amsi-evidence.md).
     assert entry["client_transaction_id"] == client_transaction_id(posting)
     assert entry["client_transaction_id"] == str(500_000_000 + posting.pk)
     assert re.fullmatch(r"[1-4][0-9]{8}", payment.batch.batch_id)
@@ -232,3 +232,87 @@ def test_no_checks_refuses_ach_on_the_platform_before_anything_is_sent(world):
         world.pay(NO_CHECKS, "100.00", "ach")
     assert refused.value.code == "cards_only"
     assert Posting.objects.count() == 0
+
+
+def test_an_already_there_answer_to_a_write_never_in_doubt_stops_for_a_person(
+    world, deliver, settings
+):
+    """A person looked, found nothing and said "not there, post it", but the write had landed:
+    the sandbox refuses the repeat with its 206. What a real eSite means by 206 is not known,
+    and this write was not in doubt any more, so the answer is not counted as posted: the
+    posting needs attention with the code, and the person settles it."""
+    settings.INTEGRATIONS = {**settings.INTEGRATIONS, "UNKNOWN_OUTCOME_DELAY_SECONDS": 0}
+    world.control.add_fault("lost_reply", "AddPayment", count=1)
+    with deliver():
+        payment = world.pay(ALLOWED, "330.00", "card")
+    world.deliver_all()
+    posting = world.posting(payment)
+    assert posting.state == PostingState.UNCONFIRMED, posting.last_error
+    with deliver():
+        outbox.post_unconfirmed(posting, who="ops@example.test", note="not in the batch")
+    world.deliver_all()
+    posting.refresh_from_db()
+    assert posting.state == PostingState.NEEDS_ATTENTION, posting.last_error
+    assert posting.error_code == "206" and posting.posted_at is None
+    assert len(world.entries(payment.batch.batch_id)) == 1  # booked once, never counted twice
+    advice = world.connection.get_provider().explain(posting)
+    assert "code 206" in advice.what_happened
+    assert "Nothing was counted as posted" in advice.what_to_do
+    assert "look in eSite" in advice.what_to_do
+    outbox.resolve(posting, who="ops@example.test", note="found it in batch after all")
+    posting.refresh_from_db()
+    assert posting.state == PostingState.POSTED
+
+
+def test_with_duplicates_refused_the_recorded_code_is_believed_only_for_a_write_in_doubt(
+    world, deliver
+):
+    """The recorded code proves a repeat only where the write may have landed before. The
+    same answer to a write nobody doubted (here: the same document sent again by hand through
+    the provider) is refused as what it is, a refusal."""
+    from integrations.exceptions import AlreadyDone, PermanentError
+
+    world.confirm_duplicates_refused()
+    with deliver():
+        payment = world.pay(ALLOWED, "275.00", "card")
+    posting = world.posting(payment)
+    assert posting.state == PostingState.POSTED and not posting.outcome_unknown
+    provider = world.connection.get_provider()
+    with pytest.raises(PermanentError) as refused:
+        provider.post_payment(posting)
+    assert refused.value.code == "206" and not isinstance(refused.value, AlreadyDone)
+    posting.outcome_unknown = True  # an attempt that checks a write that may have landed
+    found = provider.post_payment(posting)
+    assert found.already_there
+    assert len(world.entries(payment.batch.batch_id)) == 1
+
+
+def test_a_reversal_is_never_resent_unattended_and_its_301_is_not_believed(
+    world, deliver, settings
+):
+    """Nothing shows what eSite answers for a repeated ReturnPayment: with duplicates refused
+    confirmed (for payments) a reversal whose reply was lost still waits for a person, and the
+    sandbox's "already returned" (301) to a person's wrong "not there" needs attention."""
+    from rentplatform import services
+
+    settings.INTEGRATIONS = {**settings.INTEGRATIONS, "UNKNOWN_OUTCOME_DELAY_SECONDS": 0}
+    world.confirm_duplicates_refused()
+    with deliver():
+        payment = world.pay(ALLOWED, "190.00", "card")
+        services.settle_payment(payment)
+    world.control.add_fault("lost_reply", "ReturnPayment", count=1)
+    with deliver():
+        services.charge_back_payment(payment)
+    world.deliver_all()
+    reversal = world.posting(payment, "reversal")
+    assert reversal.state == PostingState.UNCONFIRMED, reversal.last_error
+    assert not world.connection.get_provider().checks_unknown_outcomes(reversal)
+    assert world.connection.get_provider().checks_unknown_outcomes(world.posting(payment))
+    with deliver():
+        outbox.post_unconfirmed(reversal, who="ops@example.test", note="no return seen")
+    world.deliver_all()
+    reversal.refresh_from_db()
+    assert reversal.state == PostingState.NEEDS_ATTENTION, reversal.last_error
+    assert reversal.error_code == "301"
+    returns = [e for e in world.entries(payment.batch.batch_id) if e["amount"].startswith("-")]
+    assert len(returns) == 1

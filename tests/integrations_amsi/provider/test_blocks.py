@@ -86,3 +86,16 @@ def test_hold_blocks_and_no_checks_refuses_ach_only(payer, control):
     patch(control, link, CreditStatus="N", CreditStatusDescription="Normal")
     call_command("integrations_sync", "--lease", str(link.lease_id))
     assert pay(client, link.lease_id, "ach")[0] == 201
+
+
+def test_a_credit_status_code_nobody_knows_blocks_and_says_which(payer, control):
+    link, client = payer
+    patch(control, link, CreditStatus="Z", CreditStatusDescription="Collections")
+    call_command("integrations_sync", "--lease", str(link.lease_id))
+    status, body = pay(client, link.lease_id, "card")
+    assert status == 409 and body["code"] == "blocked"
+    link.lease.refresh_from_db()
+    assert "credit status 'Z' in AMSI" in link.lease.accounting_access_reason
+    patch(control, link, CreditStatus="N", CreditStatusDescription="Normal")
+    call_command("integrations_sync", "--lease", str(link.lease_id))
+    assert pay(client, link.lease_id, "card")[0] == 201

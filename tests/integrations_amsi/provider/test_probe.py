@@ -181,7 +181,15 @@ def test_good_probe_reports_every_step_ok(esite, request):
     assert (
         "confirmed  lease status codes: leasestatus=C: 23 leases (occustatuscode C on 23)" in text
     )
-    assert "confirmed  delta query: answered for" in text
+    if variants["empty_list"] == "empty":
+        assert "confirmed  delta query: answered for" in text
+    else:
+        # the seed has status changes but no ledger entry in the last days: the transactions
+        # request answers an error document, which confirms nothing (read as no changes)
+        assert "confirmed  delta query" not in text
+        assert "not seen   delta query: answered an error document for " in text
+        assert "(transactions: code 103, text No data found: no leases match)" in text
+        assert "which confirms nothing; a list for status changes: " in text
     assert "not seen   login error reply: the login succeeded" in text
     # then what only a payment can confirm, and where the procedure is
     assert 'docs/amsi.md, "First payment on a live eSite"' in text
@@ -210,9 +218,23 @@ def test_empty_lists_are_reported_as_production_read_them(esite, request):
         assert lines["5. Units"] == WARN and lines["5. Current residents (C)"] == WARN
         assert (
             "AMSI answered with error code 103: No data found: no units for property 002 "
-            "(production clients took this for an empty list)" in text
+            "(read as an empty list, as production read resident lists)" in text
         )
         assert "confirmed  empty lists: GetPropertyUnits: error code 103" in text
+        # the delta query answered an error document: read as no changes, said to be our
+        # reading, and it confirms nothing (production read error documents as empty lists
+        # for resident lists only)
+        assert (
+            "AMSI answered with error code 103: No data found: no leases match "
+            "(read as no changes: our reading, not seen in production for this call)" in text
+        )
+        assert "confirmed  delta query" not in text
+        assert "not seen   delta query: answered an error document for " in text
+        assert (
+            "(status changes: code 103, text No data found: no leases match; "
+            "transactions: code 103, text No data found: no leases match): read "
+            "as no changes, which confirms nothing" in text
+        )
     else:
         assert error == ""
         assert lines["5. Units"] == WARN and lines["5. Current residents (C)"] == WARN

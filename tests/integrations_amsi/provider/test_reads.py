@@ -327,6 +327,25 @@ def test_lease_status_codes_map_to_access():
     assert record(occustatuscode="A", CreditStatus="C").access == "blocked"
 
 
+def test_credit_status_codes_map_to_access_and_an_unknown_code_blocks():
+    """N and C are seen on the wire, H and R inferred (docs/amsi-evidence.md): a code outside
+    them might be a Hold under another letter, so it blocks, naming the code."""
+
+    def access(**attrs: str):
+        base = {"PropertyId": "001", "BldgID": "01", "UnitID": "101", "ResiID": "1"}
+        rec = lease_record(etree.Element("Lease", {**base, **attrs}))
+        return rec.access, rec.access_reason
+
+    assert access() == ("allowed", "")  # no CreditStatus attribute: Normal
+    assert access(CreditStatus="N") == ("allowed", "")
+    assert access(CreditStatus="C") == ("cards_only", "credit status No Checks in AMSI")
+    assert access(CreditStatus="h") == ("blocked", "credit status Hold in AMSI")
+    assert access(CreditStatus="R") == ("blocked", "credit status Restricted in AMSI")
+    state, reason = access(CreditStatus="X")
+    assert state == "blocked"
+    assert reason.startswith("credit status 'X' in AMSI: a code this integration does not know")
+
+
 # -- refusals that still fail the run --------------------------------------------------------------
 @pytest.mark.parametrize("login_error", ["document", "fault"])
 @pytest.mark.parametrize("kind", ["import", "full", "delta"])
