@@ -94,3 +94,41 @@ def check_connections_providers(app_configs, **kwargs):
         Error(f"connections use provider {p!r}, which is not registered", id="integrations.E002")
         for p in sorted(used - known)
     ]
+
+
+# Mail backends that deliver nowhere a manager reads: fine for development, not for production.
+DEVELOPMENT_MAIL_BACKENDS = {
+    "django.core.mail.backends.console.EmailBackend",
+    "django.core.mail.backends.locmem.EmailBackend",
+    "django.core.mail.backends.dummy.EmailBackend",
+    "django.core.mail.backends.filebased.EmailBackend",
+}
+
+
+@register("mail", deploy=True)
+def check_report_mail(app_configs, **kwargs):
+    """``check --deploy``: the Batch Deposit Reports would reach no manager through a
+    development mail backend. Django 6.1 checks its "default" mailer itself (mail.E001), so
+    this one looks at the EMAIL_BACKEND before 6.1, and at the REPORT_MAILER alias when it is
+    another one."""
+    from django.conf import settings
+
+    from integrations.reports import report_setting
+
+    if hasattr(settings, "MAILERS"):
+        alias = report_setting("REPORT_MAILER")
+        if alias == "default":
+            return []
+        backend = settings.MAILERS.get(alias, {}).get("BACKEND", "")
+    else:
+        backend = getattr(settings, "EMAIL_BACKEND", "")
+    if backend not in DEVELOPMENT_MAIL_BACKENDS:
+        return []
+    return [
+        Warning(
+            f"Batch Deposit Reports are sent through {backend}, which delivers to no one",
+            hint="Set EMAIL_BACKEND (and EMAIL_HOST, ...) to the mail server: "
+            "docs/configuration.md, 'Production'.",
+            id="integrations.W003",
+        )
+    ]

@@ -125,3 +125,25 @@ def test_the_reports_mail_path_raises_no_deprecation_warning(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "sent 1"
     assert len(list((tmp_path / "mail").glob("*.log"))) == 1
+
+
+def test_deploy_check_warns_when_the_reports_would_reach_no_one(settings):
+    """integrations.W003 (check --deploy): the reports' backend is one that delivers to no one.
+    Django 6.1 checks its own "default" mailer (mail.E001): W003 then looks only at another
+    REPORT_MAILER alias."""
+    from integrations.checks import check_report_mail
+
+    console, smtp = CONSOLE, SMTP
+    if has_mailers(django.VERSION):
+        settings.MAILERS = {"default": {"BACKEND": console}, "reports": {"BACKEND": console}}
+        assert check_report_mail(None) == []  # Django's mail.E001 says it
+        settings.INTEGRATIONS = {**settings.INTEGRATIONS, "REPORT_MAILER": "reports"}
+        assert [w.id for w in check_report_mail(None)] == ["integrations.W003"]
+        settings.MAILERS = {"reports": {"BACKEND": smtp, "OPTIONS": {"host": "mail.test"}}}
+        assert check_report_mail(None) == []
+    else:
+        settings.EMAIL_BACKEND = console
+        (warning,) = check_report_mail(None)
+        assert warning.id == "integrations.W003" and console in warning.msg
+        settings.EMAIL_BACKEND = smtp
+        assert check_report_mail(None) == []
