@@ -76,9 +76,13 @@ class Feed:
         answered, in words a person can act on."""
         self._importer.incomplete.append(reason)
 
-    def say(self, text: str) -> None:
-        """A line for the run's message (e.g. the window a delta covered)."""
-        self._importer.notes.insert(0, text)
+    def say(self, text: str, *, last: bool = False) -> None:
+        """A line for the run's message: first (e.g. the window a delta covered) or, with
+        ``last``, after the others (e.g. how a reply was read)."""
+        if last:
+            self._importer.notes.append(text)
+        else:
+            self._importer.notes.insert(0, text)
 
 
 class Importer(ChangedLeases):

@@ -158,6 +158,26 @@ def test_the_delta_sends_what_corelogic_sent(amsi_connection):
     assert run.message == f"changes from {start} to {end}"
 
 
+@EMPTY_LIST
+def test_a_delta_answered_with_an_error_document_says_so_on_the_run(
+    amsi_connection, control, empty_list
+):
+    """Nothing changed: the sandbox answers the delta query with its "no data" error document
+    (empty_list=error) or an empty list. The first is read as no changes, which is our reading
+    (production read error documents as empty lists on resident lists only), so the run's
+    message says what eSite answered: a delta that always answers so is seen."""
+    imported(amsi_connection)
+    control.set_variants(empty_list=empty_list)
+    run = run_sync(amsi_connection, "delta")
+    assert run.status == SyncStatus.SUCCEEDED, run.message
+    said = "the delta query for transactions answered an error document (code 103: "
+    if empty_list == "error":
+        assert said in run.message and "read as no changes" in run.message
+        assert run.message.startswith("changes from ")
+    else:
+        assert "error document" not in run.message
+
+
 # -- the current list answered with an error document ---------------------------------------------
 @EMPTY_LIST
 def test_a_full_resync_whose_current_list_fails_deactivates_nothing(
