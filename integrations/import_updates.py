@@ -26,7 +26,7 @@ class _Writes:
 
 class ChangedLeases:
     """The Importer's writes for changed leases (it supplies links, occupant_links, run,
-    system, now and _link_row)."""
+    system, now, access_changes and _link_row)."""
 
     def _update(self, changed: list[Changed]) -> None:
         """Leases whose digest changed, a chunk at a time: read in two queries (their leases,
@@ -47,6 +47,7 @@ class ChangedLeases:
             if host.access_changed(lease, rec.access, rec.access_reason, self.now):
                 reason = f" ({rec.access_reason})" if rec.access_reason else ""
                 changes.append(f"payment access -> {rec.access}{reason}")
+                self.access_changes += 1
             if changes:
                 w.leases.append(lease)
             changes += self._sync_occupants(pk, lease.pk, rec.occupants, occupants[pk], w)

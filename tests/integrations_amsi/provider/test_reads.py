@@ -178,6 +178,34 @@ def test_a_delta_answered_with_an_error_document_says_so_on_the_run(
         assert "error document" not in run.message
 
 
+def test_a_full_resync_says_how_many_changes_no_delta_brought(
+    amsi_sandbox, amsi_connection, control
+):
+    """What eSite's delta query counts as a change is not known. A block the delta did not list
+    (here the sandbox forgets it was a change) reaches the platform at the full resync, and
+    that run says so: a person sees that the delta misses changes, and which kind."""
+    imported(amsi_connection)
+    link = links(LeaseStatus.ACTIVE)[0]
+    patch(control, link, BlockPaymentAccess="Y")
+    age_sandbox_changes(amsi_sandbox)  # as if eSite's delta query did not count it
+    delta = run_sync(amsi_connection, "delta")
+    assert delta.status == SyncStatus.SUCCEEDED and delta.updated == 0, delta.message
+    link.lease.refresh_from_db()
+    assert link.lease.accounting_access == "allowed"  # the delta did not bring it
+    full = run_sync(amsi_connection, "full")
+    assert full.status == SyncStatus.SUCCEEDED and full.updated == 1, full.message
+    assert (
+        "1 lease had changed in eSite without a delta resync bringing the change, 1 of "
+        "them in payment access, though delta resyncs ran since the last full read" in full.message
+    )
+    link.lease.refresh_from_db()
+    assert link.lease.accounting_access == "blocked"
+    # No delta ran since that full read: finding a change is what a full resync is for.
+    patch(control, link, BlockPaymentAccess="N")
+    again = run_sync(amsi_connection, "full")
+    assert again.updated == 1 and "without a delta resync" not in again.message
+
+
 # -- the current list answered with an error document ---------------------------------------------
 @EMPTY_LIST
 def test_a_full_resync_whose_current_list_fails_deactivates_nothing(
@@ -390,3 +418,13 @@ def test_an_unknown_property_still_fails_the_run(amsi_connection, kind):
     run = run_sync(amsi_connection, kind)
     assert run.status == SyncStatus.FAILED
     assert "102" in run.message
+
+
+def test_the_missed_by_delta_line_counts_in_words():
+    from integrations.importing import missed_by_delta
+
+    at = dt.datetime(2026, 11, 27, 6, 5, tzinfo=dt.UTC)
+    line = missed_by_delta(3, 0, "eSite", at)
+    assert line.startswith("3 leases had changed in eSite without a delta resync bringing the ")
+    assert "payment access" not in line and "(the last at 06:05)" in line
+    assert ", 2 of them in payment access," in missed_by_delta(3, 2, "eSite", at)
