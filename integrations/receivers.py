@@ -13,9 +13,10 @@ from django.db import transaction
 from django.dispatch import receiver
 
 from integrations.logging import mask
+from integrations.models import Posting
 from rentplatform import signals as platform
 
-from . import outbox
+from . import outbox, signals
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,12 @@ def on_reversal(sender, payment, reversal, **kwargs):
 
 for _n, _signal in enumerate(platform.REVERSAL_SIGNALS):
     _signal.connect(on_reversal, dispatch_uid=f"integrations.reversal.{_n}")
+
+
+@receiver(signals.posting_posted, sender=Posting, dispatch_uid="integrations.wake_reversals")
+def on_posting_posted(sender, posting, **kwargs):
+    """A payment posted (after the commit): the reversals waiting for it go now."""
+    outbox.wake_waiting_reversals(posting)
 
 
 @receiver(platform.batch_deposited, dispatch_uid="integrations.batch_deposited")

@@ -68,6 +68,7 @@ from ._queue import (
     shared_broker,
     sweep,
     sweepable_postings,
+    wake_waiting_reversals,
 )
 
 __all__ = [
@@ -108,4 +109,5 @@ __all__ = [
     "shared_broker",
     "sweep",
     "sweepable_postings",
+    "wake_waiting_reversals",
 ]

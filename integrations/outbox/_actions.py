@@ -22,7 +22,7 @@ from integrations.models.posting import FINAL_STATES, AttemptOutcome
 
 from ._common import NotAllowed, _can_check, _unknown_outcome_not_before, log
 from ._delivery import _pause
-from ._queue import enqueue_on_commit, queue_waiting
+from ._queue import enqueue_on_commit, queue_waiting, wake_waiting_reversals
 
 
 def pause_connection(connection: Connection, reason: str) -> None:
@@ -217,6 +217,9 @@ def abandon(posting: Posting, *, who: str, note: str) -> Posting:
         posting.waiting_since = None
         posting.save()
         _person_attempt(posting, AttemptOutcome.ABANDONED_BY_PERSON, who, note)
+        # Its waiting reversals stop for a person now ("nothing to reverse"), not at their
+        # next look.
+        transaction.on_commit(lambda p=posting: wake_waiting_reversals(p))
     log.warning("posting %s abandoned by %s: %s", posting.key, who, mask(note))
     return posting
 

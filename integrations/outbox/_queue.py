@@ -15,9 +15,11 @@ from django_q import tasks as q_tasks
 from integrations.conf import get_setting
 from integrations.logging import mask
 from integrations.models import Connection, Posting, PostingKind, PostingState
+from rentplatform.models.payment import REVERSED_STATES
 from rentplatform.prepared import Prepared, insert_fields, insert_params, insert_row
 
 from ._common import _holds, log
+from ._delivery import WAITING_FOR_PAYMENT
 from ._drain import DRAIN_LOST_SECONDS, drains_enabled, poke, poke_lost_drains
 
 # The property's connection and the payment's posting if it has one, in one read: made for
@@ -396,3 +398,45 @@ def queue_waiting(connection: Connection) -> int:
     for posting_id in ids:
         enqueue_on_commit(posting_id)
     return queued + len(ids)
+
+
+def wake_waiting_reversals(posting: Posting) -> int:
+    """A payment's posting just became final (posted by an attempt, found or resolved by a
+    person, or abandoned): the reversals waiting for it are queued now, instead of at their
+    next look, which grows with the wait up to an hour (``_payment_wait_delay``). Their own
+    claim then decides (posted: they are sent; abandoned: they stop for a person, saying so).
+    Runs after the commit; never raises (the sweep still finds them at their next look).
+
+    Looked up only when the payment, as the caller loaded it, is in a reversed state: the
+    common posted payment costs no statement. A reversal taken while the payment's attempt
+    was in flight is not seen so; it waits only its first look (the first retry step).
+    Returns how many were queued."""
+    if posting.kind != PostingKind.PAYMENT:
+        return 0
+    try:
+        if posting.payment.state not in REVERSED_STATES:
+            return 0
+        waiting = Posting.objects.filter(
+            payment_id=posting.payment_id,
+            kind=PostingKind.REVERSAL,
+            state=PostingState.RETRYING,
+            error_code=WAITING_FOR_PAYMENT,
+            connection__enabled=True,
+            connection__paused_at__isnull=True,
+        )
+        ids = list(waiting.values_list("pk", flat=True))
+        if ids:
+            waiting.filter(pk__in=ids).update(next_attempt_at=timezone.now())
+        queued = sum(1 for posting_id in ids if enqueue(posting_id))
+    except Exception as err:  # noqa: BLE001  (after the commit: the sweep finds them later)
+        log.warning(
+            "posting %s: the reversals waiting for it could not be queued (%s: %s); the sweep "
+            "finds them at their next look",
+            posting.key,
+            type(err).__name__,
+            mask(str(err))[:500],
+        )
+        return 0
+    if queued:
+        log.info("posting %s: %s reversal(s) waiting for it queued", posting.key, queued)
+    return queued

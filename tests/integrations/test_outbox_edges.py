@@ -261,6 +261,90 @@ def test_reversal_waits_for_an_unconfirmed_payment_and_follows_it(
     assert rp.waiting_since is None and rp.attempts == 1
 
 
+def _reversal_looking_again_in(lease, settings, seconds):
+    """A voided payment whose posting is not posted, and its reversal, which has waited
+    ``seconds`` already: its next look is as far away (the waits grow)."""
+    settings.INTEGRATIONS = {
+        **settings.INTEGRATIONS,
+        "RETRY_BACKOFF_SECONDS": [5, 60, 3600],
+        "PAYMENT_WAIT_SECONDS": 7200,
+    }
+    payment = services.accept_payment(lease, "100.00", "card")
+    paid = Posting.objects.get(payment=payment, kind="payment")
+    rp = Posting.objects.get(reversal=services.void_payment(payment))
+    Posting.objects.filter(pk=rp.pk).update(
+        waiting_since=timezone.now() - dt.timedelta(seconds=seconds)
+    )
+    assert outbox.deliver(rp.pk) == PostingState.RETRYING
+    rp.refresh_from_db()
+    assert rp.next_attempt_at > timezone.now() + dt.timedelta(seconds=seconds - 100)
+    return paid, rp
+
+
+def test_a_waiting_reversal_goes_as_soon_as_its_payment_posts(
+    connection, lease, manual, settings, django_capture_on_commit_callbacks
+):
+    """Not at its next look, up to an hour away after a long wait: the payment's posting
+    queues it once it is posted (here the queued task runs at once, as DELIVERY=sync)."""
+    paid, rp = _reversal_looking_again_in(lease, settings, 1000)
+    settings.INTEGRATIONS = {**settings.INTEGRATIONS, "DELIVERY": "sync"}
+    with django_capture_on_commit_callbacks(execute=True):
+        assert outbox.deliver(paid.pk) == PostingState.POSTED
+    rp.refresh_from_db()
+    assert rp.state == PostingState.POSTED, rp.last_error
+    assert rp.waiting_since is None and rp.attempts == 1
+    assert FakeRemoteEntry.objects.filter(key=rp.key).count() == 1
+    assert FakeRemoteEntry.objects.filter(key=paid.key).count() == 1
+
+
+def test_a_waiting_reversal_goes_once_a_person_finds_its_payment(
+    connection, lease, manual, settings, no_check, django_capture_on_commit_callbacks
+):
+    paid, rp = _reversal_looking_again_in(lease, settings, 1000)
+    Posting.objects.filter(pk=paid.pk).update(state=PostingState.UNCONFIRMED)
+    settings.INTEGRATIONS = {**settings.INTEGRATIONS, "DELIVERY": "sync"}
+    with django_capture_on_commit_callbacks(execute=True):
+        outbox.mark_found(paid, receipt="R-7", who="manager")
+    rp.refresh_from_db()
+    assert rp.state == PostingState.POSTED, rp.last_error
+
+
+def test_a_waiting_reversal_stops_for_a_person_as_soon_as_its_payment_is_abandoned(
+    connection, lease, manual, settings, django_capture_on_commit_callbacks
+):
+    paid, rp = _reversal_looking_again_in(lease, settings, 1000)
+    Posting.objects.filter(pk=paid.pk).update(
+        state=PostingState.NEEDS_ATTENTION, last_error="refused"
+    )
+    settings.INTEGRATIONS = {**settings.INTEGRATIONS, "DELIVERY": "sync"}
+    with django_capture_on_commit_callbacks(execute=True):
+        outbox.abandon(paid, who="manager", note="voided before it reached the ledger")
+    rp.refresh_from_db()
+    assert rp.state == PostingState.NEEDS_ATTENTION
+    assert rp.error_code == outbox.PAYMENT_ABANDONED
+    assert FakeRemoteEntry.objects.count() == 0
+
+
+def test_a_posted_payment_that_was_not_reversed_looks_for_no_reversal(
+    connection, lease, manual, django_capture_on_commit_callbacks
+):
+    """The wake costs the common payment nothing: no statement looks for reversals."""
+    from django.db import connection as db
+    from django.test.utils import CaptureQueriesContext
+
+    posting = _pay(lease)
+    with CaptureQueriesContext(db) as queries, django_capture_on_commit_callbacks(execute=True):
+        assert outbox.deliver(posting.pk) == PostingState.POSTED
+    assert not [q["sql"] for q in queries if outbox.WAITING_FOR_PAYMENT in q["sql"]]
+    # ... where a reversed one does (the test above it checks what it queues).
+    rp = Posting.objects.get(reversal=services.void_payment(posting.payment))
+    posting.refresh_from_db()
+    with CaptureQueriesContext(db) as queries:
+        assert outbox.wake_waiting_reversals(posting) == 0  # rp never waited: not queued
+    assert [q["sql"] for q in queries if outbox.WAITING_FOR_PAYMENT in q["sql"]]
+    assert Posting.objects.get(pk=rp.pk).state == PostingState.PENDING
+
+
 def test_a_waiting_reversal_does_not_hold_a_worker(connection, lease, settings):
     """A real worker waits inline for a retry due within seconds; not for a reversal whose
     payment is not posted (it would sleep, re-queue, and sleep again)."""
