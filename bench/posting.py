@@ -6,8 +6,8 @@
     .venv/bin/python bench/posting.py --quick              # 10 rounds on SQLite (CI, untimed)
     .venv/bin/python bench/posting.py --q-option save_limit=-1 --conn-max-age 60  # experiment
 
-Three paths per payment, run one after the other in each round (the order rotates every
-round, so drift in the machine's load falls on all three alike):
+Four paths per payment, run one after the other in each round (the order rotates every
+round, so drift in the machine's load falls on all of them alike):
 
 - ``bare``: a bare zeep AddPayment with the same XMLData against the same sandbox
   (bench/_bare.py): the floor.
@@ -17,6 +17,11 @@ round, so drift in the machine's load falls on all three alike):
 - ``task``: ``accept_payment`` with DELIVERY=sync: the posting's django-q2 task runs in this
   process through django-q2's sync path (pickled, signed, run by ``django_q.worker``, its
   result saved by ``django_q.monitor``) after the payment's commit: posted.
+- ``bare + two commits``: the floor of what the issue calls the unavoidable work: a claim
+  (one conditional UPDATE of a posting-like row and its attempt row's INSERT) committed, the
+  bare call, and a finish (the posting, its attempt and a landing row) committed, written by
+  hand in scratch tables: one statement each on PostgreSQL (data-modifying CTEs), a short
+  transaction each on SQLite (which has no such CTE). No taking of the payment, no ORM.
 
 Each database runs in its own child process (fresh database, sandbox process with the demo
 portfolio, a property imported). Min and median per path and the difference to ``bare``.
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -37,7 +43,7 @@ from pathlib import Path
 import _bare  # bench/ is the script's folder, so first on sys.path
 import _common as c
 
-PATHS = ("bare", "in-process", "task")
+PATHS = ("bare", "in-process", "task", "bare + two commits")
 TARGETS = {"in-process": 3.0, "task": 5.0}  # ms over bare
 
 
@@ -108,7 +114,17 @@ def _measure(kind: str, sandbox, rounds: int, profile_dir: str) -> dict:
         assert state == PostingState.POSTED, state
         return elapsed, 0.0
 
-    run = {"bare": bare, "in-process": in_process, "task": task}
+    floor = _TwoCommits(connection, rows=rounds * (2 if profile_dir else 1) + 20)
+
+    def two_commits() -> tuple[float, float]:
+        xml = _bare.with_transaction_id(template, next(ids))
+        t0 = time.perf_counter()
+        floor.claim()
+        _bare.add_payment(base, xml)
+        floor.finish(amount)
+        return time.perf_counter() - t0, 0.0
+
+    run = {"bare": bare, "in-process": in_process, "task": task, "bare + two commits": two_commits}
     for _ in range(5):  # warm-up: WSDLs, connections, caches
         for name in PATHS:
             run[name]()
@@ -116,7 +132,8 @@ def _measure(kind: str, sandbox, rounds: int, profile_dir: str) -> dict:
     times: dict[str, list[float]] = {name: [] for name in PATHS}
     taking: list[float] = []
     for r in range(rounds):
-        for name in PATHS[r % 3 :] + PATHS[: r % 3]:
+        k = r % len(PATHS)
+        for name in PATHS[k:] + PATHS[:k]:
             seconds, taken = run[name]()
             times[name].append(seconds)
             if name == "in-process":
@@ -137,6 +154,111 @@ def _measure(kind: str, sandbox, rounds: int, profile_dir: str) -> dict:
     if profile_dir:
         result["profiles"] = _profile(kind, run, max(rounds // 2, 20), profile_dir)
     return result
+
+
+class _TwoCommits:
+    """The two commits by hand, on scratch tables shaped like the posting, its attempt and its
+    landing (``bench_floor_*``, in the bench's own database): the least a claim and a finish
+    can cost on this database, with no ORM, no payment taken and no decision in Python."""
+
+    def __init__(self, connection, rows: int):
+        self.connection = connection
+        self.pg = connection.vendor == "postgresql"
+        serial = "BIGSERIAL PRIMARY KEY" if self.pg else "INTEGER PRIMARY KEY AUTOINCREMENT"
+        stamp = "TIMESTAMPTZ" if self.pg else "TEXT"
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"CREATE TABLE bench_floor_posting (id {serial}, state VARCHAR(16), "
+                f"attempts INTEGER, claimed_until {stamp}, updated_at {stamp}, "
+                "payload VARCHAR(200))"
+            )
+            cursor.execute(
+                f"CREATE TABLE bench_floor_attempt (id {serial}, posting_id BIGINT "
+                f"REFERENCES bench_floor_posting (id), number INTEGER, started_at {stamp}, "
+                f"finished_at {stamp}, outcome VARCHAR(20), UNIQUE (posting_id, number))"
+            )
+            cursor.execute(
+                f"CREATE TABLE bench_floor_entry (id {serial}, posting_id BIGINT UNIQUE "
+                f"REFERENCES bench_floor_posting (id), amount DECIMAL(12, 2), "
+                f"recorded_at {stamp})"
+            )
+            for _ in range(rows):
+                cursor.execute(
+                    "INSERT INTO bench_floor_posting (state, attempts, payload) "
+                    "VALUES ('pending', 0, %s)",
+                    ["x" * 200],
+                )
+            cursor.execute("SELECT id FROM bench_floor_posting ORDER BY id")
+            self.ids = iter([row[0] for row in cursor.fetchall()])
+        self.posting = self.attempt = None
+
+    def claim(self) -> None:
+        from django.db import transaction
+        from django.utils import timezone
+
+        self.posting, now = next(self.ids), timezone.now()
+        until = now + dt.timedelta(minutes=5)
+        with self.connection.cursor() as cursor:
+            if self.pg:
+                cursor.execute(
+                    "WITH c AS (UPDATE bench_floor_posting SET state = 'in_flight', "
+                    "attempts = attempts + 1, claimed_until = %s, updated_at = %s "
+                    "WHERE id = %s AND state = 'pending' RETURNING id, attempts) "
+                    "INSERT INTO bench_floor_attempt (posting_id, number, started_at) "
+                    "SELECT id, attempts, %s FROM c RETURNING id",
+                    [until, now, self.posting, now],
+                )
+                self.attempt = cursor.fetchone()[0]
+                return
+            with transaction.atomic():
+                cursor.execute(
+                    "UPDATE bench_floor_posting SET state = 'in_flight', attempts = attempts "
+                    "+ 1, claimed_until = %s, updated_at = %s WHERE id = %s AND state = "
+                    "'pending'",
+                    [until, now, self.posting],
+                )
+                cursor.execute(
+                    "INSERT INTO bench_floor_attempt (posting_id, number, started_at) "
+                    "VALUES (%s, 1, %s)",
+                    [self.posting, now],
+                )
+                self.attempt = cursor.lastrowid
+
+    def finish(self, amount) -> None:
+        from django.db import transaction
+        from django.utils import timezone
+
+        now = timezone.now()
+        with self.connection.cursor() as cursor:
+            if self.pg:
+                cursor.execute(
+                    "WITH u AS (UPDATE bench_floor_posting SET state = 'posted', "
+                    "claimed_until = NULL, updated_at = %s WHERE id = %s AND state = "
+                    "'in_flight' RETURNING id), a AS (UPDATE bench_floor_attempt SET "
+                    "finished_at = %s, outcome = 'posted' WHERE id = %s AND EXISTS "
+                    "(SELECT 1 FROM u)) INSERT INTO bench_floor_entry (posting_id, amount, "
+                    "recorded_at) SELECT id, %s, %s FROM u ON CONFLICT (posting_id) DO UPDATE "
+                    "SET amount = EXCLUDED.amount, recorded_at = EXCLUDED.recorded_at",
+                    [now, self.posting, now, self.attempt, amount, now],
+                )
+                return
+            with transaction.atomic():
+                cursor.execute(
+                    "UPDATE bench_floor_posting SET state = 'posted', claimed_until = NULL, "
+                    "updated_at = %s WHERE id = %s AND state = 'in_flight'",
+                    [now, self.posting],
+                )
+                cursor.execute(
+                    "UPDATE bench_floor_attempt SET finished_at = %s, outcome = 'posted' "
+                    "WHERE id = %s",
+                    [now, self.attempt],
+                )
+                cursor.execute(
+                    "INSERT INTO bench_floor_entry (posting_id, amount, recorded_at) VALUES "
+                    "(%s, %s, %s) ON CONFLICT (posting_id) DO UPDATE SET amount = "
+                    "excluded.amount, recorded_at = excluded.recorded_at",
+                    [self.posting, str(amount), now],
+                )
 
 
 class _Phases:
@@ -204,8 +326,30 @@ def _count(path, connection, profile_dir: str = "", kind: str = "", name: str = 
         Path(profile_dir).mkdir(parents=True, exist_ok=True)
         sql = "\n".join(q["sql"][:300] for q in ctx.captured_queries)
         (Path(profile_dir) / f"posting-{kind}-{name}-sql.txt").write_text(sql + "\n")
-    commits = sum(q["sql"].startswith("COMMIT") for q in ctx.captured_queries)
-    return {"queries": len(ctx.captured_queries), "commits": commits, "connects": len(opened)}
+    return {
+        "queries": len(ctx.captured_queries),
+        "commits": _commits(q["sql"] for q in ctx.captured_queries),
+        "connects": len(opened),
+    }
+
+
+WRITES = ("INSERT", "UPDATE", "DELETE", "WITH")
+
+
+def _commits(statements) -> int:
+    """Commits among captured statements: each COMMIT, and each write run outside a
+    transaction (autocommit: the claim's one conditional statement is its own commit)."""
+    commits, open_ = 0, False
+    for sql in statements:
+        word = sql.lstrip().split(None, 1)[0].upper() if sql.strip() else ""
+        if word == "BEGIN":
+            open_ = True
+        elif word in ("COMMIT", "ROLLBACK"):
+            commits += word == "COMMIT"
+            open_ = False
+        elif word in WRITES and not open_:
+            commits += 1
+    return commits
 
 
 def _profile(kind: str, run: dict, n: int, profile_dir: str) -> dict[str, str]:

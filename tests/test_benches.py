@@ -58,8 +58,26 @@ def test_import_quick():
 def test_posting_quick():
     done = run_bench("bench/posting.py", "--quick")
     assert_table(done, "bench/posting.py", "db")
-    for path in ("bare", "in-process", "task"):
+    for path in ("bare", "in-process", "task", "bare + two commits"):
         assert f"| sqlite | {path} " in done.stdout, done.stdout[-3000:]
+    # The floor is two commits; the platform's path three (payment, claim, finish).
+    floor = next(line for line in done.stdout.splitlines() if "| bare + two commits " in line)
+    path = next(line for line in done.stdout.splitlines() if "| sqlite | in-process " in line)
+    assert floor.rstrip(" |").endswith("/ 2 / 0"), floor
+    assert path.rstrip(" |").endswith("/ 3 / 0"), path
+
+
+def test_counting_commits():
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        from posting import _commits
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    autocommit_claim = ["SELECT 1", "WITH c AS (UPDATE ...) INSERT ...", "SELECT 2"]
+    assert _commits(autocommit_claim) == 1
+    finish = ["BEGIN", "WITH u AS (UPDATE ...) UPDATE ...", "INSERT ...", "COMMIT"]
+    assert _commits(finish) == 1
+    assert _commits(["BEGIN", "INSERT ...", "ROLLBACK", "SELECT 1"]) == 0
 
 
 def test_chaos_quick():
