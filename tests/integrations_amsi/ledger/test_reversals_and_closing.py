@@ -14,6 +14,7 @@ from decimal import Decimal
 
 import pytest
 from django.core import mail
+from django.utils import timezone
 
 from integrations.models import Posting, PostingState
 from integrations.reconciliation import reconcile
@@ -83,6 +84,32 @@ def test_ach_void_same_day_reaches_amsi_and_nets_the_batch(world, deliver):
     (entry,) = _entry(world, payment.batch.batch_id, payment, negative=True)
     assert entry["reason"] == "VOIDED"
     assert Decimal(world.ledger()[payment.batch.batch_id]["total"]) == Decimal("100.00")
+
+
+def test_a_void_waiting_for_its_payment_follows_it_once_a_person_has_it_posted(
+    world, deliver, settings
+):
+    """eSite answers AddPayment with an HTTP 500: the payment's outcome is unknown, so it waits
+    for a person (duplicates not confirmed), and its void waits for it. The person looks, finds
+    nothing and has it posted: the void is sent right after, not at its own next look."""
+    settings.INTEGRATIONS = {**settings.INTEGRATIONS, "RETRY_BACKOFF_SECONDS": [60, 3600]}
+    world.control.add_fault("http500", "AddPayment", count=1)
+    with deliver():
+        payment = world.pay(OTHER, "250.00", "ach", when=world.at(DAY, 10))
+        reversal = services.void_payment(payment, now=world.at(DAY, 11))
+    void = Posting.objects.get(reversal=reversal)
+    assert world.posting(payment).state == PostingState.UNCONFIRMED
+    assert void.state == PostingState.RETRYING and void.error_code == "WAITING_FOR_PAYMENT"
+    assert void.next_attempt_at > timezone.now() + dt.timedelta(seconds=30)
+    assert payment.batch.batch_id not in world.ledger()  # nothing reached eSite
+    with deliver():
+        assert world.resolve_unconfirmed() == 1  # not there: post it
+    assert world.posting(payment).state == PostingState.POSTED
+    void.refresh_from_db()
+    assert void.state == PostingState.POSTED, void.last_error
+    (entry,) = _entry(world, payment.batch.batch_id, payment, negative=True)
+    assert entry["reason"] == "VOIDED"
+    assert Decimal(world.ledger()[payment.batch.batch_id]["total"]) == Decimal("0.00")
 
 
 def test_void_on_the_next_property_day_is_refused_and_nothing_reaches_amsi(world, deliver):
