@@ -184,7 +184,7 @@ def explain(provider: AccountingProvider, posting: Posting) -> Advice:
         return Advice(
             f"This reversal waits for its payment to be posted to {system} first "
             f"({posting.last_error}).",
-            "Nothing yet: it goes on by itself once the payment is posted.",
+            "Nothing yet: it is sent by itself as soon as the payment is posted.",
         )
     if state == PostingState.RETRYING:
         return Advice(

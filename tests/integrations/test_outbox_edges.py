@@ -287,6 +287,8 @@ def test_a_waiting_reversal_goes_as_soon_as_its_payment_posts(
     """Not at its next look, up to an hour away after a long wait: the payment's posting
     queues it once it is posted (here the queued task runs at once, as DELIVERY=sync)."""
     paid, rp = _reversal_looking_again_in(lease, settings, 1000)
+    said = rp.connection.get_provider().explain(rp)  # what the console says meanwhile
+    assert said.what_to_do == "Nothing yet: it is sent by itself as soon as the payment is posted."
     settings.INTEGRATIONS = {**settings.INTEGRATIONS, "DELIVERY": "sync"}
     with django_capture_on_commit_callbacks(execute=True):
         assert outbox.deliver(paid.pk) == PostingState.POSTED
