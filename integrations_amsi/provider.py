@@ -310,9 +310,7 @@ class AmsiProvider(AmsiImport, AmsiLinking, AccountingProvider):
             where = f"in batch {jnl}"
         return (
             f"In eSite open Ledger > Cash Batches (Show Batches, Created By {created_by}) and "
-            f"look {where} for {what}, sent about {when} property time. If it is there, "
-            "choose 'Found in the accounting system' and enter its receipt number; if it is "
-            "not, choose 'Not in the accounting system: post it'."
+            f"look {where} for {what}, sent about {when} property time."
         )
 
     # -- batches -------------------------------------------------------------------------------

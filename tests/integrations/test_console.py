@@ -139,6 +139,8 @@ def test_unconfirmed_says_where_to_look_and_outcome_unknown_only_while_true(worl
     html = page(client, posting)
     assert "may or may not have landed" in html and "Outcome unknown" in html
     assert "Ledger &gt; Cash Batches" in html  # the provider's where_to_look
+    said = posting.connection.get_provider().explain(posting).what_to_do
+    assert said.count("If it is there") == 1, said  # where to look, then the choice, once
     for name in ("mark_found", "post_unconfirmed", "abandon_postings"):
         assert f'id="console-{name}"' in html
     assert 'id="console-resolve_postings"' not in html  # "found" is the answer here

@@ -263,7 +263,7 @@ class Command(BaseCommand):
             f"   {waiting.count()} reply lost on the way back (injected): the posting waits as "
             "'unconfirmed', never re-sent blindly. What the console tells the manager:"
         )
-        self.out(f"     {provider.where_to_look(waiting.first())}")
+        self.out(f"     {provider.explain(waiting.first()).what_to_do}")
         deadline = time.monotonic() + timeout
         while waiting.exists() and time.monotonic() < deadline:
             for _key, line in demo.look_in_sandbox(control):
