@@ -59,6 +59,12 @@ DEFAULTS: dict[str, Any] = {
     "FULL_SYNC_HOUR_UTC": 7,
     "CLOSE_BATCHES_MINUTES": 5,
     "RETRY_SWEEP_MINUTES": 1,
+    # Postings newly waiting for a person (needs attention, unconfirmed) are mailed to the
+    # property's managers this often (integrations/attention.py); 0: never.
+    "ATTENTION_MAIL_MINUTES": 15,
+    # The site's address (https://platform.example.com), for the console links in mails; the
+    # links are bare paths when it is empty.
+    "CONSOLE_URL": "",
 }
 
 

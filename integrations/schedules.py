@@ -41,6 +41,13 @@ def wanted() -> list[dict]:
             "minutes": int(report_setting("REPORT_SWEEP_MINUTES")),
         },
         {
+            # Postings newly waiting for a person, mailed to the managers (integrations.attention).
+            "name": "integrations.attention_mail",
+            "func": "integrations.attention.attention_mail",
+            "minutes": int(get_setting("ATTENTION_MAIL_MINUTES")),
+            "off_at_zero": True,
+        },
+        {
             "name": "integrations.full_sync",
             "func": "integrations.tasks.full_sync_all",
             "minutes": 24 * 60,
@@ -53,6 +60,10 @@ def ensure_schedules() -> list[tuple[str, str]]:
     """Create missing schedules and correct changed ones; returns (name, action) pairs."""
     results = []
     for spec in wanted():
+        if spec.get("off_at_zero") and spec["minutes"] <= 0:
+            removed, _ = Schedule.objects.filter(name=spec["name"]).delete()
+            results.append((spec["name"], "removed (0 minutes: off)" if removed else "off"))
+            continue
         fields = {
             "func": spec["func"],
             "schedule_type": Schedule.MINUTES,

@@ -193,6 +193,7 @@ class PostingAdmin(ReadOnlyAdmin):
                     "claimed_until",
                     "enqueued_at",
                     "waiting_since",
+                    "attention_mailed_at",
                     "remote_data",
                     "updated_at",
                 ],

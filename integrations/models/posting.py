@@ -77,6 +77,9 @@ class Posting(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     posted_at = models.DateTimeField(null=True, blank=True)
+    # When the property's managers were last mailed about this posting waiting for a person
+    # (integrations/attention.py): it is mailed again only once it has changed since.
+    attention_mailed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

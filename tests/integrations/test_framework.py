@@ -69,10 +69,11 @@ def test_schedules_are_created_once_by_name(capsys):
     first = set(Schedule.objects.values_list("name", flat=True))
     call_command("integrations_schedule")
     out = capsys.readouterr().out
-    assert Schedule.objects.count() == len(first) == 5
+    assert Schedule.objects.count() == len(first) == 6
     assert {
         "integrations.retry_sweep",
         "integrations.delta_sync",
         "integrations.report_delivery",
+        "integrations.attention_mail",
     } <= first
-    assert out.count("unchanged") == 5
+    assert out.count("unchanged") == 6

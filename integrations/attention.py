@@ -1,0 +1,203 @@
+"""Telling the property's managers what waits for them: a mail listing the postings that need a
+person (needs attention, unconfirmed), so nobody has to open the console to find them.
+
+The schedule ``integrations.attention_mail`` (every ``ATTENTION_MAIL_MINUTES``, 15; 0 turns it
+off) runs ``attention_mail``: for each property whose connection has postings waiting for a
+person that were not mailed yet, or that changed since they were mailed (a retry that failed
+again, a reversal that stopped after waiting), one message to the property's managers (the
+addresses its Batch Deposit Reports go to) listing each with the console's two sentences
+(what happened, what to do) and its page. A posting is mailed once per change: the mark
+(``Posting.attention_mailed_at``) is the moment its state was read, written after the mail
+server accepted the message, so a posting changed after that is mailed again.
+
+At least once, as the reports: a mail server that fails leaves nothing marked (the next run
+sends it); a worker stopped between the send and the mark mails those postings again. A
+property without manager emails is skipped, saying so in the log (its postings stay in the
+dashboard and the banner). Nothing here changes a posting's state or sends anything to the
+accounting system.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from django.core import mail
+from django.db.models import F, Q
+from django.urls import reverse
+from django.utils import timezone
+
+from integrations.conf import get_setting
+from integrations.logging import mask
+from integrations.models import Posting, PostingKind, PostingState
+from integrations.reports import mail_connection
+
+log = logging.getLogger(__name__)
+
+WAITING_FOR_A_PERSON = (PostingState.NEEDS_ATTENTION, PostingState.UNCONFIRMED)
+# Postings listed one by one in a message; the rest are counted, with the console's list.
+MAX_LISTED = 50
+
+
+def console_url(path: str) -> str:
+    """An admin page's address for a mail: ``CONSOLE_URL`` (the site's address, e.g.
+    https://platform.example.com) joined to ``path``; the path alone when it is not set."""
+    base = str(get_setting("CONSOLE_URL") or "").rstrip("/")
+    return f"{base}{path}"
+
+
+def _to_mail():
+    """Postings waiting for a person that were never mailed, or changed since."""
+    return Posting.objects.filter(state__in=WAITING_FOR_A_PERSON).filter(
+        Q(attention_mailed_at__isnull=True) | Q(updated_at__gt=F("attention_mailed_at"))
+    )
+
+
+@dataclass
+class AttentionMail:
+    property_name: str
+    system_name: str
+    recipients: list[str]
+    items: list[str] = field(default_factory=list)
+    more: int = 0
+    earlier: int = 0  # mailed before, still waiting, unchanged
+    lists: list[str] = field(default_factory=list)  # the console's lists, one per state
+
+    @property
+    def subject(self) -> str:
+        n = len(self.items) + self.more
+        postings = "posting" if n == 1 else "postings"
+        wait = "waits" if n == 1 else "wait"
+        return f"{self.property_name}: {n} {postings} to {self.system_name} {wait} for a person"
+
+    def body(self) -> str:
+        n = len(self.items) + self.more
+        lines = [
+            f"The integration with {self.system_name} could not finish "
+            f"{'this posting' if n == 1 else f'these {n} postings'} by itself. Nothing more "
+            f"is sent for {'it' if n == 1 else 'them'} until a person acts in the console.",
+            "",
+        ]
+        for number, item in enumerate(self.items, 1):
+            lines += [f"{number}. {item}", ""]
+        if self.more:
+            lines += [f"... and {self.more} more, in the console's list.", ""]
+        if self.earlier:
+            lines += [
+                f"Still waiting from earlier mails: {self.earlier} (unchanged since).",
+                "",
+            ]
+        lines += ["The console's lists for this property:", *self.lists]
+        return "\n".join(lines) + "\n"
+
+
+def _item(posting: Posting, provider) -> str:
+    payment = posting.payment
+    prop = payment.batch.property
+    taken = payment.accepted_at.astimezone(prop.tz).strftime("%m/%d/%Y %H:%M")
+    if posting.kind == PostingKind.REVERSAL:
+        what = (
+            f"{posting.reversal.get_kind_display()} {posting.reversal.short_id} of "
+            f"-{posting.reversal.amount} (payment {payment.short_id})"
+        )
+    else:
+        what = f"Payment {payment.short_id} of {payment.amount} by {payment.get_method_display()}"
+    try:
+        lease = provider.lease_reference(payment.lease) or str(payment.lease.unit)
+        said = provider.explain(posting)
+        advice = f"What happened: {said.what_happened}\n   What to do: {said.what_to_do}"
+    except Exception as err:  # noqa: BLE001  (a provider's bug must not stop the mail)
+        lease = str(payment.lease.unit)
+        advice = f"(the console's advice could not be built: {type(err).__name__})"
+    page = console_url(reverse("admin:integrations_posting_change", args=[posting.pk]))
+    return (
+        f"{what}, lease {lease}, taken {taken} (property time): "
+        f"{posting.get_state_display().lower()}.\n   {mask(advice)}\n   {page}"
+    )
+
+
+def build_mail(connection, postings: list[Posting], earlier: int) -> AttentionMail:
+    from integrations.admin.dashboard import postings_url
+
+    provider = connection.get_provider()
+    prop = connection.property
+    message = AttentionMail(
+        property_name=prop.name,
+        system_name=provider.system_name,
+        recipients=prop.manager_email_list,
+        earlier=earlier,
+    )
+    for state in WAITING_FOR_A_PERSON:
+        url = postings_url(connection__id__exact=connection.pk, state__exact=state)
+        message.lists.append(f"   {state.label.split(':')[0].lower()}: {console_url(url)}")
+    for posting in postings[:MAX_LISTED]:
+        message.items.append(_item(posting, provider))
+    message.more = max(len(postings) - MAX_LISTED, 0)
+    return message
+
+
+def attention_mail() -> int:
+    """Mail each property's managers the postings newly waiting for a person (the schedule's
+    task). Returns how many postings were mailed. Never raises for one property's failure."""
+    mailed = 0
+    by_connection: dict[int, list[int]] = {}
+    for posting_id, connection_id in (
+        _to_mail().order_by("created_at").values_list("pk", "connection_id")
+    ):
+        by_connection.setdefault(connection_id, []).append(posting_id)
+    for connection_id, ids in by_connection.items():
+        try:
+            mailed += _mail_connection(connection_id, ids)
+        except Exception as err:  # noqa: BLE001  (the next run tries again)
+            log.warning(
+                "connection %s: the mail of postings waiting for a person was not sent (%s); "
+                "the next run tries again",
+                connection_id,
+                mask(f"{type(err).__name__}: {err}")[:500],
+            )
+    return mailed
+
+
+def _mail_connection(connection_id: int, ids: list[int]) -> int:
+    read_at = timezone.now()
+    postings = list(
+        _to_mail()
+        .filter(pk__in=ids)
+        .select_related(
+            "connection__property",
+            "payment__batch__property",
+            "payment__lease__unit__building",
+            "reversal",
+        )
+        .order_by("created_at")
+    )
+    if not postings:
+        return 0
+    connection = postings[0].connection
+    prop = connection.property
+    if not prop.manager_email_list:
+        log.warning(
+            "property %s: %s posting(s) wait for a person, and the property has no manager "
+            "emails to tell: add them (the dashboard shows the postings meanwhile)",
+            prop.code,
+            len(postings),
+        )
+        return 0
+    earlier = (
+        Posting.objects.filter(connection_id=connection_id, state__in=WAITING_FOR_A_PERSON)
+        .exclude(pk__in=[p.pk for p in postings])
+        .count()
+    )
+    message = build_mail(connection, postings, earlier)
+    mail_connection().send_messages(
+        [mail.EmailMessage(subject=message.subject, body=message.body(), to=message.recipients)]
+    )
+    # Marked as read before the send: a posting that changed since is newer than the mail.
+    Posting.objects.filter(pk__in=[p.pk for p in postings]).update(attention_mailed_at=read_at)
+    log.info(
+        "property %s: %s posting(s) waiting for a person mailed to %s",
+        prop.code,
+        len(postings),
+        ", ".join(message.recipients),
+    )
+    return len(postings)

@@ -1,0 +1,162 @@
+"""The managers are told what waits for them (integrations/attention.py): postings that need a
+person are mailed once per change, by the schedule, through the reports' mail path.
+
+The mail server is Django's locmem backend (``mail.outbox``), subclassed to refuse a send the
+way a real SMTP connection fails: no SMTP server runs here.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+
+import pytest
+from django.core import mail
+from django.core.mail.backends import locmem
+from django.utils.module_loading import import_string
+
+from integrations import outbox
+from integrations.models import Posting, PostingState
+from integrations.providers.fake import FakeProvider
+from rentplatform import services
+from tests.mail import use_mail_backend
+
+pytestmark = pytest.mark.django_db
+
+BACKEND = f"{__name__}.RefusingBackend"
+
+
+class RefusingBackend(locmem.EmailBackend):
+    refuse_next = 0
+
+    def send_messages(self, messages):
+        if RefusingBackend.refuse_next:
+            RefusingBackend.refuse_next -= 1
+            raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+        return super().send_messages(messages)
+
+
+@pytest.fixture(autouse=True)
+def mailer(settings):
+    use_mail_backend(settings, BACKEND)
+    settings.INTEGRATIONS = {**settings.INTEGRATIONS, "DELIVERY": "manual"}
+    RefusingBackend.refuse_next = 0
+    mail.outbox = []
+    return RefusingBackend
+
+
+def run_schedule() -> int:
+    """The schedule's task, run the way django-q2 runs it: by its dotted path."""
+    from integrations.schedules import wanted
+
+    (spec,) = [s for s in wanted() if s["name"] == "integrations.attention_mail"]
+    assert spec["minutes"] == 15
+    return import_string(spec["func"])()
+
+
+def refused(connection, lease, amount="100.00"):
+    """A payment whose posting the remote refused: it needs attention."""
+    connection.settings = {"fail": {"mode": "permanent", "count": 1}}
+    connection.save()
+    payment = services.accept_payment(lease, amount, "card")
+    posting = Posting.objects.get(payment=payment, kind="payment")
+    assert outbox.deliver(posting.pk) == PostingState.NEEDS_ATTENTION
+    posting.refresh_from_db()
+    return posting
+
+
+def test_a_refused_payment_is_mailed_to_the_property_managers_once(connection, lease):
+    posting = refused(connection, lease)
+    assert run_schedule() == 1
+    (message,) = mail.outbox
+    assert message.to == ["manager@example.test", "office@example.test"]
+    assert message.subject == (
+        f"{lease.property.name}: 1 posting to the fake remote waits for a person"
+    )
+    body = message.body
+    assert f"Payment {posting.payment.short_id} of 100.00 by Card" in body
+    assert "needs attention" in body
+    assert "What happened: " in body and "What to do: " in body
+    assert f"/admin/integrations/posting/{posting.pk}/change/" in body
+    assert "state__exact=needs_attention" in body
+    # Mailed once: nothing new, nothing sent.
+    assert run_schedule() == 0
+    assert len(mail.outbox) == 1
+
+
+def test_a_posting_that_changed_is_mailed_again_and_the_others_are_counted(connection, lease):
+    first = refused(connection, lease, "100.00")
+    second = refused(connection, lease, "200.00")
+    assert run_schedule() == 2
+    assert "2 postings to the fake remote wait for a person" in mail.outbox[0].subject
+    # A person retries the first; the remote refuses it again.
+    connection.settings = {"fail": {"mode": "permanent", "count": 1}}
+    connection.save()
+    outbox.retry(first)
+    assert outbox.deliver(first.pk) == PostingState.NEEDS_ATTENTION
+    assert run_schedule() == 1
+    again = mail.outbox[1]
+    assert first.payment.short_id in again.body
+    assert second.payment.short_id not in again.body
+    assert "Still waiting from earlier mails: 1 (unchanged since)." in again.body
+
+
+def test_an_unconfirmed_posting_is_mailed_and_a_posted_one_is_not(connection, lease, monkeypatch):
+    monkeypatch.setattr(FakeProvider, "checks_unknown_outcomes", lambda self, posting=None: False)
+    connection.settings = {"fail": {"mode": "lost_reply", "count": 1}}
+    connection.save()
+    lost = Posting.objects.get(payment=services.accept_payment(lease, "100.00", "card"))
+    assert outbox.deliver(lost.pk) == PostingState.UNCONFIRMED
+    fine = Posting.objects.get(payment=services.accept_payment(lease, "50.00", "card"))
+    assert outbox.deliver(fine.pk) == PostingState.POSTED
+    assert run_schedule() == 1
+    body = mail.outbox[0].body
+    assert lost.payment.short_id in body and "unconfirmed" in body
+    assert fine.payment.short_id not in body
+
+
+def test_a_mail_server_that_fails_marks_nothing_and_the_next_run_sends(
+    connection, lease, mailer, caplog
+):
+    posting = refused(connection, lease)
+    mailer.refuse_next = 1
+    with caplog.at_level(logging.WARNING, logger="integrations.attention"):
+        assert run_schedule() == 0
+    assert "was not sent (SMTPServerDisconnected" in caplog.text
+    assert mail.outbox == []
+    assert Posting.objects.get(pk=posting.pk).attention_mailed_at is None
+    assert run_schedule() == 1
+    assert len(mail.outbox) == 1
+
+
+def test_a_property_without_manager_emails_is_skipped_saying_so(connection, lease, caplog):
+    lease.property.manager_emails = ""
+    lease.property.save()
+    refused(connection, lease)
+    with caplog.at_level(logging.WARNING, logger="integrations.attention"):
+        assert run_schedule() == 0
+    assert "has no manager emails to tell" in caplog.text
+    assert mail.outbox == []
+
+
+def test_links_are_absolute_with_the_console_url(connection, lease, settings):
+    settings.INTEGRATIONS = {**settings.INTEGRATIONS, "CONSOLE_URL": "https://pay.example.com/"}
+    posting = refused(connection, lease)
+    run_schedule()
+    assert (
+        f"https://pay.example.com/admin/integrations/posting/{posting.pk}/change/"
+        in mail.outbox[0].body
+    )
+
+
+def test_the_schedule_is_off_at_zero_minutes(settings):
+    from django_q.models import Schedule
+
+    from integrations.schedules import ensure_schedules
+
+    ensure_schedules()
+    assert Schedule.objects.get(name="integrations.attention_mail").minutes == 15
+    settings.INTEGRATIONS = {**settings.INTEGRATIONS, "ATTENTION_MAIL_MINUTES": 0}
+    assert ("integrations.attention_mail", "removed (0 minutes: off)") in ensure_schedules()
+    assert not Schedule.objects.filter(name="integrations.attention_mail").exists()
+    assert Schedule.objects.filter(name="integrations.retry_sweep").exists()
