@@ -8,7 +8,9 @@ again, a reversal that stopped after waiting), one message to the property's man
 addresses its Batch Deposit Reports go to) listing each with the console's two sentences
 (what happened, what to do) and its page. A posting is mailed once per change: the mark
 (``Posting.attention_mailed_at``) is the moment its state was read, written after the mail
-server accepted the message, so a posting changed after that is mailed again.
+server accepted the message, so a posting changed after that is mailed again. A connection
+paused because the accounting system refused its login (every posting waits, none needs
+attention on its own) is said first, once per pause (``Connection.pause_mailed_at``).
 
 At least once, as the reports: a mail server that fails leaves nothing marked (the next run
 sends it); a worker stopped between the send and the mark mails those postings again. A
@@ -29,7 +31,7 @@ from django.utils import timezone
 
 from integrations.conf import get_setting
 from integrations.logging import mask
-from integrations.models import Posting, PostingKind, PostingState
+from integrations.models import Connection, Posting, PostingKind, PostingState
 from integrations.reports import mail_connection
 
 log = logging.getLogger(__name__)
@@ -62,17 +64,24 @@ class AttentionMail:
     more: int = 0
     earlier: int = 0  # mailed before, still waiting, unchanged
     lists: list[str] = field(default_factory=list)  # the console's lists, one per state
+    paused: str = ""  # the connection's pause, when it is to be said
 
     @property
     def subject(self) -> str:
         n = len(self.items) + self.more
         postings = "posting" if n == 1 else "postings"
         wait = "waits" if n == 1 else "wait"
-        return f"{self.property_name}: {n} {postings} to {self.system_name} {wait} for a person"
+        told = [f"the connection to {self.system_name} is paused"] if self.paused else []
+        if n:
+            told.append(f"{n} {postings} to {self.system_name} {wait} for a person")
+        return f"{self.property_name}: " + ", and ".join(told)
 
     def body(self) -> str:
         n = len(self.items) + self.more
-        lines = [
+        lines = [self.paused, ""] if self.paused else []
+        if not n:
+            return "\n".join(lines)
+        lines += [
             f"The integration with {self.system_name} could not finish "
             f"{'this posting' if n == 1 else f'these {n} postings'} by itself. Nothing more "
             f"is sent for {'it' if n == 1 else 'them'} until a person acts in the console.",
@@ -116,6 +125,24 @@ def _item(posting: Posting, provider) -> str:
     )
 
 
+def _pause_to_mail(connection) -> bool:
+    return connection.paused_at is not None and (
+        connection.pause_mailed_at is None or connection.pause_mailed_at < connection.paused_at
+    )
+
+
+def _paused(connection, system: str) -> str:
+    since = connection.paused_at.astimezone(connection.property.tz).strftime("%m/%d/%Y %H:%M")
+    page = console_url(reverse("admin:integrations_connection_change", args=[connection.pk]))
+    return (
+        f"The connection to {system} is paused since {since} (property time), its login "
+        f"refused: {mask(connection.paused_reason)[:300].rstrip('.')}. Nothing is sent to "
+        f"{system} until a connection test passes; the postings wait, and none is lost. Fix "
+        f"the login on the connection's page, then run 'Test connection': what waited is "
+        f"sent then.\n   {page}"
+    )
+
+
 def build_mail(connection, postings: list[Posting], earlier: int) -> AttentionMail:
     from integrations.admin.dashboard import postings_url
 
@@ -126,6 +153,7 @@ def build_mail(connection, postings: list[Posting], earlier: int) -> AttentionMa
         system_name=provider.system_name,
         recipients=prop.manager_email_list,
         earlier=earlier,
+        paused=_paused(connection, provider.system_name) if _pause_to_mail(connection) else "",
     )
     for state in WAITING_FOR_A_PERSON:
         url = postings_url(connection__id__exact=connection.pk, state__exact=state)
@@ -137,15 +165,21 @@ def build_mail(connection, postings: list[Posting], earlier: int) -> AttentionMa
 
 
 def attention_mail() -> int:
-    """Mail each property's managers the postings newly waiting for a person (the schedule's
-    task). Returns how many postings were mailed. Never raises for one property's failure."""
+    """Mail each property's managers the postings newly waiting for a person, and a pause not
+    told yet (the schedule's task). Returns how many of those (postings and pauses) were
+    mailed. Never raises for one property's failure."""
     mailed = 0
     by_connection: dict[int, list[int]] = {}
     for posting_id, connection_id in (
         _to_mail().order_by("created_at").values_list("pk", "connection_id")
     ):
         by_connection.setdefault(connection_id, []).append(posting_id)
-    for connection_id, ids in by_connection.items():
+    paused = Connection.objects.filter(paused_at__isnull=False).filter(
+        Q(pause_mailed_at__isnull=True) | Q(pause_mailed_at__lt=F("paused_at"))
+    )
+    for connection_id in paused.values_list("pk", flat=True):
+        by_connection.setdefault(connection_id, [])
+    for connection_id, ids in sorted(by_connection.items()):
         try:
             mailed += _mail_connection(connection_id, ids)
         except Exception as err:  # noqa: BLE001  (the next run tries again)
@@ -160,27 +194,26 @@ def attention_mail() -> int:
 
 def _mail_connection(connection_id: int, ids: list[int]) -> int:
     read_at = timezone.now()
+    connection = Connection.objects.select_related("property").get(pk=connection_id)
     postings = list(
         _to_mail()
         .filter(pk__in=ids)
-        .select_related(
-            "connection__property",
-            "payment__batch__property",
-            "payment__lease__unit__building",
-            "reversal",
-        )
+        .select_related("payment__batch__property", "payment__lease__unit__building", "reversal")
         .order_by("created_at")
     )
-    if not postings:
+    for posting in postings:
+        posting.connection = connection
+    pause = _pause_to_mail(connection)
+    if not postings and not pause:
         return 0
-    connection = postings[0].connection
     prop = connection.property
     if not prop.manager_email_list:
         log.warning(
-            "property %s: %s posting(s) wait for a person, and the property has no manager "
-            "emails to tell: add them (the dashboard shows the postings meanwhile)",
+            "property %s: %s posting(s) wait for a person%s, and the property has no manager "
+            "emails to tell: add them (the dashboard shows them meanwhile)",
             prop.code,
             len(postings),
+            " and its connection is paused" if pause else "",
         )
         return 0
     earlier = (
@@ -194,10 +227,15 @@ def _mail_connection(connection_id: int, ids: list[int]) -> int:
     )
     # Marked as read before the send: a posting that changed since is newer than the mail.
     Posting.objects.filter(pk__in=[p.pk for p in postings]).update(attention_mailed_at=read_at)
+    if pause:
+        Connection.objects.filter(pk=connection.pk, paused_at=connection.paused_at).update(
+            pause_mailed_at=read_at
+        )
     log.info(
-        "property %s: %s posting(s) waiting for a person mailed to %s",
+        "property %s: %s posting(s) waiting for a person%s mailed to %s",
         prop.code,
         len(postings),
+        " and the connection's pause" if pause else "",
         ", ".join(message.recipients),
     )
-    return len(postings)
+    return len(postings) + int(pause)

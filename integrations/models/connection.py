@@ -28,6 +28,9 @@ class Connection(models.Model):
     # is sent, none spends an attempt) until a connection test passes again.
     paused_at = models.DateTimeField(null=True, blank=True)
     paused_reason = models.TextField(blank=True)
+    # When the property's managers were mailed about the pause (integrations/attention.py): a
+    # pause that started after it is mailed.
+    pause_mailed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

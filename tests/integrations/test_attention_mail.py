@@ -16,7 +16,7 @@ from django.core.mail.backends import locmem
 from django.utils.module_loading import import_string
 
 from integrations import outbox
-from integrations.models import Posting, PostingState
+from integrations.models import Connection, Posting, PostingState
 from integrations.providers.fake import FakeProvider
 from rentplatform import services
 from tests.mail import use_mail_backend
@@ -160,3 +160,26 @@ def test_the_schedule_is_off_at_zero_minutes(settings):
     assert ("integrations.attention_mail", "removed (0 minutes: off)") in ensure_schedules()
     assert not Schedule.objects.filter(name="integrations.attention_mail").exists()
     assert Schedule.objects.filter(name="integrations.retry_sweep").exists()
+
+
+def test_a_paused_connection_is_mailed_once_per_pause(connection, lease):
+    """A refused login pauses the connection (every posting waits, none needs attention on
+    its own): the managers are told once, and again after a later pause."""
+    outbox.pause_connection(connection, "bad login for user edex_demo")
+    assert run_schedule() == 1
+    (message,) = mail.outbox
+    assert message.subject == f"{lease.property.name}: the connection to the fake remote is paused"
+    assert "its login refused: bad login for user edex_demo. Nothing is sent" in message.body
+    assert "run 'Test connection'" in message.body
+    assert f"/admin/integrations/connection/{connection.pk}/change/" in message.body
+    assert run_schedule() == 0
+    outbox.resume_connection(connection)
+    refused_too = refused(Connection.objects.get(pk=connection.pk), lease)
+    outbox.pause_connection(connection, "bad login again")
+    assert run_schedule() == 2
+    again = mail.outbox[1]
+    assert again.subject == (
+        f"{lease.property.name}: the connection to the fake remote is paused, and 1 posting to "
+        "the fake remote waits for a person"
+    )
+    assert "bad login again" in again.body and refused_too.payment.short_id in again.body
