@@ -30,6 +30,7 @@ from django.test import Client, override_settings
 from django.utils import timezone
 
 from integrations import services as integration_services
+from integrations.attention import attention_mail
 from integrations.models import (
     Connection,
     Posting,
@@ -264,6 +265,12 @@ class Command(BaseCommand):
             "'unconfirmed', never re-sent blindly. What the console tells the manager:"
         )
         self.out(f"     {provider.explain(waiting.first()).what_to_do}")
+        # What the schedule integrations.attention_mail does every 15 minutes, run now.
+        if attention_mail():
+            self.out(
+                "   the managers were mailed about it (what happened, what to do, the console "
+                f"page): a message file in {demo.shown(demo.mail_dir())}/"
+            )
         deadline = time.monotonic() + timeout
         while waiting.exists() and time.monotonic() < deadline:
             for _key, line in demo.look_in_sandbox(control):
@@ -346,10 +353,14 @@ class Command(BaseCommand):
         while sent.count() < deposited and time.monotonic() < deadline:
             time.sleep(0.25)
         files = len(list(demo.mail_dir().glob("*.log")))
+        told = Posting.objects.filter(
+            connection=connection, attention_mailed_at__isnull=False
+        ).exists()
         self.out(
             f"   emailed {sent.count()} of {deposited} reports to "
             f"{connection.property.manager_emails}: {files} message "
             f"{'file' if files == 1 else 'files'} in {mail}/"
+            + (" (with the mail about the unconfirmed posting)" if told else "")
         )
 
     def _reconcile(self, connection: Connection) -> bool:

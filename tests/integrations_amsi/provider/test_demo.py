@@ -67,10 +67,13 @@ def test_the_demo_keeps_its_promises(tmp_path: Path):
 
     mail = tmp_path / "mail"
     emailed = next((line for line in out.splitlines() if "emailed" in line), "(no such line)")
-    assert "4 of 4 reports" in emailed and f"4 message files in {mail}/" in emailed, emailed
-    messages = sorted(mail.glob("*.log"))
-    assert len(messages) == 4
-    assert all("Batch Deposit Report" in m.read_text() for m in messages)
+    assert "4 of 4 reports" in emailed and f"5 message files in {mail}/" in emailed, emailed
+    assert "(with the mail about the unconfirmed posting)" in emailed
+    messages = [m.read_text() for m in sorted(mail.glob("*.log"))]
+    assert len(messages) == 5
+    assert sum("Batch Deposit Report" in m for m in messages) == 4
+    (told,) = [m for m in messages if "1 posting to eSite waits for a person" in m]
+    assert "unconfirmed: check the accounting system" in told and "Ledger > Cash Batches" in told
 
     logins = [line.split() for line in out.splitlines() if ", AMSI lease 001-" in line]
     assert len(logins) == 8
