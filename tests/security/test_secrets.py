@@ -223,3 +223,29 @@ def test_error_messages_quoting_the_request_are_masked(world, monkeypatch):
     stored = Connection.objects.get().last_test_message
     for text in (check.message, stored, SyncRun.objects.get(pk=run.pk).message):
         assert PASSWORD not in text and MASK in text
+
+
+# -- mails -----
+def test_the_attention_mail_holds_no_password(world, deliver, settings):
+    """The managers' mail of what waits for a person quotes errors and a pause's reason: each
+    masked, so a reason that quoted the envelope still mails no password."""
+    from django.core import mail
+    from django.utils import timezone
+
+    from integrations.attention import attention_mail
+    from tests.mail import use_mail_backend
+
+    use_mail_backend(settings, "django.core.mail.backends.locmem.EmailBackend")
+    world.control.add_fault("http500", "AddPayment", count=1)
+    with deliver():
+        world.pay("001-01-101-1", "34.00")
+    assert Posting.objects.get().state == "unconfirmed"
+    # Written as it is, not through the pause (which masks it too): the mail masks on its own.
+    Connection.objects.update(
+        paused_at=timezone.now(), paused_reason=f"refused <Password>{PASSWORD}</Password>"
+    )
+    mail.outbox = []
+    assert attention_mail() == 2  # the posting and the pause
+    (message,) = mail.outbox
+    assert PASSWORD not in message.subject + message.body
+    assert MASK in message.body
