@@ -78,6 +78,12 @@ def add_lease_in_esite(server, unit: Unit, resi_id: str) -> None:
 
 
 def save(page) -> None:
+    # No request still in flight first (select2's autocomplete answers late under load): the
+    # live server shares the tests' in-memory SQLite connection between its request threads.
+    # A CI run on a loaded machine (Django 6.1) once had the save fail inside its own reads
+    # (Building.DoesNotExist for a unit's building, which a foreign key guarantees), most
+    # likely a search running on the same connection beside it; not reproduced here since.
+    page.wait_for_load_state("networkidle")
     page.click("input[name=_save]")
     page.wait_for_load_state()
 
