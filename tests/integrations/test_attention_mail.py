@@ -183,3 +183,14 @@ def test_a_paused_connection_is_mailed_once_per_pause(connection, lease):
         "the fake remote waits for a person"
     )
     assert "bad login again" in again.body and refused_too.payment.short_id in again.body
+
+
+def test_a_reversal_stopped_by_its_payment_is_listed_as_a_reversal(connection, lease):
+    paid = refused(connection, lease)
+    void = Posting.objects.get(reversal=services.void_payment(paid.payment))
+    assert outbox.deliver(void.pk) == PostingState.NEEDS_ATTENTION  # its payment needs a person
+    assert run_schedule() == 2
+    body = mail.outbox[0].body
+    reversal = void.reversal
+    assert f"Void {reversal.short_id} of -100.00 (payment {paid.payment.short_id})" in body
+    assert f"/admin/integrations/posting/{void.pk}/change/" in body
