@@ -169,19 +169,13 @@ def attention_mail() -> int:
     told yet (the schedule's task). Returns how many of those (postings and pauses) were
     mailed. Never raises for one property's failure."""
     mailed = 0
-    by_connection: dict[int, list[int]] = {}
-    for posting_id, connection_id in (
-        _to_mail().order_by("created_at").values_list("pk", "connection_id")
-    ):
-        by_connection.setdefault(connection_id, []).append(posting_id)
+    waiting = set(_to_mail().order_by().values_list("connection_id", flat=True).distinct())
     paused = Connection.objects.filter(paused_at__isnull=False).filter(
         Q(pause_mailed_at__isnull=True) | Q(pause_mailed_at__lt=F("paused_at"))
     )
-    for connection_id in paused.values_list("pk", flat=True):
-        by_connection.setdefault(connection_id, [])
-    for connection_id, ids in sorted(by_connection.items()):
+    for connection_id in sorted(waiting | set(paused.values_list("pk", flat=True))):
         try:
-            mailed += _mail_connection(connection_id, ids)
+            mailed += _mail_connection(connection_id)
         except Exception as err:  # noqa: BLE001  (the next run tries again)
             log.warning(
                 "connection %s: the mail of postings waiting for a person was not sent (%s); "
@@ -192,12 +186,12 @@ def attention_mail() -> int:
     return mailed
 
 
-def _mail_connection(connection_id: int, ids: list[int]) -> int:
+def _mail_connection(connection_id: int) -> int:
     read_at = timezone.now()
     connection = Connection.objects.select_related("property").get(pk=connection_id)
     postings = list(
         _to_mail()
-        .filter(pk__in=ids)
+        .filter(connection_id=connection_id)
         .select_related("payment__batch__property", "payment__lease__unit__building", "reversal")
         .order_by("created_at")
     )
