@@ -10,7 +10,11 @@ addresses its Batch Deposit Reports go to) listing each with the console's two s
 (``Posting.attention_mailed_at``) is the moment its state was read, written after the mail
 server accepted the message, so a posting changed after that is mailed again. A connection
 paused because the accounting system refused its login (every posting waits, none needs
-attention on its own) is said first, once per pause (``Connection.pause_mailed_at``).
+attention on its own) is said first, once per pause (``Connection.pause_mailed_at``); so are
+resyncs that have failed for ``SYNC_FAILURE_MAIL_MINUTES`` (60) with none succeeding, once
+per such streak (``Connection.sync_failure_mailed_since``: its first failed run's start).
+Until one succeeds, what changed in the accounting system (payment blocks included) does
+not reach the platform.
 
 At least once, as the reports: a mail server that fails leaves nothing marked (the next run
 sends it); a worker stopped between the send and the mark mails those postings again. A
@@ -31,7 +35,15 @@ from django.utils import timezone
 
 from integrations.conf import get_setting
 from integrations.logging import mask
-from integrations.models import Connection, Posting, PostingKind, PostingState
+from integrations.models import (
+    Connection,
+    Posting,
+    PostingKind,
+    PostingState,
+    SyncKind,
+    SyncRun,
+    SyncStatus,
+)
 from integrations.reports import mail_connection
 
 log = logging.getLogger(__name__)
@@ -65,6 +77,7 @@ class AttentionMail:
     earlier: int = 0  # mailed before, still waiting, unchanged
     lists: list[str] = field(default_factory=list)  # the console's lists, one per state
     paused: str = ""  # the connection's pause, when it is to be said
+    sync_failing: str = ""  # its resyncs failing, when it is to be said
 
     @property
     def subject(self) -> str:
@@ -72,6 +85,8 @@ class AttentionMail:
         postings = "posting" if n == 1 else "postings"
         wait = "waits" if n == 1 else "wait"
         told = [f"the connection to {self.system_name} is paused"] if self.paused else []
+        if self.sync_failing:
+            told.append(f"resyncs from {self.system_name} are failing")
         if n:
             told.append(f"{n} {postings} to {self.system_name} {wait} for a person")
         return f"{self.property_name}: " + ", and ".join(told)
@@ -79,6 +94,7 @@ class AttentionMail:
     def body(self) -> str:
         n = len(self.items) + self.more
         lines = [self.paused, ""] if self.paused else []
+        lines += [self.sync_failing, ""] if self.sync_failing else []
         if not n:
             return "\n".join(lines)
         lines += [
@@ -143,7 +159,64 @@ def _paused(connection, system: str) -> str:
     )
 
 
-def build_mail(connection, postings: list[Posting], earlier: int) -> AttentionMail:
+# The resyncs whose failures are said: the scheduled ones (and their "sync now" twins).
+RESYNCS = (SyncKind.DELTA, SyncKind.FULL)
+
+
+@dataclass
+class FailingSince:
+    since: SyncRun  # the streak's first failed run
+    last: SyncRun  # its last
+    runs: int
+
+
+def sync_failing(connection, now) -> FailingSince | None:
+    """The connection's resyncs failing for ``SYNC_FAILURE_MAIL_MINUTES`` or longer, none
+    succeeding since (a partial run counts as one that succeeded: it read eSite); None when
+    the last one did not fail or the streak is younger."""
+    finished = SyncRun.objects.filter(
+        connection=connection, kind__in=RESYNCS, finished_at__isnull=False
+    )
+    last = finished.order_by("-started_at").first()
+    if last is None or last.status != SyncStatus.FAILED:
+        return None
+    good = finished.exclude(status=SyncStatus.FAILED).order_by("-started_at").first()
+    failed = finished.filter(status=SyncStatus.FAILED)
+    if good is not None:
+        failed = failed.filter(started_at__gt=good.started_at)
+    first = failed.order_by("started_at").first()
+    minutes = float(get_setting("SYNC_FAILURE_MAIL_MINUTES"))
+    if (now - first.started_at).total_seconds() < minutes * 60:
+        return None
+    return FailingSince(first, last, failed.count())
+
+
+def _sync_failure_to_mail(connection, failing: FailingSince | None) -> bool:
+    return failing is not None and (
+        connection.sync_failure_mailed_since is None
+        or connection.sync_failure_mailed_since < failing.since.started_at
+    )
+
+
+def _sync_failing(connection, failing: FailingSince, system: str) -> str:
+    tz = connection.property.tz
+    since = failing.since.started_at.astimezone(tz).strftime("%m/%d/%Y %H:%M")
+    page = console_url(reverse("admin:integrations_syncrun_change", args=[failing.last.pk]))
+    said = mask(failing.last.message)[:300].strip().rstrip(".") or "no message"
+    return (
+        f"The resyncs from {system} have failed since {since} (property time), "
+        f"{failing.runs} in a row; the last said: {said}. Until one succeeds, what changes in "
+        f"{system} does not reach the platform: a lease blocked in {system} can still be paid "
+        f"online, and a new lease is not imported. Look at the connection's sync runs, run "
+        f"'Test connection', and if {system} itself is down, ask its support. Payments are "
+        f"sent as usual meanwhile (while {system} is down they wait and are retried).\n"
+        f"   {page}"
+    )
+
+
+def build_mail(
+    connection, postings: list[Posting], earlier: int, failing: FailingSince | None = None
+) -> AttentionMail:
     from integrations.admin.dashboard import postings_url
 
     provider = connection.get_provider()
@@ -155,6 +228,8 @@ def build_mail(connection, postings: list[Posting], earlier: int) -> AttentionMa
         earlier=earlier,
         paused=_paused(connection, provider.system_name) if _pause_to_mail(connection) else "",
     )
+    if _sync_failure_to_mail(connection, failing):
+        message.sync_failing = _sync_failing(connection, failing, provider.system_name)
     for state in WAITING_FOR_A_PERSON:
         url = postings_url(connection__id__exact=connection.pk, state__exact=state)
         message.lists.append(f"   {state.label.split(':')[0].lower()}: {console_url(url)}")
@@ -173,7 +248,11 @@ def attention_mail() -> int:
     paused = Connection.objects.filter(paused_at__isnull=False).filter(
         Q(pause_mailed_at__isnull=True) | Q(pause_mailed_at__lt=F("paused_at"))
     )
-    for connection_id in sorted(waiting | set(paused.values_list("pk", flat=True))):
+    # Resyncs failing: looked at for every connection not paused (a refused login is said as
+    # the pause), a few reads each.
+    resyncing = set(Connection.objects.filter(paused_at__isnull=True).values_list("pk", flat=True))
+    everyone = waiting | set(paused.values_list("pk", flat=True)) | resyncing
+    for connection_id in sorted(everyone):
         try:
             mailed += _mail_connection(connection_id)
         except Exception as err:  # noqa: BLE001  (the next run tries again)
@@ -198,7 +277,9 @@ def _mail_connection(connection_id: int) -> int:
     for posting in postings:
         posting.connection = connection
     pause = _pause_to_mail(connection)
-    if not postings and not pause:
+    failing = None if connection.paused_at else sync_failing(connection, read_at)
+    told_sync = _sync_failure_to_mail(connection, failing)
+    if not postings and not pause and not told_sync:
         return 0
     prop = connection.property
     if not prop.manager_email_list:
@@ -207,7 +288,8 @@ def _mail_connection(connection_id: int) -> int:
             "emails to tell: add them (the dashboard shows them meanwhile)",
             prop.code,
             len(postings),
-            " and its connection is paused" if pause else "",
+            (" and its connection is paused" if pause else "")
+            + (" and its resyncs are failing" if told_sync else ""),
         )
         return 0
     earlier = (
@@ -215,7 +297,7 @@ def _mail_connection(connection_id: int) -> int:
         .exclude(pk__in=[p.pk for p in postings])
         .count()
     )
-    message = build_mail(connection, postings, earlier)
+    message = build_mail(connection, postings, earlier, failing)
     mail_connection().send_messages(
         [mail.EmailMessage(subject=message.subject, body=message.body(), to=message.recipients)]
     )
@@ -225,11 +307,16 @@ def _mail_connection(connection_id: int) -> int:
         Connection.objects.filter(pk=connection.pk, paused_at=connection.paused_at).update(
             pause_mailed_at=read_at
         )
+    if told_sync:
+        Connection.objects.filter(pk=connection.pk).update(
+            sync_failure_mailed_since=failing.since.started_at
+        )
     log.info(
         "property %s: %s posting(s) waiting for a person%s mailed to %s",
         prop.code,
         len(postings),
-        " and the connection's pause" if pause else "",
+        (" and the connection's pause" if pause else "")
+        + (" and its failing resyncs" if told_sync else ""),
         ", ".join(message.recipients),
     )
-    return len(postings) + int(pause)
+    return len(postings) + int(pause) + int(told_sync)

@@ -62,6 +62,8 @@ DEFAULTS: dict[str, Any] = {
     # Postings newly waiting for a person (needs attention, unconfirmed) are mailed to the
     # property's managers this often (integrations/attention.py); 0: never.
     "ATTENTION_MAIL_MINUTES": 15,
+    # Resyncs (delta and full) failing for this long, none succeeding, are mailed too.
+    "SYNC_FAILURE_MAIL_MINUTES": 60,
     # The site's address (https://platform.example.com), for the console links in mails; the
     # links are bare paths when it is empty.
     "CONSOLE_URL": "",

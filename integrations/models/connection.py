@@ -31,6 +31,9 @@ class Connection(models.Model):
     # When the property's managers were mailed about the pause (integrations/attention.py): a
     # pause that started after it is mailed.
     pause_mailed_at = models.DateTimeField(null=True, blank=True)
+    # ... and the start of the last streak of failing resyncs they were mailed about (a streak
+    # that started later is mailed).
+    sync_failure_mailed_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

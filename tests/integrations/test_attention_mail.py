@@ -7,12 +7,14 @@ way a real SMTP connection fails: no SMTP server runs here.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import smtplib
 
 import pytest
 from django.core import mail
 from django.core.mail.backends import locmem
+from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from integrations import outbox
@@ -194,3 +196,56 @@ def test_a_reversal_stopped_by_its_payment_is_listed_as_a_reversal(connection, l
     reversal = void.reversal
     assert f"Void {reversal.short_id} of -100.00 (payment {paid.payment.short_id})" in body
     assert f"/admin/integrations/posting/{void.pk}/change/" in body
+
+
+def _runs(connection, *statuses_minutes_ago):
+    """Finished resync runs, (status, minutes ago) each."""
+    from integrations.models import SyncKind, SyncRun
+
+    now = timezone.now()
+    for status, ago in statuses_minutes_ago:
+        started = now - dt.timedelta(minutes=ago)
+        SyncRun.objects.create(
+            connection=connection,
+            kind=SyncKind.DELTA,
+            status=status,
+            started_at=started,
+            finished_at=started + dt.timedelta(seconds=2),
+            message="the remote could not be reached: timed out" if status == "failed" else "",
+        )
+
+
+def test_resyncs_failing_for_an_hour_are_mailed_once_per_streak(connection, lease, settings):
+    _runs(connection, ("succeeded", 200), ("failed", 70), ("failed", 40), ("failed", 5))
+    assert run_schedule() == 1
+    (message,) = mail.outbox
+    assert message.subject == f"{lease.property.name}: resyncs from the fake remote are failing"
+    body = message.body
+    assert "have failed since" in body and "3 in a row" in body
+    assert "the last said: the remote could not be reached: timed out" in body
+    assert "a lease blocked in the fake remote can still be paid online" in body
+    assert "/admin/integrations/syncrun/" in body
+    _runs(connection, ("failed", 1))
+    assert run_schedule() == 0  # the same streak: told already
+    # One succeeds, then a new streak: told again once it is old enough (here at once).
+    _runs(connection, ("succeeded", 0.9), ("failed", 0.5))
+    assert run_schedule() == 0  # half a minute old
+    settings.INTEGRATIONS = {**settings.INTEGRATIONS, "SYNC_FAILURE_MAIL_MINUTES": 0}
+    assert run_schedule() == 1
+    assert "1 in a row" in mail.outbox[1].body
+
+
+def test_a_failure_younger_than_the_limit_or_followed_by_a_success_is_not_mailed(connection, lease):
+    _runs(connection, ("succeeded", 200), ("failed", 50), ("failed", 5))
+    assert run_schedule() == 0
+    _runs(connection, ("failed", 300), ("failed", 120), ("partial", 3))
+    assert run_schedule() == 0  # the last one read eSite
+    assert mail.outbox == []
+
+
+def test_a_paused_connection_is_said_as_the_pause_not_as_failing_resyncs(connection, lease):
+    _runs(connection, ("failed", 120), ("failed", 5))
+    outbox.pause_connection(connection, "bad login")
+    assert run_schedule() == 1
+    assert mail.outbox[0].subject.endswith("the connection to the fake remote is paused")
+    assert "resyncs" not in mail.outbox[0].body

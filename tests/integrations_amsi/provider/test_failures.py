@@ -92,3 +92,30 @@ def test_connection_reset(amsi_connection, control):
     control.add_fault("reset", "GetPropertyUnits", count=1)
     import_fails("GetPropertyUnits")
     import_recovers()
+
+
+def test_resyncs_failing_are_mailed_to_the_managers(amsi_connection, control, settings):
+    """eSite answers the delta query with HTTP 500, run after run: the managers are told,
+    with the run's own message and what it means for payment blocks."""
+    from django.core import mail
+
+    from integrations.attention import attention_mail
+    from integrations.models import SyncKind
+    from integrations.services import run_sync
+    from tests.mail import use_mail_backend
+
+    use_mail_backend(settings, "django.core.mail.backends.locmem.EmailBackend")
+    settings.INTEGRATIONS = {**settings.INTEGRATIONS, "SYNC_FAILURE_MAIL_MINUTES": 0}
+    import_recovers()
+    control.add_fault("http500", "GetResidentsByStatusChangeOrTransactionDate", count=2)
+    runs = [run_sync(amsi_connection, SyncKind.DELTA, triggered_by="test") for _ in range(2)]
+    assert [r.status for r in runs] == [SyncStatus.FAILED, SyncStatus.FAILED]
+    mail.outbox = []
+    assert attention_mail() == 1
+    (message,) = mail.outbox
+    assert message.subject == "Maple Court: resyncs from eSite are failing"
+    assert "2 in a row" in message.body and "HTTP 500" in message.body
+    assert "a lease blocked in eSite can still be paid online" in message.body
+    control.clear_faults()
+    assert run_sync(amsi_connection, SyncKind.DELTA, triggered_by="test").status == "succeeded"
+    assert attention_mail() == 0
