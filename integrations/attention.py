@@ -176,7 +176,7 @@ def sync_failing(connection, now) -> FailingSince | None:
     the last one did not fail or the streak is younger."""
     finished = SyncRun.objects.filter(
         connection=connection, kind__in=RESYNCS, finished_at__isnull=False
-    )
+    ).only("pk", "status", "started_at", "message")  # not a full resync's lists of changes
     last = finished.order_by("-started_at").first()
     if last is None or last.status != SyncStatus.FAILED:
         return None

@@ -45,6 +45,11 @@ class SyncRun(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
+        indexes = [
+            # A connection's latest runs (the dashboard's last run; the attention mail's streak
+            # of failing resyncs), however many runs the years of 5-minute deltas left.
+            models.Index(fields=["connection", "-started_at"], name="syncrun_connection_latest"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} of {self.connection} at {self.started_at:%Y-%m-%d %H:%M}"
