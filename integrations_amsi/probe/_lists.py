@@ -54,6 +54,12 @@ AS_EMPTY_OTHER = "read as an empty list, as production read resident lists"
 AS_NO_CHANGES = "read as no changes: our reading, not seen in production for this call"
 
 
+# The reads the evidence row "empty lists" is about: production read an error document as an
+# empty list on these (resident lists) only, so only these confirm what eSite answers there;
+# units or the property list answering so are said on their step, and confirm nothing.
+RESIDENT_LISTS = ("GetPropertyResidents",)
+
+
 def _list_error(err: IntegrationError, reading: str = AS_EMPTY_LIST) -> str:
     return f"AMSI answered with error code {err.code}: {_error_text(err)} ({reading})"
 
@@ -116,7 +122,7 @@ class _ListSteps:
             count = self._count(operation, xmldata, element, statuses)
         except IntegrationError as err:
             return self._list_failure(n, name, title, operation, what, empty_status, err, reading)
-        if count == 0:
+        if count == 0 and operation in RESIDENT_LISTS:
             self.seen.setdefault(
                 "empty lists", (CONFIRMED, f"{operation}: an empty list document, no error code")
             )
@@ -161,7 +167,8 @@ class _ListSteps:
         if err.code and not isinstance(err, RetryableError) and not _is_fault(err):
             self.last_list = f"error code {err.code}: {_error_text(err)}"
             self.last_error_document = f"code {err.code}, text {_error_text(err)}"
-            self.seen.setdefault("empty lists", (CONFIRMED, f"{operation}: {self.last_list}"))
+            if operation in RESIDENT_LISTS:
+                self.seen.setdefault("empty lists", (CONFIRMED, f"{operation}: {self.last_list}"))
             detail = f"{what}: {_list_error(err, reading)}"
             return "", self.add(n, name, title, empty_status, detail)
         words = err.message or "no usable reply"

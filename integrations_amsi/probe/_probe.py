@@ -262,7 +262,7 @@ class _Probe(_ListSteps):
             f"not seen: GetPropertyList answered error code {err.code}: {text}",
             NOT_SEEN,
         )
-        self.see("empty lists", f"GetPropertyList: error code {err.code}: {text}")
+        # (not the row "empty lists": that is about resident lists, RESIDENT_LISTS)
         self.add(n, "login", title, WARN, f"GetPropertyList: {_list_error(err, AS_EMPTY_OTHER)}")
         return ""
 
@@ -391,7 +391,7 @@ class _Probe(_ListSteps):
         for row in EVIDENCE_ROWS:
             status, text = seen.get(row, (NOT_SEEN, "not reached"))
             if row == "empty lists" and row not in seen and self.status_codes:
-                status, text = NOT_SEEN, "every list read had data"
+                status, text = NOT_SEEN, "every resident list read had data"
             self.report.evidence.append(Evidence(row, status, text))
 
 

@@ -220,7 +220,9 @@ def test_empty_lists_are_reported_as_production_read_them(esite, request):
             "AMSI answered with error code 103: No data found: no units for property 002 "
             "(read as an empty list, as production read resident lists)" in text
         )
-        assert "confirmed  empty lists: GetPropertyUnits: error code 103" in text
+        # confirmed by the resident list (the row is about those), not by the units
+        assert "confirmed  empty lists: GetPropertyResidents: error code 103" in text
+        assert "empty lists: GetPropertyUnits" not in text
         # the delta query answered an error document: read as no changes, said to be our
         # reading, and it confirms nothing (production read error documents as empty lists
         # for resident lists only)
@@ -239,7 +241,7 @@ def test_empty_lists_are_reported_as_production_read_them(esite, request):
         assert error == ""
         assert lines["5. Units"] == WARN and lines["5. Current residents (C)"] == WARN
         assert "0 units (GetPropertyUnits, all statuses)" in text
-        assert "confirmed  empty lists: GetPropertyUnits: an empty list document" in text
+        assert "confirmed  empty lists: GetPropertyResidents: an empty list document" in text
 
 
 def test_probe_without_a_saved_connection(esite, monkeypatch):
