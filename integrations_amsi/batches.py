@@ -1,9 +1,12 @@
 """Where postings land in eSite, and closing the eSite batches: nobody closes batches by hand.
 
 Landing. Every AddPayment / ReturnPayment that succeeded (or that eSite says is already there)
-is recorded by ``record_landing`` as an ``AmsiBatchEntry``: which eSite External batch took it
-and its signed amount. A payment lands in the batch its host batch id (ClientJnlNo) names: the
-first payment with a new ClientJnlNo opens an External batch (AMSI_EDEX.md: inferred, strong).
+is recorded as an ``AmsiBatchEntry``: which eSite External batch took it and its signed
+amount. By ``record_landing`` in the finish's transaction, or, for a payment whose batch link
+exists and knows what the reply says, as ``known_landing``'s row, which the outbox writes with
+the posted outcome in one statement (the link was read with the lease link before the call).
+A payment lands in the batch its host batch id (ClientJnlNo) names: the first payment with a
+new ClientJnlNo opens an External batch (AMSI_EDEX.md: inferred, strong).
 A return names the original payment's ClientTransactionID and the original batch's ClientJnlNo,
 as the production client sent it. Where eSite books it is not known. Production settled a
 return under ExternalJnlNo = the original ClientTransactionID, which suggests a batch of its own
@@ -34,7 +37,7 @@ from decimal import Decimal
 from django.db import connection as db_connection
 from django.db import connections as db_connections
 from django.db import transaction
-from django.db.models import DecimalField, F, Q, QuerySet, Sum, Value
+from django.db.models import DecimalField, F, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Abs, Coalesce
 from django.utils import timezone
 
@@ -43,7 +46,7 @@ from integrations.logging import mask
 from integrations.models import Posting, PostingKind, PostingState
 from integrations.models.posting import FINAL_STATES
 from rentplatform.models import DepositBatch
-from rentplatform.prepared import Prepared, upsert_row
+from rentplatform.prepared import Prepared, Upsert, upsert_row
 
 from .conf import DEFAULT_SETTLEMENT_LAG_DAYS
 from .errors import error_for
@@ -103,6 +106,39 @@ _LINK = Prepared(
     int,
     str,
 )
+
+
+def landing_columns(connection_id, jnl_no) -> dict:
+    """Annotations for a read made before a payment is sent (the provider's lease link): the
+    eSite batch link its ClientJnlNo names on the connection, if one exists, and what that
+    link knows of the eSite batch. ``known_landing`` reads them."""
+    link = AmsiBatchLink.objects.filter(connection_id=connection_id, client_jnl_no=jnl_no)
+    return {
+        f"landing_{name}": Subquery(link.values(name)[:1])
+        for name in ("id", "esite_batch_no", "bank_book")
+    }
+
+
+def known_landing(posting, read, data: dict) -> Upsert | None:
+    """The entry ``record_landing`` would write for a payment posting, when ``read`` (a row
+    annotated with ``landing_columns``) found its batch's link and the reply (``data``: its
+    eSiteBatchNo and eSiteBankBookID) tells that link nothing new. Else None: the link is to
+    be created, or to learn the eSite batch, and ``record_landing`` does it in the finish."""
+    link_id = getattr(read, "landing_id", None)
+    if link_id is None or posting.kind != PostingKind.PAYMENT:
+        return None
+    batch_no = data.get("eSiteBatchNo", "")
+    bank_book = data.get("eSiteBankBookID", "")
+    if (batch_no and batch_no != read.landing_esite_batch_no) or (
+        bank_book and bank_book != read.landing_bank_book
+    ):
+        return None
+    return _entry(AmsiBatchEntry(posting=posting, link_id=link_id, amount=posting.payment.amount))
+
+
+def _entry(entry: AmsiBatchEntry) -> Upsert:
+    """A posting's one entry, written or rewritten by one statement."""
+    return Upsert(entry, unique=["posting"], update=["link", "amount", "recorded_at"])
 
 
 def _payments_link(connection, batch: DepositBatch) -> AmsiBatchLink:
@@ -170,11 +206,8 @@ def record_landing(provider, posting, reply) -> AmsiBatchEntry:
         _remember_reply(link, reply)
         # One row per posting, written or rewritten by one statement. No save()
         # (rentplatform/prepared.py): the model has no override nor receivers.
-        entry = upsert_row(
-            AmsiBatchEntry(posting=posting, link=link, amount=amount),
-            unique=["posting"],
-            update=["link", "amount", "recorded_at"],
-        )
+        landing = _entry(AmsiBatchEntry(posting=posting, link=link, amount=amount))
+        entry = upsert_row(landing.instance, unique=landing.unique, update=landing.update)
     log.info(
         "%s %s landed in eSite batch %s (external %s)",
         posting.kind,

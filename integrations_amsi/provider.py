@@ -55,14 +55,19 @@ def reversal_reason(reversal) -> tuple[str, str]:
     return reason, text[:DESCRIPTION_MAX]
 
 
-# The four ids only, not the lease's whole AMSI record (``raw``); read for every payment, so
-# compiled once (rentplatform/prepared.py).
+# The four ids only, not the lease's whole AMSI record (``raw``), and in the same read the link
+# of the eSite batch the payment lands in (``batches.landing_columns``); read for every
+# payment, so compiled once (rentplatform/prepared.py).
 _LEASE_LINK = Prepared(
-    lambda lease_id: (
+    lambda lease_id, connection_id, jnl_no: (
         AmsiLeaseLink.objects.filter(lease_id=lease_id)
         .only("lease_id", *AmsiLeaseLink.key_fields)
+        .annotate(**batches.landing_columns(connection_id, jnl_no))
         .order_by("pk")[:1]
-    )
+    ),
+    int,
+    int,
+    str,
 )
 
 
@@ -117,7 +122,7 @@ class AmsiProvider(AmsiImport, AmsiLinking, AccountingProvider):
 
     # -- postings ----------------------------------------------------------------------------
     def _link(self, payment) -> AmsiLeaseLink:
-        link = _LEASE_LINK.first(payment.lease_id)
+        link = _LEASE_LINK.first(payment.lease_id, self.connection.pk, payment.batch.batch_id)
         if link is None:
             raise PermanentError(
                 f"lease #{payment.lease_id} is not linked to an AMSI lease (no ResiID); "
@@ -130,9 +135,12 @@ class AmsiProvider(AmsiImport, AmsiLinking, AccountingProvider):
         return link
 
     def _payment_doc(self, posting) -> PaymentDoc:
+        return self._payment_doc_and_link(posting)[0]
+
+    def _payment_doc_and_link(self, posting) -> tuple[PaymentDoc, AmsiLeaseLink]:
         payment = posting.payment
         link = self._link(payment)
-        return PaymentDoc(
+        doc = PaymentDoc(
             property_id=link.property_id,
             bldg_id=link.bldg_id,
             unit_id=link.unit_id,
@@ -145,6 +153,7 @@ class AmsiProvider(AmsiImport, AmsiLinking, AccountingProvider):
             description=f"Online {payment.method} {payment.short_id}"[:DESCRIPTION_MAX],
             payment_type=PAYMENT_TYPE[payment.method],
         )
+        return doc, link
 
     def payment_document(self, posting) -> str:
         """The AddPayment XMLData this provider sends for a payment posting."""
@@ -205,8 +214,12 @@ class AmsiProvider(AmsiImport, AmsiLinking, AccountingProvider):
         )
 
     def post_payment(self, posting) -> Delivered:
-        doc = self._payment_doc(posting)
-        return self._write(posting, "AddPayment", doc.xml(), self._already_codes(posting))
+        doc, link = self._payment_doc_and_link(posting)
+        delivered = self._write(posting, "AddPayment", doc.xml(), self._already_codes(posting))
+        # Where it landed, when the batch's link read with the lease link says it all: the
+        # outbox writes it with the posted outcome (else record_delivery, as for a return).
+        delivered.landing = batches.known_landing(posting, link, delivered.data)
+        return delivered
 
     def _already_codes(self, posting) -> set[str]:
         """The ErrorCode read as "eSite already has this payment", where it may be believed:

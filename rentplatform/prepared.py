@@ -25,6 +25,7 @@ import inspect
 import threading
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import connections, transaction
@@ -266,47 +267,110 @@ def update_then_insert(instance, fields: list[str], *, where: dict, new, using="
     return True
 
 
+@dataclass
+class Upsert:
+    """A row to write as ``upsert_row`` would: inserted, or the row with the same ``unique``
+    fields given the instance's ``update`` fields."""
+
+    instance: Any
+    unique: list[str]
+    update: list[str]
+
+
 def update_then_update(
-    instance, fields: list[str], *, where: dict, other, other_fields: list[str], using="default"
+    instance,
+    fields: list[str],
+    *,
+    where: dict,
+    other,
+    other_fields: list[str],
+    upsert: Upsert | None = None,
+    using="default",
 ) -> bool:
     """``update_row(instance, fields, where=where)`` and, only if it changed the row,
-    ``update_row(other, other_fields)``: both or neither. Returns whether the first row was
-    changed (the second row, updated by its key, must then exist: an error says so).
+    ``update_row(other, other_fields)`` and, with ``upsert``, ``upsert_row`` of that row: all
+    or none. Returns whether the first row was changed (the second row, updated by its key,
+    must then exist: an error says so).
 
     On PostgreSQL it is one statement (``WITH changed AS (UPDATE ... RETURNING 1), other AS
-    (UPDATE ... WHERE ... AND EXISTS (SELECT 1 FROM changed) RETURNING 1) SELECT ...``): one
-    round trip; elsewhere two statements. Only inside a transaction (the outbox's finish): an
-    error (the second row missing) then undoes both.
+    (UPDATE ... WHERE ... AND EXISTS (SELECT 1 FROM changed) RETURNING 1)[, landed AS (INSERT
+    ... SELECT ... WHERE EXISTS (SELECT 1 FROM changed) ON CONFLICT ... DO UPDATE ...)] SELECT
+    ...``): one round trip, atomic by itself, so it may run outside a transaction, where it
+    is its own commit (the outbox's finish of a posted payment: no BEGIN, no COMMIT). There a
+    missing second row is still raised, but the first row's change is kept: call it so only
+    where the second row cannot be missing. Elsewhere it runs in a transaction, its own if
+    the caller has none; an error (the second row missing) then undoes all.
     """
     connection = connections[using]
-    if not connection.in_atomic_block:
-        raise transaction.TransactionManagementError("update_then_update needs a transaction")
     if connection.vendor != "postgresql":
-        if not update_row(instance, fields, where=where, using=using):
-            return False
-        changed = update_row(other, other_fields, using=using)
-    else:
-        first_sql, params = _update(instance, fields, where, connection, using)
-        other_sql, other_params = _update(other, other_fields, {}, connection, using)
-        key = ("update_then_update", first_sql, other_sql)
-        sql = _sql_cache.get(key)
-        if sql is None:
-            sql = _sql_cache[key] = (
-                f"WITH changed AS ({first_sql} RETURNING 1), "
-                f"other AS ({other_sql} AND EXISTS (SELECT 1 FROM changed) RETURNING 1) "
-                "SELECT (SELECT count(*) FROM changed), (SELECT count(*) FROM other)"
-            )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params + other_params)
-            first, changed = cursor.fetchone()
-        if not first:
-            return False
-    if not changed:
-        raise other._meta.model.DoesNotExist(
-            f"{other._meta.label} {other.pk}: no such row to update with "
-            f"{instance._meta.label} {instance.pk}"
+        with transaction.atomic(using=using, savepoint=False):
+            if not update_row(instance, fields, where=where, using=using):
+                return False
+            if not update_row(other, other_fields, using=using):
+                _missing(instance, other)
+            if upsert is not None:
+                upsert_row(upsert.instance, unique=upsert.unique, update=upsert.update, using=using)
+        return True
+    first_sql, params = _update(instance, fields, where, connection, using)
+    other_sql, other_params = _update(other, other_fields, {}, connection, using)
+    params += other_params
+    landed = ""
+    if upsert is not None:
+        into, values, conflict = _upsert_parts(upsert, connection, using)
+        # Its VALUES become a SELECT that gives a row only if the first row changed.
+        landed = (
+            f", landed AS ({into} SELECT {values} WHERE EXISTS (SELECT 1 FROM changed) "
+            f"{conflict} RETURNING {connection.ops.quote_name(upsert.instance._meta.pk.column)})"
         )
+        params += insert_params(upsert.instance, connection)
+    key = ("update_then_update", first_sql, other_sql, landed)
+    sql = _sql_cache.get(key)
+    if sql is None:
+        sql = _sql_cache[key] = (
+            f"WITH changed AS ({first_sql} RETURNING 1), "
+            f"other AS ({other_sql} AND EXISTS (SELECT 1 FROM changed) RETURNING 1){landed} "
+            "SELECT (SELECT count(*) FROM changed), (SELECT count(*) FROM other)"
+            + (", (SELECT * FROM landed)" if upsert is not None else "")
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if not row[0]:
+        return False
+    if not row[1]:
+        _missing(instance, other)
+    if upsert is not None:
+        _inserted(upsert.instance, row[2], using)
     return True
+
+
+def _missing(instance, other):
+    raise other._meta.model.DoesNotExist(
+        f"{other._meta.label} {other.pk}: no such row to update with "
+        f"{instance._meta.label} {instance.pk}"
+    )
+
+
+def _upsert_parts(upsert: Upsert, connection, using: str) -> tuple[str, str, str]:
+    """``upsert_row``'s statement in parts, built once per model and fields: ``INSERT INTO
+    table (columns)``, its values' placeholders, ``ON CONFLICT (...) DO UPDATE SET ...``."""
+    meta = upsert.instance._meta
+    key = ("upsert", using, meta.label, tuple(upsert.unique), tuple(upsert.update))
+    parts = _sql_cache.get(key)
+    if parts is None:
+        quote = connection.ops.quote_name
+        fields = insert_fields(meta)
+        column = {
+            name: quote(meta.get_field(name).column) for name in upsert.unique + upsert.update
+        }
+        sets = ", ".join(f"{column[name]} = EXCLUDED.{column[name]}" for name in upsert.update)
+        parts = _sql_cache[key] = (
+            f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)})",
+            ", ".join(["%s"] * len(fields)),
+            f"ON CONFLICT ({', '.join(column[name] for name in upsert.unique)}) "
+            f"DO UPDATE SET {sets}",
+        )
+    return parts
 
 
 def upsert_row(instance, *, unique: list[str], update: list[str], using="default"):
@@ -315,21 +379,12 @@ def upsert_row(instance, *, unique: list[str], update: list[str], using="default
     (``INSERT ... ON CONFLICT ... DO UPDATE ... RETURNING``, PostgreSQL and SQLite). Sets the
     instance's key to the row's, inserted or updated."""
     connection = connections[using]
-    meta = instance._meta
-    key = ("upsert", using, meta.label, tuple(unique), tuple(update))
-    sql = _sql_cache.get(key)
-    if sql is None:
-        quote = connection.ops.quote_name
-        fields = insert_fields(meta)
-        column = {name: quote(meta.get_field(name).column) for name in unique + update}
-        sets = ", ".join(f"{column[name]} = EXCLUDED.{column[name]}" for name in update)
-        sql = _sql_cache[key] = (
-            f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
-            f"VALUES ({', '.join(['%s'] * len(fields))}) "
-            f"ON CONFLICT ({', '.join(column[name] for name in unique)}) DO UPDATE SET {sets} "
-            f"RETURNING {quote(meta.pk.column)}"
-        )
+    into, values, conflict = _upsert_parts(Upsert(instance, unique, update), connection, using)
+    returning = connection.ops.quote_name(instance._meta.pk.column)
     with connection.cursor() as cursor:
-        cursor.execute(sql, insert_params(instance, connection))
+        cursor.execute(
+            f"{into} VALUES ({values}) {conflict} RETURNING {returning}",
+            insert_params(instance, connection),
+        )
         pk = cursor.fetchone()[0]
     return _inserted(instance, pk, using)

@@ -211,6 +211,12 @@ def _finish(posting: Posting, attempt: PostingAttempt, outcome: str, delivered, 
     claim deadline): no second read of the row. Should the claim have been taken over in the
     meantime (a worker that outlived its deadline), the row is read again under its lock and
     the outcome applied to what it holds now, as before.
+
+    A write that landed, whose provider gave the row that records where
+    (``Delivered.landing``), is finished by one statement on PostgreSQL (the posting, its
+    attempt and that row: all or none, and no BEGIN nor COMMIT to wait for); the provider's
+    ``record_delivery`` is then not called. Its outcome changes nothing but these rows
+    (``_apply``), so nothing else belongs in that transaction.
     """
     now = timezone.now()
     claimed = posting  # as claimed: its payment, batch, reversal and connection are loaded
@@ -221,39 +227,82 @@ def _finish(posting: Posting, attempt: PostingAttempt, outcome: str, delivered, 
             f"{type(error).__name__}: {error}\n"
             + "".join(traceback.format_exception(error))[-2000:]
         )
-    with transaction.atomic():
-        result = _apply(claimed, outcome, delivered, error, message, now)
-        claimed.updated_at = now
-        attempt.finished_at = now
-        attempt.outcome = result
-        attempt.error = message
-        # One conditional UPDATE of the posting and, if it held, the attempt's: one statement on
-        # PostgreSQL, their SQL built once (rentplatform/prepared.py; no save(): the condition
-        # is the guard).
-        applied = update_then_update(
+    landing = getattr(delivered, "landing", None)
+    if landing is not None and outcome in (AttemptOutcome.POSTED, AttemptOutcome.ALREADY_DONE):
+        result = _apply(claimed, outcome, delivered, error, message, now)  # in memory only
+        _attempt_ends(claimed, attempt, result, message, now)
+        if update_then_update(
             claimed,
             FINISH_FIELDS,
             where={"state": PostingState.IN_FLIGHT, "claimed_until": token},
             other=attempt,
             other_fields=ATTEMPT_FIELDS,
-        )
-        if applied:
-            posting = claimed
-        else:
-            posting = (
-                Posting.objects.select_for_update(of=("self",), no_key=True)
-                .select_related("connection__property")
-                .get(pk=claimed.pk)
-            )
-            result, applied = _late(posting, outcome, delivered, error, message, now)
-            attempt.outcome = result
-            update_row(attempt, ATTEMPT_FIELDS)
-        if applied and posting.state == PostingState.POSTED and delivered is not None:
-            posting.connection.get_provider().record_delivery(claimed, delivered)
-        if applied and posting.state == PostingState.POSTED:
+            upsert=landing,
+        ):
             transaction.on_commit(
-                lambda p=posting: signals.posting_posted.send(sender=Posting, posting=p)
+                lambda p=claimed: signals.posting_posted.send(sender=Posting, posting=p)
             )
+            return _logged(claimed, result)
+        with transaction.atomic():  # the claim was taken over: as below
+            posting, result = _late_locked(
+                claimed, attempt, outcome, delivered, error, message, now
+            )
+        return _logged(posting, result)
+    with transaction.atomic():
+        result = _apply(claimed, outcome, delivered, error, message, now)
+        _attempt_ends(claimed, attempt, result, message, now)
+        # One conditional UPDATE of the posting and, if it held, the attempt's: one statement on
+        # PostgreSQL, their SQL built once (rentplatform/prepared.py; no save(): the condition
+        # is the guard).
+        if update_then_update(
+            claimed,
+            FINISH_FIELDS,
+            where={"state": PostingState.IN_FLIGHT, "claimed_until": token},
+            other=attempt,
+            other_fields=ATTEMPT_FIELDS,
+        ):
+            posting = claimed
+            if posting.state == PostingState.POSTED:
+                _posted(posting, claimed, delivered)
+        else:
+            posting, result = _late_locked(
+                claimed, attempt, outcome, delivered, error, message, now
+            )
+    return _logged(posting, result)
+
+
+def _attempt_ends(claimed: Posting, attempt: PostingAttempt, result: str, message: str, now):
+    claimed.updated_at = now
+    attempt.finished_at = now
+    attempt.outcome = result
+    attempt.error = message
+
+
+def _posted(posting: Posting, claimed: Posting, delivered) -> None:
+    """Inside the transaction that marked ``posting`` posted: the provider's bookkeeping of
+    where it landed, and the signal once it is committed."""
+    if delivered is not None:
+        posting.connection.get_provider().record_delivery(claimed, delivered)
+    transaction.on_commit(lambda p=posting: signals.posting_posted.send(sender=Posting, posting=p))
+
+
+def _late_locked(claimed, attempt, outcome, delivered, error, message, now):
+    """The finish of an attempt whose claim was taken over, on the row read again under its
+    lock (inside the caller's transaction). Returns the posting and the attempt's outcome."""
+    posting = (
+        Posting.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("connection__property")
+        .get(pk=claimed.pk)
+    )
+    result, applied = _late(posting, outcome, delivered, error, message, now)
+    attempt.outcome = result
+    update_row(attempt, ATTEMPT_FIELDS)
+    if applied and posting.state == PostingState.POSTED:
+        _posted(posting, claimed, delivered)
+    return posting, result
+
+
+def _logged(posting: Posting, result: str) -> str:
     level = logging.INFO if posting.state == PostingState.POSTED else logging.WARNING
     if log.isEnabledFor(level):
         log.log(

@@ -16,6 +16,7 @@ from integrations import advice
 from integrations.advice import Advice
 from integrations.importing import run_import
 from integrations.reconciliation import KnownBatches
+from rentplatform.prepared import Upsert
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -38,6 +39,12 @@ class Delivered:
     response_document: str = ""
     data: dict[str, Any] = field(default_factory=dict)
     already_there: bool = False
+    # Optional: the one row ``record_delivery`` would write for it, when the provider knows it
+    # without writing anything else (where it landed, say). The outbox then writes that row
+    # with the posted outcome, in the same statement on PostgreSQL (``Upsert``: inserted, or
+    # the row with the same unique fields updated), and does not call ``record_delivery``.
+    # Left None, ``record_delivery`` is called in the transaction that marks it posted.
+    landing: Upsert | None = None
 
 
 @dataclass
@@ -128,7 +135,8 @@ class AccountingProvider:
 
     def record_delivery(self, posting: Posting, delivered: Delivered) -> None:
         """Bookkeeping for a write that landed (where it landed, say), run in the transaction
-        that marks the posting posted, so both are kept or neither; optional."""
+        that marks the posting posted, so both are kept or neither; optional. Not called for
+        a write whose ``Delivered.landing`` is given: that row is its bookkeeping."""
 
     def confirmed_by_person(self, posting: Posting, receipt: str) -> None:
         """A person found the posting in the remote system (optional bookkeeping)."""

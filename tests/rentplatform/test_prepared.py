@@ -18,6 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from rentplatform.models import BatchKind, BatchStatus, DepositBatch, Lease, Payment
 from rentplatform.prepared import (
     Prepared,
+    Upsert,
     insert_row,
     update_row,
     update_then_insert,
@@ -264,17 +265,67 @@ def test_update_then_update_writes_the_second_row_only_when_the_first_changed(pa
         assert len(queries) == 1  # inside the transaction: its BEGIN and COMMIT are not here
 
 
-def test_update_then_update_needs_a_transaction_and_undoes_both_without_the_second_row(paid):
+def test_update_then_update_undoes_both_without_the_second_row_in_a_transaction(paid):
     _, payment = paid
     batch = payment.batch
     batch.status = BatchStatus.CLOSED
-    with pytest.raises(transaction.TransactionManagementError):
-        update_then_update(batch, ["status"], where={}, other=payment, other_fields=["state"])
     gone = Payment(pk=payment.pk + 1000, state="x")
     with pytest.raises(Payment.DoesNotExist, match=f"{payment.pk + 1000}"):
         with transaction.atomic():
             update_then_update(batch, ["status"], where={}, other=gone, other_fields=["state"])
     assert DepositBatch.objects.get(pk=batch.pk).status == BatchStatus.OPEN
+    # Outside a transaction: SQLite's two statements run in one of their own, undone alike;
+    # PostgreSQL's one statement is its own commit, so the first row's change is kept (the
+    # docstring says so: called so only where the second row cannot be missing).
+    with pytest.raises(Payment.DoesNotExist):
+        update_then_update(batch, ["status"], where={}, other=gone, other_fields=["state"])
+    kept = BatchStatus.CLOSED if connection.vendor == "postgresql" else BatchStatus.OPEN
+    assert DepositBatch.objects.get(pk=batch.pk).status == kept
+
+
+def test_update_then_update_with_an_upsert_writes_all_three_only_when_the_first_changed(paid):
+    lease, payment = paid
+    batch = payment.batch
+    batch.status = BatchStatus.CLOSED
+    payment.state = "posted_test"
+    landing = Upsert(
+        _next_batch(payment, "900000005"), unique=["batch_id"], update=["stream", "business_day"]
+    )
+    # The condition fails: nothing is written, the upsert's row included.
+    assert not update_then_update(
+        batch, ["status"], where={"status": BatchStatus.DEPOSITED}, other=payment,
+        other_fields=["state"], upsert=landing,
+    )  # fmt: skip
+    assert not DepositBatch.objects.filter(batch_id="900000005").exists()
+    assert landing.instance.pk is None
+    assert Payment.objects.get(pk=payment.pk).state != "posted_test"
+    # Outside a transaction: one statement on PostgreSQL, its own commit (no BEGIN, no COMMIT).
+    with CaptureQueriesContext(connection) as queries:
+        assert update_then_update(
+            batch, ["status"], where={"status": BatchStatus.OPEN}, other=payment,
+            other_fields=["state"], upsert=landing,
+        )  # fmt: skip
+    assert DepositBatch.objects.get(pk=batch.pk).status == BatchStatus.CLOSED
+    assert Payment.objects.get(pk=payment.pk).state == "posted_test"
+    stored = DepositBatch.objects.get(batch_id="900000005")
+    assert landing.instance.pk == stored.pk and not landing.instance._state.adding
+    if connection.vendor == "postgresql":
+        assert [q["sql"][:22] for q in queries] == ["WITH changed AS (UPDAT"]
+    else:  # the three writes in a transaction of their own
+        assert [q["sql"].split()[0] for q in queries] == [
+            "BEGIN", "UPDATE", "UPDATE", "INSERT", "COMMIT"
+        ]  # fmt: skip
+    # Again, with the same unique field: the row is updated, not doubled.
+    batch.status = BatchStatus.OPEN
+    again = _next_batch(payment, "900000005")
+    again.stream = "card"
+    assert update_then_update(
+        batch, ["status"], where={"status": BatchStatus.CLOSED}, other=payment,
+        other_fields=["state"], upsert=Upsert(again, ["batch_id"], ["stream", "business_day"]),
+    )  # fmt: skip
+    assert again.pk == stored.pk
+    assert DepositBatch.objects.get(pk=stored.pk).stream == "card"
+    assert DepositBatch.objects.filter(batch_id="900000005").count() == 1
 
 
 def test_upsert_row_inserts_then_updates_the_same_row_in_one_statement(paid):

@@ -8,10 +8,15 @@ import re
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from integrations import outbox
 from integrations.models import Posting, PostingState
+from integrations.models.posting import AttemptOutcome
 from integrations_amsi.identifiers import client_transaction_id
+from integrations_amsi.models import AmsiBatchEntry, AmsiBatchLink
 
 ALLOWED = "001-01-101-1"
 OTHER = "001-01-102-2"
@@ -316,3 +321,77 @@ def test_a_reversal_is_never_resent_unattended_and_its_301_is_not_believed(
     assert reversal.error_code == "301"
     returns = [e for e in world.entries(payment.batch.batch_id) if e["amount"].startswith("-")]
     assert len(returns) == 1
+
+
+def _finish_statements(queries) -> list[str]:
+    return [q["sql"] for q in queries if "amsibatchentry" in q["sql"].lower()]
+
+
+def test_a_payment_into_a_batch_already_known_is_finished_with_its_landing_in_one_write(world):
+    """The batch's link is read with the lease link, before the call; the posting, its
+    attempt and its entry are then written by one statement on PostgreSQL (no BEGIN, no
+    COMMIT of a transaction of its own), and nothing is read after the call."""
+    first = world.pay(ALLOWED, "100.00", "card")
+    assert outbox.deliver(world.posting(first).pk) == PostingState.POSTED
+    second = world.pay(OTHER, "200.00", "card")
+    assert second.batch == first.batch
+    posting = world.posting(second)
+    with CaptureQueriesContext(connection) as queries:
+        assert outbox.deliver(posting.pk) == PostingState.POSTED
+    sql = [q["sql"] for q in queries]
+    (read,) = [s for s in sql if '"integrations_amsi_amsibatchlink"' in s]
+    assert '"integrations_amsi_amsileaselink"' in read  # the lease link's read, annotated
+    (finish,) = _finish_statements(queries)
+    if connection.vendor == "postgresql":
+        assert finish.startswith("WITH changed AS (UPDATE") and '"integrations_posting"' in finish
+        assert sql[-1] == finish  # the last statement: nothing after it
+    entry = AmsiBatchEntry.objects.get(posting=posting)
+    link = world.batch_link(second.batch)
+    assert (entry.link, entry.amount) == (link, Decimal("200.00"))
+    assert link.entries.count() == 2
+    assert Decimal(world.ledger()[second.batch.batch_id]["total"]) == Decimal("300.00")
+
+
+def test_a_reply_naming_another_esite_batch_is_followed_as_before(world):
+    """What the link knows is compared with the reply: a batch number it does not know yet
+    goes through record_landing, which learns it."""
+    first = world.pay(ALLOWED, "100.00", "card")
+    outbox.deliver(world.posting(first).pk)
+    link = world.batch_link(first.batch)
+    sandbox_batch_no = link.esite_batch_no
+    AmsiBatchLink.objects.filter(pk=link.pk).update(esite_batch_no="999999")
+    second = world.pay(OTHER, "200.00", "card")
+    assert outbox.deliver(world.posting(second).pk) == PostingState.POSTED
+    link.refresh_from_db()
+    assert link.esite_batch_no == sandbox_batch_no
+    assert AmsiBatchEntry.objects.get(posting=world.posting(second)).link == link
+
+
+@pytest.mark.parametrize("other_worker", ["holds it", "posted it"])
+def test_a_late_attempt_with_its_landing_known_lands_once(world, other_worker):
+    """A worker that outlived its claim finishes a write that landed, its landing known: the
+    one statement changes nothing (the claim is not its own), and the finish under the row's
+    lock applies what the attempt proves, recording the entry once (or not at all, when the
+    other worker had it posted already)."""
+    first = world.pay(ALLOWED, "100.00", "card")
+    outbox.deliver(world.posting(first).pk)
+    second = world.pay(OTHER, "200.00", "card")
+    pk = world.posting(second).pk
+    late, late_attempt = outbox.claim(pk)
+    delivered = late.connection.get_provider().deliver(late)
+    assert delivered.landing is not None
+    Posting.objects.filter(pk=pk).update(claimed_until=timezone.now() - dt.timedelta(seconds=1))
+    taken_over, _ = outbox.claim(pk)
+    if other_worker == "posted it":
+        Posting.objects.filter(pk=pk).update(
+            state=PostingState.POSTED,
+            claimed_until=None,
+            posted_at=timezone.now(),
+            remote_reference=delivered.remote_reference,
+        )
+    state = outbox._finish(late, late_attempt, AttemptOutcome.POSTED, delivered, None)
+    assert state == PostingState.POSTED
+    entries = AmsiBatchEntry.objects.filter(posting_id=pk)
+    assert entries.count() == (1 if other_worker == "holds it" else 0)
+    late_attempt.refresh_from_db()
+    assert late_attempt.outcome == AttemptOutcome.POSTED and late_attempt.finished_at
