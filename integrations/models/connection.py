@@ -55,6 +55,37 @@ class Connection(models.Model):
             system = self.provider
         return f"{self.property.name} ({self.property.code}): {system}"
 
+    # What the platform writes as it runs, each by its own UPDATE: the last connection test
+    # (services.test_connection, onboarding.record), the pause (outbox: a refused login; a
+    # passing test resumes), the managers' mail marks (attention.py). A full save of a row read
+    # earlier (the admin's form, a settings change) leaves them as they are now: writing back
+    # what it read would resume a connection paused meanwhile, or mail the same pause twice.
+    RUNTIME_FIELDS = frozenset(
+        {
+            "last_tested_at",
+            "last_test_ok",
+            "last_test_message",
+            "paused_at",
+            "paused_reason",
+            "pause_mailed_at",
+            "sync_failure_mailed_since",
+        }
+    )
+
+    def save(self, *args, **kwargs):
+        if (
+            not args
+            and kwargs.get("update_fields") is None
+            and not kwargs.get("force_insert")
+            and not self._state.adding
+        ):
+            kwargs["update_fields"] = [
+                f.name
+                for f in self._meta.concrete_fields
+                if not f.primary_key and f.name not in self.RUNTIME_FIELDS
+            ]
+        super().save(*args, **kwargs)
+
     def get_provider(self):
         """Shorthand for ``registry.get_provider(self)``."""
         return registry.get_provider(self)

@@ -249,3 +249,21 @@ def test_a_paused_connection_is_said_as_the_pause_not_as_failing_resyncs(connect
     assert run_schedule() == 1
     assert mail.outbox[0].subject.endswith("the connection to the fake remote is paused")
     assert "resyncs" not in mail.outbox[0].body
+
+
+def test_a_full_save_of_a_connection_read_earlier_keeps_the_pause_and_its_mail_mark(
+    connection, lease
+):
+    """The admin's form (or a settings change) saves a row it read before the pause and the
+    mail: the pause stays, and it is not mailed again."""
+    read_before = Connection.objects.get(pk=connection.pk)
+    outbox.pause_connection(connection, "bad login for user edex_demo")
+    assert run_schedule() == 1
+    read_before.settings = {**read_before.settings, "note": "edited in the admin"}
+    read_before.save()
+    stored = Connection.objects.get(pk=connection.pk)
+    assert stored.settings["note"] == "edited in the admin"
+    assert stored.paused_at is not None and "bad login" in stored.paused_reason
+    assert stored.pause_mailed_at is not None
+    assert run_schedule() == 0
+    assert len(mail.outbox) == 1
