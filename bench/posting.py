@@ -6,7 +6,7 @@
     .venv/bin/python bench/posting.py --quick              # 10 rounds on SQLite (CI, untimed)
     .venv/bin/python bench/posting.py --q-option save_limit=-1 --conn-max-age 60  # experiment
 
-Four paths per payment, run one after the other in each round (the order rotates every
+Five paths per payment, run one after the other in each round (the order rotates every
 round, so drift in the machine's load falls on all of them alike):
 
 - ``bare``: a bare zeep AddPayment with the same XMLData against the same sandbox
@@ -22,6 +22,9 @@ round, so drift in the machine's load falls on all of them alike):
   bare call, and a finish (the posting, its attempt and a landing row) committed, written by
   hand in scratch tables: one statement each on PostgreSQL (data-modifying CTEs), a short
   transaction each on SQLite (which has no such CTE). No taking of the payment, no ORM.
+- ``bare in a sync task``: the task path's own floor: the bare call as a django-q2 task
+  through the same sync path (``async_task(..., sync=True)``), with no posting and no
+  database: what django-q2's simulation of the cluster costs on its own.
 
 Each database runs in its own child process (fresh database, sandbox process with the demo
 portfolio, a property imported). Min and median per path and the difference to ``bare``.
@@ -34,8 +37,10 @@ import argparse
 import cProfile
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -43,7 +48,7 @@ from pathlib import Path
 import _bare  # bench/ is the script's folder, so first on sys.path
 import _common as c
 
-PATHS = ("bare", "in-process", "task", "bare + two commits")
+PATHS = ("bare", "in-process", "task", "bare + two commits", "bare in a sync task")
 TARGETS = {"in-process": 3.0, "task": 5.0}  # ms over bare
 
 
@@ -124,7 +129,24 @@ def _measure(kind: str, sandbox, rounds: int, profile_dir: str) -> dict:
         floor.finish(amount)
         return time.perf_counter() - t0, 0.0
 
-    run = {"bare": bare, "in-process": in_process, "task": task, "bare + two commits": two_commits}
+    # The task path's own floor: the bare call as a django-q2 task through the same sync path
+    # (queues, signing, the worker loop, the result), with no posting and no database.
+    from django_q.tasks import async_task
+
+    sync_out = Path(tempfile.gettempdir()) / f"bench-posting-sync-{os.getpid()}.txt"
+
+    def bare_task() -> tuple[float, float]:
+        t0 = time.perf_counter()
+        async_task("bench._bare.floor_task", base, template, next(ids), str(sync_out), sync=True)
+        return time.perf_counter() - t0, 0.0
+
+    run = {
+        "bare": bare,
+        "in-process": in_process,
+        "task": task,
+        "bare + two commits": two_commits,
+        "bare in a sync task": bare_task,
+    }
     for _ in range(5):  # warm-up: WSDLs, connections, caches
         for name in PATHS:
             run[name]()
@@ -366,6 +388,12 @@ def _profile(kind: str, run: dict, n: int, profile_dir: str) -> dict[str, str]:
     return written
 
 
+def _over(r: dict, path: str, floor: str) -> str:
+    """``path`` over ``floor`` in one child's result: "+min / +median ms"."""
+    p, f = r["paths"][path], r["paths"][floor]
+    return f"{(p['min'] - f['min']) * 1000:+.1f} / {(p['median'] - f['median']) * 1000:+.1f} ms"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
@@ -400,6 +428,7 @@ def main(argv=None) -> int:
     )
     print()
     rows, phase_rows, failed, missed = [], [], False, []
+    over_floors: list[str] = []
     for db in dbs:
         cmd = [c.PYTHON, __file__, "--child", db, "--rounds", str(args.rounds)]
         if args.profile:
@@ -435,6 +464,11 @@ def main(argv=None) -> int:
                  f"{n['queries']} / {n['commits']} / {n['connects']}"]
             )  # fmt: skip
         rows.append(["", "(accept_payment alone)", "", c.ms(r["accept_median"])] + [""] * 5)
+        over_floors.append(
+            f"{db}: task over its own floor (the bare call in a sync task): "
+            f"{_over(r, 'task', 'bare in a sync task')}; in-process over the two commits by "
+            f"hand: {_over(r, 'in-process', 'bare + two commits')} (min / median)"
+        )
         for name, path in r.get("profiles", {}).items():
             print(f"{db}: profile of path {name}: {path}")
         for name in PHASES:
@@ -445,6 +479,8 @@ def main(argv=None) -> int:
     headings = ["db", "path", "min ms", "median ms", "p95 ms", "min - bare", "median - bare"]
     headings += ["target", "SQL statements / commits / connections opened per payment"]
     print(c.table(headings, rows))
+    for line in over_floors:
+        print(line)
     print()
     print("The in-process path in parts (each part's own min and median):")
     print(c.table(["db", "part", "min ms", "median ms"], phase_rows))

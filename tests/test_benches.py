@@ -9,6 +9,7 @@ as subprocesses, so they run once, in the SQLite pass of CI; the PostgreSQL pass
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -58,8 +59,13 @@ def test_import_quick():
 def test_posting_quick():
     done = run_bench("bench/posting.py", "--quick")
     assert_table(done, "bench/posting.py", "db")
-    for path in ("bare", "in-process", "task", "bare + two commits"):
+    for path in ("bare", "in-process", "task", "bare + two commits", "bare in a sync task"):
         assert f"| sqlite | {path} " in done.stdout, done.stdout[-3000:]
+    # The task path's own floor runs through django-q2 and touches no database.
+    sync_floor = next(line for line in done.stdout.splitlines() if "| bare in a sync task " in line)
+    assert sync_floor.rstrip(" |").endswith("| 0 / 0 / 0"), sync_floor
+    over = r"sqlite: task over its own floor \(the bare call in a sync task\): [+-][0-9.]+ / "
+    assert re.search(over + r"[+-][0-9.]+ ms", done.stdout), done.stdout[-3000:]
     # The floor is two commits; the platform's path three (payment, claim, finish).
     floor = next(line for line in done.stdout.splitlines() if "| bare + two commits " in line)
     path = next(line for line in done.stdout.splitlines() if "| sqlite | in-process " in line)
