@@ -133,6 +133,9 @@ def known_landing(posting, read, data: dict) -> Upsert | None:
         bank_book and bank_book != read.landing_bank_book
     ):
         return None
+    # Said now, as record_landing says it: the reply says where it landed, whether or not this
+    # attempt's finish is the one that records it (a late attempt's is not).
+    _log_landing(posting, read.landing_esite_batch_no, posting.payment.batch.batch_id)
     return _entry(AmsiBatchEntry(posting=posting, link_id=link_id, amount=posting.payment.amount))
 
 
@@ -208,14 +211,18 @@ def record_landing(provider, posting, reply) -> AmsiBatchEntry:
         # (rentplatform/prepared.py): the model has no override nor receivers.
         landing = _entry(AmsiBatchEntry(posting=posting, link=link, amount=amount))
         entry = upsert_row(landing.instance, unique=landing.unique, update=landing.update)
+    _log_landing(posting, link.esite_batch_no, link.client_jnl_no)
+    return entry
+
+
+def _log_landing(posting, esite_batch_no: str, client_jnl_no: str) -> None:
     log.info(
         "%s %s landed in eSite batch %s (external %s)",
         posting.kind,
         posting.key,
-        link.esite_batch_no or "?",
-        link.client_jnl_no,
+        esite_batch_no or "?",
+        client_jnl_no,
     )
-    return entry
 
 
 # -- closing ------------------------------------------------------------------------------------

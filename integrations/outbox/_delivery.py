@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import traceback
+from contextlib import nullcontext
 
 from django.db import transaction
 from django.utils import timezone
@@ -204,7 +205,7 @@ ATTEMPT_FIELDS = ["finished_at", "outcome", "error"]
 
 
 def _finish(posting: Posting, attempt: PostingAttempt, outcome: str, delivered, error) -> str:
-    """Record an attempt's outcome on its posting and attempt rows, in one transaction.
+    """Record an attempt's outcome on its posting and attempt rows, all or none.
 
     The claimed posting (with its payment, batch, reversal and connection loaded) is updated
     as it was claimed, on the condition that the claim is still ours (in flight, the same
@@ -228,9 +229,19 @@ def _finish(posting: Posting, attempt: PostingAttempt, outcome: str, delivered, 
             + "".join(traceback.format_exception(error))[-2000:]
         )
     landing = getattr(delivered, "landing", None)
-    if landing is not None and outcome in (AttemptOutcome.POSTED, AttemptOutcome.ALREADY_DONE):
-        result = _apply(claimed, outcome, delivered, error, message, now)  # in memory only
-        _attempt_ends(claimed, attempt, result, message, now)
+    if outcome not in (AttemptOutcome.POSTED, AttemptOutcome.ALREADY_DONE):
+        landing = None
+    # With its landing row, a posted outcome writes nothing but these rows (``_apply`` only
+    # changes the posting in memory): no transaction of its own around the one statement.
+    with nullcontext() if landing is not None else transaction.atomic():
+        result = _apply(claimed, outcome, delivered, error, message, now)
+        claimed.updated_at = now
+        attempt.finished_at = now
+        attempt.outcome = result
+        attempt.error = message
+        # One conditional UPDATE of the posting and, if it held, the attempt's (and the landing
+        # row): one statement on PostgreSQL, their SQL built once (rentplatform/prepared.py; no
+        # save(): the condition is the guard).
         if update_then_update(
             claimed,
             FINISH_FIELDS,
@@ -239,49 +250,22 @@ def _finish(posting: Posting, attempt: PostingAttempt, outcome: str, delivered, 
             other_fields=ATTEMPT_FIELDS,
             upsert=landing,
         ):
-            transaction.on_commit(
-                lambda p=claimed: signals.posting_posted.send(sender=Posting, posting=p)
-            )
-            return _logged(claimed, result)
-        with transaction.atomic():  # the claim was taken over: as below
-            posting, result = _late_locked(
-                claimed, attempt, outcome, delivered, error, message, now
-            )
-        return _logged(posting, result)
-    with transaction.atomic():
-        result = _apply(claimed, outcome, delivered, error, message, now)
-        _attempt_ends(claimed, attempt, result, message, now)
-        # One conditional UPDATE of the posting and, if it held, the attempt's: one statement on
-        # PostgreSQL, their SQL built once (rentplatform/prepared.py; no save(): the condition
-        # is the guard).
-        if update_then_update(
-            claimed,
-            FINISH_FIELDS,
-            where={"state": PostingState.IN_FLIGHT, "claimed_until": token},
-            other=attempt,
-            other_fields=ATTEMPT_FIELDS,
-        ):
             posting = claimed
             if posting.state == PostingState.POSTED:
-                _posted(posting, claimed, delivered)
-        else:
-            posting, result = _late_locked(
-                claimed, attempt, outcome, delivered, error, message, now
-            )
+                _posted(posting, claimed, delivered, landed=landing is not None)
+        else:  # the claim was taken over: its statement wrote nothing
+            with transaction.atomic(savepoint=False):
+                posting, result = _late_locked(
+                    claimed, attempt, outcome, delivered, error, message, now
+                )
     return _logged(posting, result)
 
 
-def _attempt_ends(claimed: Posting, attempt: PostingAttempt, result: str, message: str, now):
-    claimed.updated_at = now
-    attempt.finished_at = now
-    attempt.outcome = result
-    attempt.error = message
-
-
-def _posted(posting: Posting, claimed: Posting, delivered) -> None:
-    """Inside the transaction that marked ``posting`` posted: the provider's bookkeeping of
-    where it landed, and the signal once it is committed."""
-    if delivered is not None:
+def _posted(posting: Posting, claimed: Posting, delivered, landed: bool = False) -> None:
+    """Once ``posting`` is marked posted (inside that transaction, if it has one): the
+    provider's bookkeeping of where it landed, unless that row was written with it
+    (``landed``), and the signal once it is committed."""
+    if delivered is not None and not landed:
         posting.connection.get_provider().record_delivery(claimed, delivered)
     transaction.on_commit(lambda p=posting: signals.posting_posted.send(sender=Posting, posting=p))
 

@@ -327,7 +327,9 @@ def _finish_statements(queries) -> list[str]:
     return [q["sql"] for q in queries if "amsibatchentry" in q["sql"].lower()]
 
 
-def test_a_payment_into_a_batch_already_known_is_finished_with_its_landing_in_one_write(world):
+def test_a_payment_into_a_batch_already_known_is_finished_with_its_landing_in_one_write(
+    world, caplog
+):
     """The batch's link is read with the lease link, before the call; the posting, its
     attempt and its entry are then written by one statement on PostgreSQL (no BEGIN, no
     COMMIT of a transaction of its own), and nothing is read after the call."""
@@ -350,6 +352,9 @@ def test_a_payment_into_a_batch_already_known_is_finished_with_its_landing_in_on
     assert (entry.link, entry.amount) == (link, Decimal("200.00"))
     assert link.entries.count() == 2
     assert Decimal(world.ledger()[second.batch.batch_id]["total"]) == Decimal("300.00")
+    # The log says where it landed, as record_landing says it.
+    said = f"payment {posting.key} landed in eSite batch {link.esite_batch_no} (external "
+    assert any(said in r.getMessage() for r in caplog.records), caplog.text
 
 
 def test_a_reply_naming_another_esite_batch_is_followed_as_before(world):
