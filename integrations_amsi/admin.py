@@ -19,18 +19,19 @@ from .mapping import CREDIT_STATUS_TEXT
 from .models import AmsiBatchLink, AmsiLeaseLink
 
 # What each CreditStatus code does to online payments here (integrations_amsi.mapping._access).
-# N and C are named in AMSI's documentation; H and R are inferred from client code, so the label
-# says so rather than passing a guess off as AMSI's word.
+# The four statuses and what they allow are eSite's own (its Lease Information screen); the wire
+# letters N and C were seen in a captured reply, H and R are our inference, so the label says so
+# rather than passing a guess off as AMSI's word (docs/amsi-evidence.md).
 _CREDIT_STATUS_EFFECT = {
     "N": "payments allowed",
     "C": "cards only",
-    "H": "payments blocked; meaning inferred",
-    "R": "payments blocked; meaning inferred",
+    "H": "payments blocked; code letter inferred",
+    "R": "payments blocked; code letter inferred",
 }
 
 
 def credit_status_label(code: str) -> str:
-    """The code in words, e.g. "Hold (H): payments blocked; meaning inferred"."""
+    """The code in words, e.g. "Hold (H): payments blocked; code letter inferred"."""
     code = (code or "").strip().upper()
     if not code:
         return "not given (Normal)"

@@ -22,9 +22,10 @@ _LOGIN = (
     "page, save, then run 'Test connection': once it passes, the waiting postings are sent."
 )
 _BY_HAND = (
-    "if it cannot be sent, enter it in eSite by hand (Ledger > Cash Batches, the External "
-    "batch our batch id names) and mark it resolved with a note; if the payment was refunded "
-    "or voided and should never reach eSite, abandon it."
+    "if it cannot be sent, enter it in eSite by hand, the way the property enters a payment "
+    "taken outside the integration (whether eSite lets a person add it to our External batch "
+    "is not known), and mark it resolved with a note; if the payment was refunded or voided "
+    "and should never reach eSite, abandon it."
 )
 
 WHAT_TO_DO: dict[str, str] = {
@@ -46,8 +47,9 @@ WHAT_TO_DO: dict[str, str] = {
         "the request document below; retry once the fix is deployed; " + _BY_HAND
     ),
     "105": (
-        "This eSite does not offer the call: ask AMSI to enable eDex ledger writes "
-        "(AddPayment, ReturnPayment) for the portfolio, then retry; " + _BY_HAND
+        "The call is not offered (the sandbox's answer for an operation it does not have): "
+        "read eSite's own reply text below and ask AMSI whether this eDex user may make the "
+        "call for the portfolio, then retry; " + _BY_HAND
     ),
     "200": (
         "The lease link (PropertyId-BldgID-UnitID-ResiID) names no lease in eSite: the "
@@ -55,12 +57,13 @@ WHAT_TO_DO: dict[str, str] = {
         "link it again with its ResiID, then retry; " + _BY_HAND
     ),
     "201": (
-        "eSite blocks payments for this lease (Block Payment Access); the payment was taken "
-        "before the block reached the platform. Lift the block in eSite and retry, or " + _BY_HAND
+        "The lease has Block Payment Access in eSite (no online payments); the payment was "
+        "taken before the block reached the platform. Lift the block in eSite and retry, "
+        "or " + _BY_HAND
     ),
     "202": (
-        "The lease's credit status in eSite is Hold or Restricted, so eSite takes no payment. "
-        "Change it in eSite and retry, or " + _BY_HAND
+        "The lease's credit status in eSite is Hold or Restricted (no payments). Change it in "
+        "eSite and retry, or " + _BY_HAND
     ),
     "203": (
         "The lease is No Checks (cards only) in eSite, so it takes no bank payment. Lift No "
@@ -71,8 +74,9 @@ WHAT_TO_DO: dict[str, str] = {
         "balance in eSite; retry if eSite changed, else " + _BY_HAND
     ),
     "205": (
-        "eSite refused our batch id as ClientJnlNo: look at Ledger > Cash Batches for that "
-        "External batch (closed, or numbered otherwise), then retry; " + _BY_HAND
+        "eSite refused our batch id as ClientJnlNo: look for that External Batch in eSite "
+        "(Reports > Accounting Reports > External Deposits lists it by our batch id) and see "
+        "whether it was closed, then retry; " + _BY_HAND
     ),
     "206": (
         "eSite answered that it already has this ClientTransactionID (the sandbox's code for "
@@ -82,8 +86,9 @@ WHAT_TO_DO: dict[str, str] = {
         "report the answer; " + _BY_HAND
     ),
     "207": (
-        "The connection's ClientMerchantID is not this property's in eSite: correct it on the "
-        "connection's page (AMSI gives it), then retry."
+        "The connection's ClientMerchantID is not this property's in eSite: it is the payment "
+        "company's own merchant (group) id for the property, set up on both sides; correct it "
+        "on the connection's page or have the property's eSite set-up corrected, then retry."
     ),
     "208": (
         "A field eSite requires was missing or invalid (see the request document below): "

@@ -147,7 +147,7 @@ def validate_merchant_id(value: str) -> None:
     if value and not is_edex_int(str(value).strip()):
         raise ValidationError(
             f"merchant id {value!r} must be a positive whole number of at most 9 digits: "
-            "eSite reads ClientMerchantID as an integer"
+            "production clients sent ClientMerchantID as an integer, and eSite may read it as one"
         )
 
 

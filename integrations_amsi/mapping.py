@@ -26,8 +26,9 @@ CREDIT_STATUS_TEXT = {"N": "Normal", "C": "No Checks", "H": "Hold", "R": "Restri
 # not known, a guarantor is our guess): G counts as responsible, so that occupant may pay.
 RESPONSIBLE_FLAGS = {"responsible", "g", "guarantor", "y"}
 # occustatuscode: C current and N notice are the leases residents pay on (the only statuses
-# production clients read). Any other code (the delta query returns every status; the amsi gem
-# lists A I L P T V X) is kept with its code but blocked; an empty code counts as current.
+# production clients read). Any other code (the delta query takes no status, so it may return
+# any; the amsi gem lists A I L P T V X) is kept with its code but blocked; an empty code
+# counts as current.
 LEASE_STATUS = {"C": LeaseStatus.ACTIVE, "N": LeaseStatus.NOTICE}
 
 

@@ -23,7 +23,7 @@ from .forms import CONNECTION_FIELDSETS, AmsiConnectionForm
 from .identifiers import client_jnl_no, client_transaction_id
 from .importer import AmsiImport
 from .linking import AmsiLinking
-from .models import AmsiLeaseLink, AmsiOccupantLink
+from .models import AmsiBatchLink, AmsiLeaseLink, AmsiOccupantLink
 from .xmldocs import LedgerReply, PaymentDoc, ReturnDoc
 
 log = logging.getLogger(__name__)
@@ -71,13 +71,25 @@ _LEASE_LINK = Prepared(
 )
 
 
+def _esite_batch(connection_id: int, jnl_no: str) -> str:
+    """' (eSite Batch N)' when the batch's link knows eSite's own number for our batch id."""
+    number = (
+        AmsiBatchLink.objects.filter(connection_id=connection_id, client_jnl_no=jnl_no)
+        .exclude(esite_batch_no="")
+        .values_list("esite_batch_no", flat=True)
+        .first()
+    )
+    return f" (eSite Batch {number})" if number else ""
+
+
 class AmsiProvider(AmsiImport, AmsiLinking, AccountingProvider):
     id = PROVIDER_ID
     name = "AMSI eSite (eDex)"
     system_name = "eSite"
     report_help = (
-        "Reports > Accounting Reports > External Deposits, By Payment, CSV (the sandbox "
-        "serves it itself)."
+        "Reports > Accounting Reports > External Deposits, By Payment, as a CSV file with the "
+        "columns External Batch and Totals (the sandbox serves it itself; whether eSite "
+        "exports the report as CSV, and under which column names, is not known)."
     )
     link_model = AmsiLeaseLink
     occupant_model = AmsiOccupantLink
@@ -312,18 +324,19 @@ class AmsiProvider(AmsiImport, AmsiLinking, AccountingProvider):
                 f"-{posting.reversal.amount} for {who}, ClientTransactionID {txn}"
             )
             where = (
-                f"in batch {jnl} or, if that batch was already closed, in a separate batch "
-                f"numbered {txn}"
+                f"under External Batch {jnl}{_esite_batch(self.connection.pk, jnl)} or a "
+                f"separate External Batch {txn} (where eSite books a return is not known)"
             )
         else:
             what = (
                 f"a payment of {payment.amount} for {who}, "
                 f"ClientTransactionID {client_transaction_id(posting)}"
             )
-            where = f"in batch {jnl}"
+            where = f"under External Batch {jnl}{_esite_batch(self.connection.pk, jnl)}"
         return (
-            f"In eSite open Ledger > Cash Batches (Show Batches, Created By {created_by}) and "
-            f"look {where} for {what}, sent about {when} property time."
+            f"In eSite look for {what}, sent about {when} property time: Reports > Accounting "
+            f"Reports > External Deposits (By Payment) would list it {where}; Ledger > Cash "
+            f"Batches (Show Batches, Created By {created_by}) lists the eDex user's batches."
         )
 
     # -- batches -------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ The framework (``integrations.reconciliation``) compares; this module reads the 
 and says where our postings are in eSite.
 
 - The remote side is eSite's External Deposits report, "By Payment": fetched from the sandbox's
-  CSV (or any URL set as ``external_deposits_url``), or an export a manager uploads from eSite.
+  CSV (or any URL set as ``external_deposits_url``), or the report a manager uploads as CSV
+  (whether eSite exports it as CSV is not known: a file with the columns below is read).
   It is keyed by external batch number: our batch id (sent as ClientJnlNo) for a payments
   batch, the original ClientTransactionID for a return eSite booked in a batch of its own
   (production settled such a return under that number). eSite's export columns are not
@@ -96,15 +97,17 @@ def fetch_external_deposits(provider, month: dt.date) -> str:
     except httpx.HTTPError as err:
         raise RetryableError(
             f"could not fetch the External Deposits report from {url}: "
-            f"{network_reason(err, settings.timeout)}; upload the eSite export instead",
+            f"{network_reason(err, settings.timeout)}; upload the External Deposits report as "
+            "a CSV file instead",
             provider=PROVIDER_ID,
             operation="reconcile",
         ) from err
     if response.status_code != 200 or "csv" not in response.headers.get("content-type", ""):
         raise PermanentError(
             f"{url} did not return an External Deposits CSV (HTTP {response.status_code}); "
-            "upload the eSite export (Reports > Accounting Reports > External Deposits, "
-            "By Payment, CSV) instead",
+            "upload eSite's External Deposits report (Reports > Accounting Reports > "
+            "External Deposits, By Payment) as a CSV file with the columns External Batch and "
+            "Totals instead",
             provider=PROVIDER_ID,
             operation="reconcile",
         )

@@ -153,7 +153,8 @@ class Handler(BaseHTTPRequestHandler):
         super().setup()
         # Small writes (headers, then body) with Nagle on met the client's delayed ACK: every
         # reply waited ~40 ms. With TCP_NODELAY (and one write per reply) a bare AddPayment
-        # takes ~2 ms (docs/performance.md), as eSite's IIS answers at once.
+        # takes ~2 ms on a quiet machine (docs/performance.md). How fast a real eSite answers
+        # is not known; a distant one is modelled by the latency fault (bench/worker.py).
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     # -- plumbing ---------------------------------------------------------------------------

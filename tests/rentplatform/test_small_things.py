@@ -118,8 +118,8 @@ def test_amsi_lease_links_show_credit_status_in_words(admin_client):
     for words in [
         "Normal (N): payments allowed",
         "No Checks (C): cards only",
-        "Hold (H): payments blocked; meaning inferred",
-        "Restricted (R): payments blocked; meaning inferred",
+        "Hold (H): payments blocked; code letter inferred",
+        "Restricted (R): payments blocked; code letter inferred",
     ]:
         assert words in text
     held = admin_client.get(

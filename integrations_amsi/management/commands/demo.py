@@ -314,7 +314,8 @@ class Command(BaseCommand):
         )
         self.out(
             "   each names the original ClientTransactionID and batch (as production did); "
-            "eSite books it in a separate batch with a negative amount"
+            "the sandbox books it in a separate batch with a negative amount (where a real eSite "
+            "books a return is not known: docs/amsi.md)"
         )
 
     def _close(self, connection: Connection, title: str) -> None:

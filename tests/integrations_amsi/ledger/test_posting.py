@@ -120,6 +120,9 @@ def test_ambiguous_outcome_waits_for_a_person_and_is_never_sent_blindly(world, d
     assert [e["client_transaction_id"] for e in entries] == [client_transaction_id(posting)]
     where = world.connection.get_provider().where_to_look(posting)
     assert payment.batch.batch_id in where and "300.00" in where and "001-01-101-1" in where
+    # Where the evidence shows our batch id: External Deposits' External Batch column.
+    jnl = payment.batch.batch_id
+    assert f"External Deposits (By Payment) would list it under External Batch {jnl}" in where
     with pytest.raises(outbox.NotAllowed):
         outbox.retry(posting)  # a blind retry is refused, whoever asks
     with deliver():

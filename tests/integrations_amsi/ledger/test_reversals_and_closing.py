@@ -67,12 +67,24 @@ def test_ach_refund_after_deposit_goes_to_a_negative_reversals_batch(world, deli
     assert reversal.batch_id != payment.batch_id
     ledger = world.ledger()
     assert Decimal(ledger[payment.batch.batch_id]["total"]) == Decimal("800.00")
-    # In eSite: a batch of its own, numbered by the original ClientTransactionID.
+    # In the sandbox (its default, return_batch=separate): a batch of its own, numbered by the
+    # original ClientTransactionID. Where a real eSite books it is not known.
     rev_batch = ledger[_txn(payment)]
     assert Decimal(rev_batch["total"]) == Decimal("-800.00")
     (entry,) = rev_batch["entries"]
     assert entry["reason"] == "REFUNDED"
     assert entry["client_transaction_id"] == _txn(payment)
+    # What a person resolving it is told to look for: both places, and that it is not known.
+    provider = world.connection.get_provider()
+    where = provider.where_to_look(Posting.objects.get(reversal=reversal))
+    jnl, esite_no = payment.batch.batch_id, ledger[payment.batch.batch_id]["batch_no"]
+    assert (
+        f"under External Batch {jnl} (eSite Batch {esite_no}) or a separate External "
+        f"Batch {_txn(payment)} (where eSite books a return is not known)" in where
+    )
+    assert f"External Batch {jnl} (eSite Batch {esite_no})" in provider.where_to_look(
+        Posting.objects.get(payment=payment, reversal=None)
+    )
 
 
 def test_ach_void_same_day_reaches_amsi_and_nets_the_batch(world, deliver):
@@ -294,5 +306,6 @@ def test_reconciliation_with_esite_unreachable_says_why_in_words(world):
     world.server.stop()  # (the world's close() stops it again: harmless)
     result = reconcile(world.connection, dt.date.today().replace(day=1))
     assert result.error.startswith("could not fetch the External Deposits report from http")
-    assert ": connection refused; upload the eSite export instead" in result.error
+    refused = ": connection refused; upload the External Deposits report as a CSV file instead"
+    assert refused in result.error
     assert "Error" not in result.error  # no exception class name (httpx.ConnectError)

@@ -128,7 +128,8 @@ def test_admin_form_saves_typed_fields_and_keeps_password(amsi_connection, admin
     assert Property.objects.get().time_zone == "America/Denver"
     data |= {"close_cutoff": "25:00"}
     assert admin_client.post(url, data).status_code == 200  # refused, form shown again
-    # eSite reads ClientMerchantID as an integer (production sent one): a letter is refused.
+    # Production clients sent ClientMerchantID as an integer (eSite may read it as one): a
+    # letter is refused.
     data |= {"close_cutoff": "21:15", "merchant_id": "M7"}
     response = admin_client.post(url, data)
     assert response.status_code == 200 and "whole number" in response.content.decode()

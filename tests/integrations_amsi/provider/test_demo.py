@@ -92,7 +92,8 @@ def test_the_demo_keeps_its_promises(tmp_path: Path):
     reconcile = next(c for c in others if c.startswith("integrations_reconcile"))
     ran = run([sys.executable, "manage.py", *shlex.split(reconcile)], env, timeout=120)
     assert ran.returncode == 1 and "Traceback" not in ran.stderr
-    assert "connection refused; upload the eSite export instead" in ran.stdout
+    refused = "connection refused; upload the External Deposits report as a CSV file instead"
+    assert refused in ran.stdout
     sandbox = subprocess.Popen(
         [sys.executable, "manage.py", *shlex.split(sandbox_line)],
         cwd=REPO_ROOT,
