@@ -221,7 +221,7 @@ def look_in_sandbox(sandbox, postings=None, *, who: str = "demo") -> list[tuple[
             if found:
                 receipt = found[0]["evolution_reference"]
                 outbox.mark_found(posting, receipt=receipt, who=who)
-                what = f"found in eSite batch {found[0]['client_jnl_no']}, receipt {receipt}"
+                what = f"found under External Batch {found[0]['client_jnl_no']}, receipt {receipt}"
             else:
                 outbox.post_unconfirmed(posting, who=who)
                 what = "not in eSite, posted"
