@@ -15,7 +15,7 @@ from integrations.models import PostingKind, PostingState
 from . import errors
 
 NOT_LINKED = "NOT_LINKED"
-EVIDENCE_CODES = {"1"}  # seen from a real eSite (docs/amsi-evidence.md)
+EVIDENCE_CODES = errors.SEEN_CODES  # seen from a real eSite (docs/amsi-evidence.md)
 
 _LOGIN = (
     "Ask AMSI for this portfolio's eDex UserID and password, enter them on the connection's "

@@ -60,6 +60,7 @@ from .errors import (
     LoginRefused,
     error_for,
     is_error_document,
+    remote_text,
 )
 from .properties import parse_property_list
 from .streaming import _EdexError, _EnvelopeReader
@@ -356,7 +357,15 @@ class EdexClient:
         try:
             root = self.leasing_document("GetPropertyList", "")
         except LoginRefused as err:
-            if err.code == UNKNOWN_PORTFOLIO or "portfolio" in err.message.lower():
+            said = remote_text(err).lower()
+            if err.code == UNKNOWN_PORTFOLIO and "portfolio" not in said:
+                # Only the code says so, and the code is the sandbox's (docs/amsi-evidence.md).
+                what = (
+                    f"unknown portfolio {self.settings.portfolio!r}? (error code "
+                    f"{UNKNOWN_PORTFOLIO} is the sandbox's code for it; what a real eSite means "
+                    "by it is not known: check the UserID and Password too)"
+                )
+            elif "portfolio" in said:
                 what = f"unknown portfolio {self.settings.portfolio!r}"
             else:
                 what = "bad login: AMSI refused the UserID or Password"
@@ -391,7 +400,10 @@ class EdexClient:
             except IntegrationError as err:
                 if err.code == UNKNOWN_PROPERTY:
                     raise ConnectionTestFailed(
-                        f"unknown property {self.settings.property_id!r}", **context
+                        f"unknown property {self.settings.property_id!r} (GetPropertyUnits "
+                        f"answered error code {UNKNOWN_PROPERTY}, the sandbox's code for an "
+                        f"unknown property: {err.message})",
+                        **context,
                     ) from err
                 if not is_error_document(err):
                     raise

@@ -65,6 +65,9 @@ KNOWN_ERRORS: dict[str, KnownError] = {
     ]
 }
 
+# The codes production clients met from a real eSite (docs/amsi-evidence.md); the rest of the
+# table is the sandbox's.
+SEEN_CODES = frozenset({"1"})
 # The code of a reply that is not an error (an empty ErrorCode means the same).
 SUCCESS = "0"
 NO_DATA = "103"
@@ -82,6 +85,17 @@ _PORTFOLIO_REFUSED = re.compile(r"verify portfolio name", re.IGNORECASE)
 
 def classify(code: str) -> KnownError | None:
     return KNOWN_ERRORS.get(str(code).strip())
+
+
+def _meaning_without_text(known: KnownError | None) -> str:
+    """What to say for a known code eSite sent without an ErrorDescription: the production
+    evidence's own text for code 1; for the sandbox's codes, their meaning there, said to be
+    the sandbox's (what a real eSite means by them is not known)."""
+    if known is None:
+        return ""
+    if known.code in SEEN_CODES:
+        return known.meaning
+    return f"no text (in the sandbox, code {known.code} means: {known.meaning})"
 
 
 def error_for(
@@ -105,7 +119,12 @@ def error_for(
         "request": request,
         "remote_reference": remote_reference,
     }
-    text = description or (known.meaning if known else "")
+    err = _error(known, description or _meaning_without_text(known), context)
+    err.remote_text = description  # eSite's own words (``remote_text``), empty when none
+    return err
+
+
+def _error(known: KnownError | None, text: str, context: dict) -> IntegrationError:
     if known is None and _PORTFOLIO_REFUSED.search(text):
         # The text a production client met for a bad PortfolioName; its code is not known.
         return LoginRefused(f"AMSI refused the portfolio: {text}", **context)
@@ -119,6 +138,13 @@ def error_for(
     if known.kind == LOGIN:
         return LoginRefused(f"AMSI refused the login: {text}", **context)
     return PermanentError(f"AMSI refused: {text}", **context)
+
+
+def remote_text(err: IntegrationError) -> str:
+    """eSite's own words for an error: its ErrorDescription where ``error_for`` built the error
+    (empty when it sent none: the message then holds the table's words, not eSite's), else
+    the error's message (a SOAP Fault, a transport failure)."""
+    return getattr(err, "remote_text", err.message)
 
 
 def is_error_document(err: BaseException) -> bool:

@@ -45,15 +45,19 @@ def _access(a, status_code: str, payable: bool, credit_status: str) -> tuple[str
         named = f"{status_code} ({text})" if text else status_code
         reason = f"lease status {named} in AMSI: neither current nor on notice"
         return PaymentAccess.BLOCKED, reason[:200]
+    said = (a.get("CreditStatusDescription") or "").strip()  # eSite's own name for the code
     if credit_status in ("H", "R"):
-        return PaymentAccess.BLOCKED, f"credit status {CREDIT_STATUS_TEXT[credit_status]} in AMSI"
+        # The letters are inferred (only N and C were seen): eSite's own name where it sends one.
+        guess = f"{credit_status} in AMSI (read as {CREDIT_STATUS_TEXT[credit_status]})"
+        return PaymentAccess.BLOCKED, f"credit status {f'{said} in AMSI' if said else guess}"[:200]
     if credit_status == "C":
         return PaymentAccess.CARDS_ONLY, "credit status No Checks in AMSI"
     if credit_status != "N":
         # Only N and C are seen on the wire (H and R are inferred): a code this integration
         # does not know might be a Hold under another letter, so it blocks, and says so.
         reason = (
-            f"credit status {credit_status!r} in AMSI: a code this integration does not know "
+            f"credit status {credit_status!r}{f' ({said})' if said else ''} in AMSI: a code "
+            "this integration does not know "
             "(N Normal, C No Checks, H Hold, R Restricted), so payments wait until someone "
             "checks the lease in eSite"
         )

@@ -158,9 +158,10 @@ class _ListSteps:
                 name,
                 title,
                 FAIL,
-                f"{operation}: AMSI does not know property {pid!r} "
-                f"(error code {err.code}: {_error_text(err)})",
-                f"Set the AMSI PropertyId to the eSite property id (not {pid!r}); leading "
+                f"{operation}: AMSI refused property {pid!r} with error code {err.code}: "
+                f"{_error_text(err)} (in the sandbox, {err.code} means an unknown property; what "
+                "a real eSite means by it is not known)",
+                f"Check the AMSI PropertyId against eSite's property id (not {pid!r}); leading "
                 "zeros matter.",
             )
             return "the property is unknown", step

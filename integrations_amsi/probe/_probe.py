@@ -16,7 +16,7 @@ from integrations.logging import mask, register_secret
 
 from ..client import get_client
 from ..conf import AmsiSettings
-from ..errors import UNKNOWN_PORTFOLIO
+from ..errors import UNKNOWN_PORTFOLIO, remote_text
 from ..identifiers import is_edex_int
 from ..properties import PropertyInfo, parse_property_list
 from ..xmldocs import UnsafeXml, local, parse_document
@@ -221,7 +221,20 @@ class _Probe(_ListSteps):
         if _is_login_refusal(err):
             reply = f"error code {err.code}: {text}" if err.code else text
             self.see("login error reply", reply)
-            if err.code == UNKNOWN_PORTFOLIO or "portfolio" in text.lower():
+            said = remote_text(err).lower()  # eSite's words only, not the table's
+            if err.code == UNKNOWN_PORTFOLIO and "portfolio" not in said:
+                self.add(
+                    n,
+                    "login",
+                    title,
+                    FAIL,
+                    f"AMSI refused the login with error code {err.code}, the sandbox's code for "
+                    f"an unknown portfolio; what a real eSite means by it is not known ({reply})",
+                    f"Check the PortfolioName ({self.settings.portfolio!r}) against the one AMSI "
+                    "gave for this eSite, then the eDex UserID and password.",
+                )
+                return "the portfolio is unknown"
+            if "portfolio" in said:
                 self.add(
                     n,
                     "login",

@@ -28,9 +28,11 @@ LEASING_READS = (
 # What only a real payment can confirm (procedure: docs/amsi.md, "First payment on a live eSite").
 PAYMENT_ONLY = (
     "AddPayment is accepted with this ClientMerchantID and our integer ClientTransactionID and "
-    "ClientJnlNo, and opens an External cash batch numbered by our batch id (ClientJnlNo), "
-    "Created By the eDex user (Ledger > Cash Batches)",
-    "UpdateSettlementData closes that batch (its Approve mark) with the batch total",
+    "ClientJnlNo, and opens an External cash batch Created By the eDex user (Ledger > Cash "
+    "Batches; its number is the reply's eSiteBatchNo, and External Deposits lists it under our "
+    "batch id as External Batch)",
+    "UpdateSettlementData closes that batch with the batch total (its Approve check mark, "
+    "which means still open, should go)",
     "ReturnPayment reverses the payment, and the settlement sent after a return is accepted",
     "whether eSite refuses a repeated ClientTransactionID (the connection's 'duplicates refused' "
     "confirmation: who and when)",

@@ -88,19 +88,25 @@ class Command(BaseCommand):
             reply, _text = provider.client.ledger("AddPayment", document, record=posting.key)
         except IntegrationError as err:
             raise CommandError(
-                f"no answer to read ({err.message}): look in eSite's batch {batch} whether the "
-                "payment now appears twice before trying again"
+                f"no answer to read ({err.message}): look in eSite whether the payment now "
+                f"appears twice under External Batch {batch} (Reports > Accounting Reports > "
+                "External Deposits) before trying again"
             ) from err
         if reply.ok:
             raise CommandError(
-                f"eSite ACCEPTED the repeat (ErrorCode {reply.error_code or SUCCESS}): batch "
-                f"{batch} now holds {posting.payment.amount} twice. eSite books repeats, so leave "
-                "'Duplicates refused' unticked; remove the extra entry in eSite before the batch "
-                "closes (or it will not settle at our total)."
+                f"eSite ACCEPTED the repeat (ErrorCode {reply.error_code or SUCCESS}): expect "
+                f"{posting.payment.amount} twice under External Batch {batch}, and check it. "
+                "eSite books repeats, so leave 'Duplicates refused' unticked, and have the extra "
+                "entry taken out in eSite before the batch closes (how eSite lets one edit an "
+                "External batch is not known): otherwise eSite's batch holds more than the total "
+                "our settlement sends, and what eSite does with that is not known either."
             )
         self.stdout.write(
             self.style.SUCCESS(
-                f"eSite REFUSED the repeat: ErrorCode {reply.error_code}: {reply.error_description}"
+                f"eSite REFUSED the repeat: ErrorCode {reply.error_code}: "
+                f"{reply.error_description or '(no text)'}. Before relying on it, check that "
+                f"nothing new is under External Batch {batch} and that the text speaks of a "
+                "repeat, not of another fault."
             )
         )
         if not opts["record"]:
@@ -109,7 +115,8 @@ class Command(BaseCommand):
         who = opts["by"] or getpass.getuser()
         record_duplicates_refused(connection, who=who, code=reply.error_code)
         self.stdout.write(
-            f"Recorded: duplicates refused on this eSite, confirmed by {who}, ErrorCode "
-            f"{reply.error_code} means 'already posted'. Payments whose reply is lost are now "
-            "re-sent automatically."
+            f"Recorded: duplicates refused on this eSite, confirmed by {who}. ErrorCode "
+            f"{reply.error_code}, answered to a payment re-sent after a lost reply, is now read "
+            "as 'already posted'. Such payments are now re-sent automatically; any other "
+            "answer stops for a person."
         )

@@ -95,7 +95,7 @@ def test_a_credit_status_code_nobody_knows_blocks_and_says_which(payer, control)
     status, body = pay(client, link.lease_id, "card")
     assert status == 409 and body["code"] == "blocked"
     link.lease.refresh_from_db()
-    assert "credit status 'Z' in AMSI" in link.lease.accounting_access_reason
+    assert "credit status 'Z' (Collections) in AMSI" in link.lease.accounting_access_reason
     patch(control, link, CreditStatus="N", CreditStatusDescription="Normal")
     call_command("integrations_sync", "--lease", str(link.lease_id))
     assert pay(client, link.lease_id, "card")[0] == 201

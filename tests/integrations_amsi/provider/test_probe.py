@@ -420,8 +420,10 @@ def test_unknown_property_found_by_the_counts(esite):
     report = probe(settings, client=EmptyList())
     assert not report.ok
     assert report.steps[4].status == FAIL
-    assert "AMSI does not know property '999'" in report.steps[4].detail
-    assert report.fix.startswith("Set the AMSI PropertyId to the eSite property id (not '999')")
+    assert "AMSI refused property '999' with error code 102" in report.steps[4].detail
+    assert "what a real eSite means by it is not known" in report.steps[4].detail
+    assert report.fix.startswith("Check the AMSI PropertyId against eSite's property id")
+    assert "(not '999')" in report.fix
 
 
 def test_usage_errors(db):

@@ -387,11 +387,16 @@ def test_credit_status_codes_map_to_access_and_an_unknown_code_blocks():
     assert access() == ("allowed", "")  # no CreditStatus attribute: Normal
     assert access(CreditStatus="N") == ("allowed", "")
     assert access(CreditStatus="C") == ("cards_only", "credit status No Checks in AMSI")
-    assert access(CreditStatus="h") == ("blocked", "credit status Hold in AMSI")
-    assert access(CreditStatus="R") == ("blocked", "credit status Restricted in AMSI")
+    # H and R: the letters are our inference, so eSite's own name is shown where it sends one.
+    assert access(CreditStatus="h") == ("blocked", "credit status H in AMSI (read as Hold)")
+    assert access(CreditStatus="R") == ("blocked", "credit status R in AMSI (read as Restricted)")
+    held = access(CreditStatus="H", CreditStatusDescription="Hold - Legal")
+    assert held == ("blocked", "credit status Hold - Legal in AMSI")
     state, reason = access(CreditStatus="X")
     assert state == "blocked"
     assert reason.startswith("credit status 'X' in AMSI: a code this integration does not know")
+    state, reason = access(CreditStatus="X", CreditStatusDescription="Collections")
+    assert reason.startswith("credit status 'X' (Collections) in AMSI: a code this")
 
 
 # -- refusals that still fail the run --------------------------------------------------------------
