@@ -148,8 +148,8 @@ def remote_text(err: IntegrationError) -> str:
 
 
 def is_error_document(err: BaseException) -> bool:
-    """An eDex error document (not a transport failure, not a login refusal): for a list read,
-    production clients took it for an empty list."""
+    """An eDex error document (not a transport failure, not a login refusal): for a resident
+    list read, production clients took it for an empty list."""
     return (
         isinstance(err, IntegrationError)
         and bool(err.code)

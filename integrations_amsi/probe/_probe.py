@@ -145,8 +145,8 @@ class _Probe(_ListSteps):
                 title,
                 FAIL,
                 f"{url}: HTTP {resp.status_code} {phrase}".rstrip(),
-                f"{url} answered HTTP {resp.status_code}: check the eDex base URL (it ends in "
-                "…/edexweb/esite, the folder holding leasing.asmx and ledger.asmx).",
+                f"{url} answered HTTP {resp.status_code}: check the eDex base URL: the folder "
+                "holding leasing.asmx and ledger.asmx (seen as …/edexweb/esite).",
             )
             return "the Leasing WSDL could not be read"
         try:

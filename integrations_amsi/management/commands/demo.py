@@ -125,7 +125,9 @@ class Command(BaseCommand):
             self._close(connection, "7. The cutoff: AMSI batches closed by the integration")
             self._deposit(connection, payments)
             self._wait(options["timeout"])
-            self._close(connection, "   and the returns' own eSite batches settled")
+            self._close(
+                connection, "   and the returns' own eSite batches settled (the sandbox's, above)"
+            )
             self._close_reversal_batches(connection)
             self._reports(connection, options["timeout"])
             ok = self._reconcile(connection)
