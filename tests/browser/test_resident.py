@@ -79,7 +79,7 @@ def test_a_resident_pays_and_it_reaches_esite(page, shot, world):
     assert "$125.00" in row.inner_text() and "Processing" in row.inner_text()
     assert row.get_by_role("button", name="Void").is_visible()  # today's, hers
     # eSite's balance does not move until the next sync: the page says why.
-    assert "payments still processing are not in it yet" in main_text(page)
+    assert "payments still processing may not be in it yet" in main_text(page)
     shot(page, "resident-04-paid")
 
     # Posted to eSite: the sandbox's ledger holds it on her lease, with our transaction id.
