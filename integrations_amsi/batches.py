@@ -108,6 +108,12 @@ _LINK = Prepared(
 )
 
 
+def esite_batch_no(connection_id: int, jnl_no: str) -> str:
+    """eSite's own number for the batch our ClientJnlNo names, where its link knows it."""
+    link = _LINK.first(connection_id, jnl_no)
+    return link.esite_batch_no if link else ""
+
+
 def landing_columns(connection_id, jnl_no) -> dict:
     """Annotations for a read made before a payment is sent (the provider's lease link): the
     eSite batch link its ClientJnlNo names on the connection, if one exists, and what that

@@ -60,7 +60,7 @@ from .errors import (
     LoginRefused,
     error_for,
     is_error_document,
-    remote_text,
+    portfolio_refusal,
 )
 from .properties import parse_property_list
 from .streaming import _EdexError, _EnvelopeReader
@@ -357,15 +357,15 @@ class EdexClient:
         try:
             root = self.leasing_document("GetPropertyList", "")
         except LoginRefused as err:
-            said = remote_text(err).lower()
-            if err.code == UNKNOWN_PORTFOLIO and "portfolio" not in said:
+            portfolio = portfolio_refusal(err)
+            if portfolio == "code":
                 # Only the code says so, and the code is the sandbox's (docs/amsi-evidence.md).
                 what = (
                     f"unknown portfolio {self.settings.portfolio!r}? (error code "
                     f"{UNKNOWN_PORTFOLIO} is the sandbox's code for it; what a real eSite means "
                     "by it is not known: check the UserID and Password too)"
                 )
-            elif "portfolio" in said:
+            elif portfolio == "said":
                 what = f"unknown portfolio {self.settings.portfolio!r}"
             else:
                 what = "bad login: AMSI refused the UserID or Password"

@@ -147,6 +147,15 @@ def remote_text(err: IntegrationError) -> str:
     return getattr(err, "remote_text", err.message)
 
 
+def portfolio_refusal(err: IntegrationError) -> str:
+    """How a login refusal points at the portfolio: "said" when eSite's own words name it,
+    "code" when only code 101 does (the sandbox's code for an unknown portfolio: what a real
+    eSite means by it is not known), "" when neither (a refused UserID or password)."""
+    if "portfolio" in remote_text(err).lower():
+        return "said"
+    return "code" if err.code == UNKNOWN_PORTFOLIO else ""
+
+
 def is_error_document(err: BaseException) -> bool:
     """An eDex error document (not a transport failure, not a login refusal): for a resident
     list read, production clients took it for an empty list."""

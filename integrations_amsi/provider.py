@@ -23,7 +23,7 @@ from .forms import CONNECTION_FIELDSETS, AmsiConnectionForm
 from .identifiers import client_jnl_no, client_transaction_id
 from .importer import AmsiImport
 from .linking import AmsiLinking
-from .models import AmsiBatchLink, AmsiLeaseLink, AmsiOccupantLink
+from .models import AmsiLeaseLink, AmsiOccupantLink
 from .xmldocs import LedgerReply, PaymentDoc, ReturnDoc
 
 log = logging.getLogger(__name__)
@@ -69,17 +69,6 @@ _LEASE_LINK = Prepared(
     int,
     str,
 )
-
-
-def _esite_batch(connection_id: int, jnl_no: str) -> str:
-    """' (eSite Batch N)' when the batch's link knows eSite's own number for our batch id."""
-    number = (
-        AmsiBatchLink.objects.filter(connection_id=connection_id, client_jnl_no=jnl_no)
-        .exclude(esite_batch_no="")
-        .values_list("esite_batch_no", flat=True)
-        .first()
-    )
-    return f" (eSite Batch {number})" if number else ""
 
 
 class AmsiProvider(AmsiImport, AmsiLinking, AccountingProvider):
@@ -313,6 +302,8 @@ class AmsiProvider(AmsiImport, AmsiLinking, AccountingProvider):
         )
         created_by = self.settings.created_by
         jnl = payment.batch.batch_id
+        number = batches.esite_batch_no(self.connection.pk, jnl)
+        esite = f" (eSite Batch {number})" if number else ""
         if posting.kind == PostingKind.REVERSAL:
             reason, description = reversal_reason(posting.reversal)
             try:
@@ -324,7 +315,7 @@ class AmsiProvider(AmsiImport, AmsiLinking, AccountingProvider):
                 f"-{posting.reversal.amount} for {who}, ClientTransactionID {txn}"
             )
             where = (
-                f"under External Batch {jnl}{_esite_batch(self.connection.pk, jnl)} or a "
+                f"under External Batch {jnl}{esite} or a "
                 f"separate External Batch {txn} (where eSite books a return is not known)"
             )
         else:
@@ -332,7 +323,7 @@ class AmsiProvider(AmsiImport, AmsiLinking, AccountingProvider):
                 f"a payment of {payment.amount} for {who}, "
                 f"ClientTransactionID {client_transaction_id(posting)}"
             )
-            where = f"under External Batch {jnl}{_esite_batch(self.connection.pk, jnl)}"
+            where = f"under External Batch {jnl}{esite}"
         return (
             f"In eSite look for {what}, sent about {when} property time: Reports > Accounting "
             f"Reports > External Deposits (By Payment) would list it {where}; Ledger > Cash "

@@ -16,7 +16,7 @@ from integrations.logging import mask, register_secret
 
 from ..client import get_client
 from ..conf import AmsiSettings
-from ..errors import UNKNOWN_PORTFOLIO, remote_text
+from ..errors import portfolio_refusal
 from ..identifiers import is_edex_int
 from ..properties import PropertyInfo, parse_property_list
 from ..xmldocs import UnsafeXml, local, parse_document
@@ -221,8 +221,8 @@ class _Probe(_ListSteps):
         if _is_login_refusal(err):
             reply = f"error code {err.code}: {text}" if err.code else text
             self.see("login error reply", reply)
-            said = remote_text(err).lower()  # eSite's words only, not the table's
-            if err.code == UNKNOWN_PORTFOLIO and "portfolio" not in said:
+            portfolio = portfolio_refusal(err)  # by eSite's words, or by the sandbox's code
+            if portfolio == "code":
                 self.add(
                     n,
                     "login",
@@ -234,7 +234,7 @@ class _Probe(_ListSteps):
                     "gave for this eSite, then the eDex UserID and password.",
                 )
                 return "the portfolio is unknown"
-            if "portfolio" in said:
+            if portfolio == "said":
                 self.add(
                     n,
                     "login",
